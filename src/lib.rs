@@ -1,0 +1,7 @@
+//! saeflow: a declarative dataflow runner for SAE-transfer studies.
+//!
+//! Data flows one way: [`spec`] (YAML → typed spec) → [`plan`] (matrix expansion, DAG, cache
+//! keys) → [`engine`] (executor, content-addressed Parquet cache) → tables. [`stages`] holds one
+//! file per stage kind, registered in one place. See ARCHITECTURE.md for the codemap.
+
+pub mod spec;
