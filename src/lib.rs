@@ -4,4 +4,8 @@
 //! keys) → [`engine`] (executor, content-addressed Parquet cache) → tables. [`stages`] holds one
 //! file per stage kind, registered in one place. See ARCHITECTURE.md for the codemap.
 
+pub mod engine;
+pub mod glob;
+pub mod plan;
 pub mod spec;
+pub mod stages;

@@ -32,14 +32,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(pos: Pos, message: impl Into<String>) -> Self {
-        Diagnostic {
-            file: String::new(),
-            pos,
-            stage: None,
-            message: message.into(),
-            help: None,
-            source_line: None,
-        }
+        Diagnostic { file: String::new(), pos, stage: None, message: message.into(), help: None, source_line: None }
     }
 
     pub fn stage(mut self, stage: impl Into<String>) -> Self {
@@ -79,11 +72,7 @@ impl fmt::Display for Diagnostic {
         if let Some(line) = &self.source_line {
             let n = self.pos.line.to_string();
             let pad = " ".repeat(n.len());
-            let caret_pad: String = line
-                .chars()
-                .take(self.pos.col.saturating_sub(1))
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
-                .collect();
+            let caret_pad: String = line.chars().take(self.pos.col.saturating_sub(1)).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
             write!(f, "\n {pad} |\n {n} | {line}\n {pad} | {caret_pad}^")?;
         }
         if let Some(help) = &self.help {

@@ -2,6 +2,10 @@
 //! cache or models. What each stage's fields mean (input or parameter) is decided in `plan/`,
 //! which has the stage registry.
 
+// Diagnostics are the cold path and carry a file name, a message, a help and a source line;
+// boxing them would buy nothing.
+#![allow(clippy::result_large_err)]
+
 pub mod diag;
 pub mod reference;
 pub mod value;
@@ -191,7 +195,10 @@ fn parse_defaults(node: &Node, out: &mut Vec<Setting>, errors: &mut Vec<Diagnost
         return;
     }
     let Some(entries) = node.as_map() else {
-        errors.push(Diagnostic::new(node.pos, format!("`defaults` is a map, got a {}", node.describe())).help("e.g. `defaults: {device: auto, seed: 0}`"));
+        errors.push(
+            Diagnostic::new(node.pos, format!("`defaults` is a map, got a {}", node.describe()))
+                .help("e.g. `defaults: {device: auto, seed: 0}`"),
+        );
         return;
     };
     for (k, v) in entries {
@@ -324,14 +331,18 @@ fn parse_matrix(node: &Node) -> Result<Vec<Axis>, Diagnostic> {
     for (k, v) in entries {
         let name = k.scalar().unwrap_or_default().to_string();
         if !reference::is_name(&name) {
-            return Err(Diagnostic::new(k.pos, format!("'{name}' is not a valid axis name")).help("axis names are letters, digits, `_` and `-`"));
+            return Err(
+                Diagnostic::new(k.pos, format!("'{name}' is not a valid axis name")).help("axis names are letters, digits, `_` and `-`")
+            );
         }
         let items = v.as_seq().ok_or_else(|| {
             Diagnostic::new(v.pos, format!("matrix axis '{name}' needs a list of values, got a {}", v.describe()))
                 .help(format!("write `{name}: [a, b]`, or set a single value as a parameter instead"))
         })?;
         if items.is_empty() {
-            return Err(Diagnostic::new(v.pos, format!("matrix axis '{name}' has no values")).help("give at least one value or remove the axis"));
+            return Err(
+                Diagnostic::new(v.pos, format!("matrix axis '{name}' has no values")).help("give at least one value or remove the axis")
+            );
         }
         let mut values: Vec<(Value, Pos)> = Vec::new();
         for item in items {
@@ -359,7 +370,12 @@ fn parse_rows(key: &str, node: &Node) -> Result<Vec<Row>, Diagnostic> {
             .ok_or_else(|| Diagnostic::new(item.pos, format!("each `{key}` row is a map of axis: value, got a {}", item.describe())))?;
         let mut row = Row { pos: item.pos, entries: Vec::new() };
         for (k, v) in entries {
-            row.entries.push(Setting { name: k.scalar().unwrap_or_default().to_string(), pos: k.pos, value: v.to_value()?, value_pos: v.pos });
+            row.entries.push(Setting {
+                name: k.scalar().unwrap_or_default().to_string(),
+                pos: k.pos,
+                value: v.to_value()?,
+                value_pos: v.pos,
+            });
         }
         if row.entries.is_empty() {
             return Err(Diagnostic::new(item.pos, format!("empty `{key}` row")).help("name at least one axis"));

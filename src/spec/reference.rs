@@ -55,12 +55,7 @@ const SYNTAX_HELP: &str = "write `stage`, `stage.output`, or `stage[axis=value, 
 /// Parse an input field's node: a string, a list of strings, or `{from: ..., over: [...]}`.
 pub fn parse_input(node: &Node) -> Result<InputSpec, Diagnostic> {
     match &node.kind {
-        NodeKind::Scalar { text, .. } => Ok(InputSpec {
-            refs: vec![parse_ref(text, node.pos)?],
-            over: None,
-            pos: node.pos,
-            listed: false,
-        }),
+        NodeKind::Scalar { text, .. } => Ok(InputSpec { refs: vec![parse_ref(text, node.pos)?], over: None, pos: node.pos, listed: false }),
         NodeKind::Seq(items) => {
             let mut refs = Vec::new();
             for item in items {
@@ -91,8 +86,11 @@ pub fn parse_input(node: &Node) -> Result<InputSpec, Diagnostic> {
                                 })
                                 .collect::<Result<_, _>>()?,
                             other => {
-                                return Err(Diagnostic::new(v.pos, format!("`over` takes an axis name or a list of them, got {}", other.type_name()))
-                                    .help("e.g. `over: [layer]`"));
+                                return Err(Diagnostic::new(
+                                    v.pos,
+                                    format!("`over` takes an axis name or a list of them, got {}", other.type_name()),
+                                )
+                                .help("e.g. `over: [layer]`"));
                             }
                         };
                         over = Some(axes);
@@ -120,9 +118,9 @@ pub fn parse_ref(text: &str, pos: Pos) -> Result<InputRef, Diagnostic> {
     let (head, conds) = match text.find('[') {
         Some(i) => {
             let rest = &text[i + 1..];
-            let body = rest.strip_suffix(']').ok_or_else(|| {
-                Diagnostic::new(pos, format!("unclosed selector in '{text}'")).help("close the selector with `]`")
-            })?;
+            let body = rest
+                .strip_suffix(']')
+                .ok_or_else(|| Diagnostic::new(pos, format!("unclosed selector in '{text}'")).help("close the selector with `]`"))?;
             (&text[..i], Some(body))
         }
         None => (text, None),

@@ -36,9 +36,7 @@ impl Value {
             Value::Null => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
-            Value::Float(x) => serde_json::Number::from_f64(*x)
-                .map(J::Number)
-                .unwrap_or_else(|| J::String(format!("{x}"))),
+            Value::Float(x) => serde_json::Number::from_f64(*x).map(J::Number).unwrap_or_else(|| J::String(format!("{x}"))),
             Value::Str(s) => J::String(s.clone()),
             Value::List(items) => J::Array(items.iter().map(Value::to_json).collect()),
             Value::Map(map) => J::Object(map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
@@ -115,9 +113,7 @@ impl Value {
                 x.total_cmp(&y).then_with(|| rank_num(a).cmp(&rank_num(b)))
             }
             (Value::Str(a), Value::Str(b)) => a.cmp(b),
-            _ => rank(self)
-                .cmp(&rank(other))
-                .then_with(|| self.canonical().cmp(&other.canonical())),
+            _ => rank(self).cmp(&rank(other)).then_with(|| self.canonical().cmp(&other.canonical())),
         }
     }
 }
@@ -138,11 +134,7 @@ impl fmt::Display for Value {
                 let plain = !s.is_empty()
                     && s.chars().all(|c| c.is_alphanumeric() || "-_./+:@".contains(c))
                     && crate::spec::yaml::resolve_plain(s) == Value::Str(s.clone());
-                if plain {
-                    write!(f, "{s}")
-                } else {
-                    write!(f, "{}", serde_json::Value::String(s.clone()))
-                }
+                if plain { write!(f, "{s}") } else { write!(f, "{}", serde_json::Value::String(s.clone())) }
             }
             Value::List(items) => {
                 write!(f, "(")?;
@@ -161,9 +153,7 @@ impl fmt::Display for Value {
 
 impl Value {
     fn to_json_float(&self, x: f64) -> String {
-        serde_json::Number::from_f64(x)
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| format!("{x}"))
+        serde_json::Number::from_f64(x).map(|n| n.to_string()).unwrap_or_else(|| format!("{x}"))
     }
 }
 

@@ -23,7 +23,10 @@ pub struct Node {
 #[derive(Clone, Debug)]
 pub enum NodeKind {
     /// A scalar; `plain` is false for quoted and block scalars (which are always strings).
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     /// Keys keep their order and their own positions.
     Map(Vec<(Node, Node)>),
@@ -77,8 +80,7 @@ impl Node {
                 let mut map = BTreeMap::new();
                 for (k, v) in entries {
                     let key = k.scalar().ok_or_else(|| {
-                        Diagnostic::new(k.pos, "a map key must be a plain string")
-                            .help("write the key as a scalar, e.g. `name: value`")
+                        Diagnostic::new(k.pos, "a map key must be a plain string").help("write the key as a scalar, e.g. `name: value`")
                     })?;
                     map.insert(key.to_string(), v.to_value()?);
                 }
@@ -100,28 +102,27 @@ pub fn resolve_plain(text: &str) -> Value {
         _ => {}
     }
     let body = text.strip_prefix(['+', '-']).unwrap_or(text);
-    if !body.is_empty() && body.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(i) = text.parse::<i64>() {
-            return Value::Int(i);
-        }
+    if !body.is_empty()
+        && body.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(i) = text.parse::<i64>()
+    {
+        return Value::Int(i);
     }
-    if let Some(hex) = text.strip_prefix("0x") {
-        if let Ok(i) = i64::from_str_radix(hex, 16) {
-            return Value::Int(i);
-        }
+    if let Some(hex) = text.strip_prefix("0x")
+        && let Ok(i) = i64::from_str_radix(hex, 16)
+    {
+        return Value::Int(i);
     }
-    if let Some(oct) = text.strip_prefix("0o") {
-        if let Ok(i) = i64::from_str_radix(oct, 8) {
-            return Value::Int(i);
-        }
+    if let Some(oct) = text.strip_prefix("0o")
+        && let Ok(i) = i64::from_str_radix(oct, 8)
+    {
+        return Value::Int(i);
     }
     let looks_float = body.starts_with(|c: char| c.is_ascii_digit() || c == '.')
         && body.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))
         && body.chars().any(|c| c.is_ascii_digit());
-    if looks_float {
-        if let Ok(x) = text.parse::<f64>() {
-            return Value::Float(x);
-        }
+    if looks_float && let Ok(x) = text.parse::<f64>() {
+        return Value::Float(x);
     }
     Value::Str(text.to_string())
 }
@@ -157,9 +158,10 @@ pub fn parse(source: &str) -> Result<Node, Diagnostic> {
                 None
             }
             Event::Alias(id) => {
-                let node = anchors.get(&id).cloned().ok_or_else(|| {
-                    Diagnostic::new(pos, "alias refers to an unknown anchor").help("define `&name` before using `*name`")
-                })?;
+                let node = anchors
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| Diagnostic::new(pos, "alias refers to an unknown anchor").help("define `&name` before using `*name`"))?;
                 Some((Node { pos, ..node }, 0))
             }
             Event::Scalar(text, style, anchor, _tag) => {

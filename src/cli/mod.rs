@@ -1,0 +1,549 @@
+//! The command line: parse arguments, call the library, print, choose the exit code. The only
+//! place that prints (besides the progress sink it hands the executor).
+
+mod progress;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use saeflow::engine::cache::{Cache, EntryState};
+use saeflow::engine::executor::{self, Outcome, RunOptions};
+use saeflow::engine::history::History;
+use saeflow::engine::share::{self, Imported};
+use saeflow::engine::status::{self, Status, assess};
+use saeflow::engine::table;
+use saeflow::plan::{Plan, PlanOptions, key, project_root_of};
+use saeflow::spec::Pipeline;
+use saeflow::stages::Registry;
+use saeflow::stages::signature::Many;
+
+use progress::{RunLog, fmt_rows, fmt_secs};
+
+/// Exit code of `plan` when work is needed.
+const EXIT_WORK: u8 = 10;
+
+#[derive(Parser)]
+#[command(
+    name = "saeflow",
+    version,
+    about = "Declarative dataflow runner for SAE-transfer studies: YAML pipelines → DAG → content-addressed Parquet cache"
+)]
+struct Cli {
+    /// Cache folder (default: `cache/` in the pipeline's project, or ./cache).
+    #[arg(long, global = true, env = "SAEFLOW_CACHE", value_name = "DIR")]
+    cache: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show every instance, whether it is cached or would run, and why (exit 0: nothing to run, 10: work needed).
+    Plan {
+        file: PathBuf,
+        /// Print a JSON array of {instance, stage, kind, key, status, reason, ...}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run what is not cached, in topological order.
+    Run {
+        file: PathBuf,
+        /// Only instances (or stages) matching this glob, plus what they need (`*` and `?` wildcards).
+        #[arg(long, value_name = "GLOB")]
+        only: Vec<String>,
+        /// Recompute matching instances even if cached.
+        #[arg(long, value_name = "GLOB")]
+        force: Vec<String>,
+        /// After a failure, keep running everything that does not depend on it.
+        #[arg(long)]
+        keep_going: bool,
+    },
+    /// Explain an instance's key: its preimage, diffed against the last run recorded for it.
+    Why { file: PathBuf, instance: String },
+    /// Print the instance DAG (or the stage DAG with --stages) as Mermaid or Graphviz dot.
+    Dag {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: DagFormat,
+        /// One node per stage instead of per instance.
+        #[arg(long)]
+        stages: bool,
+    },
+    /// Print an instance's table: where it came from, its schema and first rows.
+    Show {
+        file: PathBuf,
+        instance: String,
+        /// Which output of the instance (default: its first).
+        #[arg(long)]
+        output: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+    /// Cached / missing / damaged for every instance, with rows and times.
+    Status { file: PathBuf },
+    /// Remove cache entries that none of the given pipelines reaches (default: every pipelines/*.yaml here).
+    Gc {
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Hash every cache entry against its manifest; move damaged ones to .corrupt/ so they are recomputed.
+    Verify,
+    /// Copy an instance's tables (Parquet parts with their metadata, and the manifest) to a folder.
+    Export {
+        file: PathBuf,
+        instance: String,
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
+    /// Put exported tables into the cache under their keys, so runs here find them cached.
+    Import { dir: PathBuf },
+    /// List stage kinds with their inputs, parameters and outputs.
+    Kinds { kind: Option<String> },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DagFormat {
+    Mermaid,
+    Dot,
+}
+
+pub fn main() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    let registry = Registry::builtin();
+    match cli.command {
+        Command::Plan { file, json } => cmd_plan(&cli.cache, &registry, &file, json),
+        Command::Run { file, only, force, keep_going } => cmd_run(&cli.cache, &registry, &file, only, force, keep_going),
+        Command::Why { file, instance } => cmd_why(&cli.cache, &registry, &file, &instance),
+        Command::Dag { file, format, stages } => cmd_dag(&cli.cache, &registry, &file, format, stages),
+        Command::Show { file, instance, output, limit } => cmd_show(&cli.cache, &registry, &file, &instance, output.as_deref(), limit),
+        Command::Status { file } => cmd_status(&cli.cache, &registry, &file),
+        Command::Gc { files, dry_run } => cmd_gc(&cli.cache, &registry, files, dry_run),
+        Command::Verify => cmd_verify(&cli.cache),
+        Command::Export { file, instance, to } => cmd_export(&cli.cache, &registry, &file, &instance, &to),
+        Command::Import { dir } => cmd_import(&cli.cache, &dir),
+        Command::Kinds { kind } => cmd_kinds(&registry, kind.as_deref()),
+    }
+}
+
+fn cache_dir(flag: &Option<PathBuf>, file: Option<&Path>) -> PathBuf {
+    match (flag, file) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(f)) => project_root_of(f).join("cache"),
+        (None, None) => PathBuf::from("cache"),
+    }
+}
+
+/// Parse and plan a pipeline; diagnostics come back as the error text.
+fn load(cache: &Path, registry: &Registry, file: &Path) -> Result<Plan> {
+    let pipeline = Pipeline::load(file).map_err(|d| anyhow::anyhow!("{d}"))?;
+    let opts = PlanOptions { project_root: None, fingerprint_memo: Some(cache.join(".fingerprints.json")) };
+    let plan = Plan::build(pipeline, registry, &opts).map_err(|d| anyhow::anyhow!("{d}"))?;
+    for w in &plan.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(plan)
+}
+
+fn find<'p>(plan: &'p Plan, id: &str) -> Result<&'p saeflow::plan::Instance> {
+    plan.instance(id).with_context(|| {
+        let hint = plan.suggest_instance(id).unwrap_or_default();
+        format!("no instance '{id}' in pipeline '{}'; {hint}", plan.pipeline.name)
+    })
+}
+
+fn id_width(plan: &Plan) -> usize {
+    plan.instances.iter().map(|i| i.id.chars().count()).max().unwrap_or(10).min(70)
+}
+
+fn cmd_plan(cache: &Option<PathBuf>, registry: &Registry, file: &Path, json: bool) -> Result<ExitCode> {
+    let cache = Cache::at(&cache_dir(cache, Some(file)));
+    let plan = load(cache.root(), registry, file)?;
+    let history = History::load(&cache, &plan.pipeline.name);
+    let assessed = assess(&plan, &cache, &history, &|_| false);
+    let to_run = assessed.iter().filter(|a| a.status == Status::Run).count();
+    if json {
+        let rows: Vec<serde_json::Value> = plan
+            .instances
+            .iter()
+            .zip(&assessed)
+            .map(|(inst, a)| {
+                serde_json::json!({
+                    "instance": inst.id,
+                    "stage": inst.stage,
+                    "kind": inst.kind,
+                    "key": inst.key(None),
+                    "outputs": inst.outputs.iter().map(|o| serde_json::json!({"name": o.name, "table": o.table, "key": o.key})).collect::<Vec<_>>(),
+                    "coords": saeflow::spec::Value::Map(inst.coords.clone()).to_json(),
+                    "status": if a.status == Status::Cached { "cached" } else { "run" },
+                    "reason": a.reason,
+                    "fused": inst.fuse_group.is_some(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        let w = id_width(&plan);
+        println!(
+            "plan {}: {} instances — {} cached, {} to run",
+            plan.pipeline.name,
+            plan.instances.len(),
+            plan.instances.len() - to_run,
+            to_run
+        );
+        for (inst, a) in plan.instances.iter().zip(&assessed) {
+            let (st, reason) = match a.status {
+                Status::Cached => ("cached", String::new()),
+                Status::Run => ("run", a.reason.clone()),
+            };
+            let fused = match (&inst.fuse_group, a.status == Status::Run) {
+                (Some(_), true) => {
+                    let n = plan
+                        .instances
+                        .iter()
+                        .zip(&assessed)
+                        .filter(|(j, b)| j.fuse_group == inst.fuse_group && b.status == Status::Run)
+                        .count();
+                    if n > 1 { format!(" [fused: one computation serves {n} instances]") } else { String::new() }
+                }
+                _ => String::new(),
+            };
+            println!("{}", format!("  {st:<8}{:<w$}  {reason}{fused}", inst.id).trim_end());
+        }
+    }
+    Ok(ExitCode::from(if to_run == 0 { 0 } else { EXIT_WORK }))
+}
+
+fn cmd_run(
+    cache: &Option<PathBuf>,
+    registry: &Registry,
+    file: &Path,
+    only: Vec<String>,
+    force: Vec<String>,
+    keep_going: bool,
+) -> Result<ExitCode> {
+    let dir = cache_dir(cache, Some(file));
+    let cache = Cache::open(&dir).with_context(|| format!("cannot open the cache at {}", dir.display()))?;
+    let plan = load(cache.root(), registry, file)?;
+    let fault = std::env::var("SAEFLOW_FAULT").ok().map(|f| parse_fault(&f)).transpose()?;
+    let opts = RunOptions { only, force, keep_going, fault };
+    let log = RunLog::new(id_width(&plan));
+    println!("run {}: {} instances (cache {})", plan.pipeline.name, plan.instances.len(), cache.root().display());
+    let summary = executor::run(&plan, registry, &cache, &opts, &log)?;
+    let ran = summary.count(|o| matches!(o, Outcome::Ran { .. }));
+    let cached = summary.count(|o| matches!(o, Outcome::Cached));
+    let failed = summary.failed();
+    let blocked = summary.count(|o| matches!(o, Outcome::Blocked(_)));
+    let skipped = summary.count(|o| matches!(o, Outcome::Skipped));
+    let mut line = format!("done: {ran} ran, {cached} cached");
+    if failed > 0 {
+        line += &format!(", {failed} failed");
+    }
+    if blocked > 0 {
+        line += &format!(", {blocked} blocked");
+    }
+    if skipped > 0 {
+        line += &format!(", {skipped} not selected");
+    }
+    println!("{line}");
+    if failed > 0 || blocked > 0 {
+        if !keep_going && skipped > 0 {
+            eprintln!("saeflow: stopped at the first failure; rerun with --keep-going to run everything that does not depend on it");
+        }
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `SAEFLOW_FAULT=exit-after-part:GLOB:N`
+fn parse_fault(text: &str) -> Result<(String, usize)> {
+    let rest = text.strip_prefix("exit-after-part:").with_context(|| format!("SAEFLOW_FAULT='{text}': expected exit-after-part:GLOB:N"))?;
+    let (glob, n) = rest.rsplit_once(':').with_context(|| format!("SAEFLOW_FAULT='{text}': expected exit-after-part:GLOB:N"))?;
+    Ok((glob.to_string(), n.parse().with_context(|| format!("SAEFLOW_FAULT='{text}': N must be a part number"))?))
+}
+
+fn cmd_why(cache: &Option<PathBuf>, registry: &Registry, file: &Path, id: &str) -> Result<ExitCode> {
+    let cache = Cache::at(&cache_dir(cache, Some(file)));
+    let plan = load(cache.root(), registry, file)?;
+    let inst = find(&plan, id)?;
+    let history = History::load(&cache, &plan.pipeline.name);
+    let a = status::assess_one(&plan, inst, &cache, &history, false);
+    println!("{}", inst.id);
+    for o in &inst.outputs {
+        println!("  output {:<10} key {}", o.name, o.key);
+    }
+    match a.status {
+        Status::Cached => println!("  status: cached"),
+        Status::Run => println!("  status: would run — {}", a.reason),
+    }
+    match history.instances.get(&inst.id) {
+        None => println!("  no earlier run of this instance is recorded in {}", cache.root().display()),
+        Some(rec) if rec.preimage == inst.preimage => println!("  key unchanged since the last recorded run ({})", rec.key),
+        Some(rec) => {
+            println!("  key changed since the last recorded run (was {}):", rec.key);
+            for d in key::diff(&rec.preimage, &inst.preimage) {
+                println!("    {d}");
+            }
+            println!("  in words: {}", status::describe(&plan, inst, &key::diff(&rec.preimage, &inst.preimage)));
+        }
+    }
+    println!("  key preimage:");
+    for line in serde_json::to_string_pretty(&inst.preimage)?.lines() {
+        println!("    {line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_dag(cache: &Option<PathBuf>, registry: &Registry, file: &Path, format: DagFormat, stages: bool) -> Result<ExitCode> {
+    let cache = cache_dir(cache, Some(file));
+    let plan = load(&cache, registry, file)?;
+    let (nodes, edges): (Vec<String>, BTreeSet<(usize, usize)>) = if stages {
+        let idx = |name: &str| plan.stages.iter().position(|s| s.name == name).unwrap_or(0);
+        let nodes =
+            plan.stages.iter().map(|s| (s.name.clone(), format!("{} ({}, {}×)", s.name, s.signature.kind, s.instances.len()))).collect();
+        let edges = plan
+            .instances
+            .iter()
+            .flat_map(|i| i.inputs.iter().flat_map(|b| b.items.iter().map(|it| (idx(&plan.instances[it.instance].stage), idx(&i.stage)))))
+            .collect();
+        (nodes, edges)
+    } else {
+        let nodes = plan.instances.iter().map(|i| i.id.clone()).collect();
+        let edges =
+            plan.instances.iter().flat_map(|i| i.inputs.iter().flat_map(|b| b.items.iter().map(|it| (it.instance, i.index)))).collect();
+        (nodes, edges)
+    };
+    match format {
+        DagFormat::Mermaid => {
+            println!("flowchart LR");
+            for (i, label) in nodes.iter().enumerate() {
+                println!("  n{i}[\"{}\"]", label.replace('"', "#quot;"));
+            }
+            for (a, b) in &edges {
+                println!("  n{a} --> n{b}");
+            }
+        }
+        DagFormat::Dot => {
+            println!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];", plan.pipeline.name);
+            for (i, label) in nodes.iter().enumerate() {
+                println!("  n{i} [label=\"{}\"];", label.replace('\\', "\\\\").replace('"', "\\\""));
+            }
+            for (a, b) in &edges {
+                println!("  n{a} -> n{b};");
+            }
+            println!("}}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_show(cache: &Option<PathBuf>, registry: &Registry, file: &Path, id: &str, output: Option<&str>, limit: usize) -> Result<ExitCode> {
+    let cache = Cache::at(&cache_dir(cache, Some(file)));
+    let plan = load(cache.root(), registry, file)?;
+    let inst = find(&plan, id)?;
+    let key = match output {
+        Some(o) => inst.key(Some(o)).with_context(|| {
+            let names: Vec<&str> = inst.outputs.iter().map(|o| o.name.as_str()).collect();
+            format!("{id} has no output '{o}'; its outputs: {}", names.join(", "))
+        })?,
+        None => inst.key(None).context("the instance has no outputs")?,
+    };
+    let m = match cache.state(key) {
+        EntryState::Present(m) | EntryState::Touched(m) => m,
+        EntryState::Missing => bail!("{id} is not cached yet (key {key}); run `saeflow run {}` first", file.display()),
+        EntryState::Damaged(why) => bail!("{id}: the cache entry is damaged ({why}); `saeflow run` will recompute it"),
+    };
+    println!("{}  ({} output, {} table)", m.instance, m.output, m.table);
+    println!("  key      {}", m.key);
+    println!("  rows     {} in {} part(s), {} bytes", fmt_rows(m.rows), m.files.len(), cache.size_of(&m));
+    println!("  computed in {} by saeflow {}", fmt_secs(m.seconds), m.saeflow_version);
+    let dir = cache.entry_dir(key);
+    let (schema, _, _) = table::read_footer(&dir.join(&m.files[0].name))?;
+    println!("schema:");
+    for f in schema.fields() {
+        println!("  {}: {}{}", f.name(), f.data_type(), if f.is_nullable() { " (nullable)" } else { "" });
+    }
+    let mut batches = Vec::new();
+    let mut left = limit;
+    'outer: for f in &m.files {
+        for b in table::read_file(&dir.join(&f.name))? {
+            let b = b?;
+            if left == 0 {
+                break 'outer;
+            }
+            let take = b.num_rows().min(left);
+            batches.push(b.slice(0, take));
+            left -= take;
+        }
+    }
+    println!("first {} rows:", limit.min(m.rows as usize));
+    println!("{}", arrow_cast::pretty::pretty_format_batches(&batches)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_status(cache: &Option<PathBuf>, registry: &Registry, file: &Path) -> Result<ExitCode> {
+    let cache = Cache::at(&cache_dir(cache, Some(file)));
+    let plan = load(cache.root(), registry, file)?;
+    let history = History::load(&cache, &plan.pipeline.name);
+    let assessed = assess(&plan, &cache, &history, &|_| false);
+    let w = id_width(&plan);
+    println!("status {} (cache {})", plan.pipeline.name, cache.root().display());
+    for (inst, a) in plan.instances.iter().zip(&assessed) {
+        let st = match (&a.status, a.damaged.is_empty()) {
+            (Status::Cached, _) => "cached",
+            (Status::Run, false) => "damaged",
+            (Status::Run, true) => "missing",
+        };
+        let rows = a.rows.map(|r| format!("{} rows", fmt_rows(r))).unwrap_or_default();
+        let secs = a.seconds.map(fmt_secs).unwrap_or_default();
+        println!("{}", format!("  {st:<8}{:<w$}  {:>14}  {:>8}  {}", inst.id, rows, secs, inst.key(None).unwrap_or_default()).trim_end());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_gc(cache_flag: &Option<PathBuf>, registry: &Registry, files: Vec<PathBuf>, dry_run: bool) -> Result<ExitCode> {
+    let files = if files.is_empty() {
+        let mut found: Vec<PathBuf> = std::fs::read_dir("pipelines")
+            .context("no pipeline files given and no pipelines/ folder here; name the pipelines whose entries to keep")?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+            .collect();
+        found.sort();
+        found
+    } else {
+        files
+    };
+    if files.is_empty() {
+        bail!("no pipeline files to keep entries for; name them: saeflow gc pipelines/a.yaml ...");
+    }
+    let cache = Cache::at(&cache_dir(cache_flag, files.first().map(PathBuf::as_path)));
+    let mut keep = BTreeSet::new();
+    for f in &files {
+        let plan = load(cache.root(), registry, f)?;
+        keep.extend(plan.instances.iter().flat_map(|i| i.outputs.iter().map(|o| o.key.clone())));
+    }
+    let (mut n, mut bytes) = (0usize, 0u64);
+    for key in cache.keys()? {
+        if keep.contains(&key) {
+            continue;
+        }
+        let dir = cache.entry_dir(&key);
+        let size = dir_size(&dir);
+        println!("  {} {key}  {} bytes", if dry_run { "would remove" } else { "removed" }, size);
+        if !dry_run {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        }
+        n += 1;
+        bytes += size;
+    }
+    for key in cache.tmp_keys() {
+        if !keep.contains(&key) {
+            let dir = cache.tmp_dir(&key);
+            bytes += dir_size(&dir);
+            n += 1;
+            if !dry_run {
+                std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+            }
+        }
+    }
+    println!(
+        "{} {n} entries, {} bytes (kept {} reachable from {} pipeline(s))",
+        if dry_run { "would remove" } else { "removed" },
+        bytes,
+        keep.len(),
+        files.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten().map(|e| if e.path().is_dir() { dir_size(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) }).sum()
+        })
+        .unwrap_or(0)
+}
+
+fn cmd_verify(cache_flag: &Option<PathBuf>) -> Result<ExitCode> {
+    let cache = Cache::at(&cache_dir(cache_flag, None));
+    let keys = cache.keys()?;
+    let mut bad = 0;
+    for key in &keys {
+        if let Err(why) = cache.verify(key) {
+            let moved = cache.quarantine(key)?;
+            println!("  damaged {key}: {why} (moved to {})", moved.display());
+            bad += 1;
+        }
+    }
+    println!("verified {} entries in {}: {} damaged", keys.len(), cache.root().display(), bad);
+    Ok(if bad > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn cmd_export(cache: &Option<PathBuf>, registry: &Registry, file: &Path, id: &str, to: &Path) -> Result<ExitCode> {
+    let cache = Cache::at(&cache_dir(cache, Some(file)));
+    let plan = load(cache.root(), registry, file)?;
+    let inst = find(&plan, id)?;
+    let folder = sanitize(&inst.id);
+    for o in &inst.outputs {
+        let dest = to.join(&folder).join(&o.name);
+        let files = share::export(&cache, &o.key, &dest).with_context(|| format!("cannot export {} output {}", inst.id, o.name))?;
+        println!("  exported {} ({}) → {} ({} files)", inst.id, o.name, dest.display(), files.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An instance id as a folder name: `pool[layer=6,k=x]` → `pool_layer=6,k=x_`.
+fn sanitize(id: &str) -> String {
+    id.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.=,+".contains(c) { c } else { '_' }).collect()
+}
+
+fn cmd_import(cache_flag: &Option<PathBuf>, dir: &Path) -> Result<ExitCode> {
+    let cache = Cache::open(&cache_dir(cache_flag, None))?;
+    for r in share::import(&cache, dir)? {
+        match r {
+            Imported::Added { key, instance, rows } => println!("  imported {instance}  key {key}  {} rows", fmt_rows(rows)),
+            Imported::AlreadyCached { key, instance } => println!("  cached   {instance}  key {key} (already here)"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_kinds(registry: &Registry, kind: Option<&str>) -> Result<ExitCode> {
+    let sigs: Vec<_> = registry.signatures().filter(|s| kind.is_none_or(|k| s.kind == k)).collect();
+    if sigs.is_empty() {
+        let k = kind.unwrap_or_default();
+        bail!("unknown kind '{k}'; {}", saeflow::spec::suggest(k, registry.kinds()).unwrap_or_default());
+    }
+    for s in sigs {
+        println!("{} (version {})\n  {}", s.kind, s.version, s.doc);
+        for i in &s.inputs {
+            let many = match &i.many {
+                Many::One => String::new(),
+                Many::All => ", gathers every variant".into(),
+                Many::Over(a) => format!(", gathers over {}", a.join(", ")),
+            };
+            let accepts = if i.accepts.is_empty() { "any table".to_string() } else { i.accepts.join(" | ") };
+            println!("  input  {:<12} {accepts}{}{many} — {}", i.name, if i.required { "" } else { ", optional" }, i.doc);
+        }
+        for p in &s.params {
+            let default = p.default.as_ref().map(|d| format!(" = {d}")).unwrap_or_else(|| " (required)".into());
+            println!("  param  {:<12} {}{default}{} — {}", p.name, p.ty.describe(), if p.in_key { "" } else { ", not in the key" }, p.doc);
+        }
+        if s.open_params {
+            println!("  param  (any other)  accepted and part of the key");
+        }
+        for o in &s.outputs {
+            println!("  output {:<12} {} table — {}", o.name, o.table, o.doc);
+        }
+        if !s.fuse_axes.is_empty() {
+            println!("  fused over: {}", s.fuse_axes.join(", "));
+        }
+        println!();
+    }
+    Ok(ExitCode::SUCCESS)
+}

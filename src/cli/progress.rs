@@ -1,0 +1,143 @@
+//! The notebook-like run log: one line per instance (cached / ran / failed, time, rows) and, on a
+//! terminal, a progress bar per running job with items/s and ETA (plain lines otherwise).
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use saeflow::engine::executor::{Observer, Outcome};
+use saeflow::engine::job::Progress;
+use saeflow::plan::Instance;
+
+pub struct RunLog {
+    multi: MultiProgress,
+    tty: bool,
+    width: usize,
+}
+
+impl RunLog {
+    pub fn new(width: usize) -> RunLog {
+        let tty = std::io::stderr().is_terminal();
+        let target = if tty { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        RunLog { multi: MultiProgress::with_draw_target(target), tty, width }
+    }
+
+    fn line(&self, text: String) {
+        if self.tty {
+            let _ = self.multi.println(text);
+        } else {
+            println!("{text}");
+        }
+    }
+}
+
+pub fn fmt_rows(rows: u64) -> String {
+    let s = rows.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn fmt_secs(s: f64) -> String {
+    if s < 1.0 {
+        format!("{:.0}ms", s * 1000.0)
+    } else if s < 120.0 {
+        format!("{s:.1}s")
+    } else {
+        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    }
+}
+
+impl Observer for RunLog {
+    fn started(&self, members: &[&Instance]) {
+        if members.len() > 1 {
+            let ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
+            self.line(format!("  {:<8}{} as one fused computation", "running", ids.join(", ")));
+        }
+    }
+
+    fn finished(&self, inst: &Instance, outcome: &Outcome) {
+        let w = self.width;
+        let text = match outcome {
+            Outcome::Cached => format!("  {:<8}{:<w$}", "cached", inst.id),
+            Outcome::Ran { seconds, rows } => {
+                format!("  {:<8}{:<w$}  {:>8}  {:>12} rows", "ran", inst.id, fmt_secs(*seconds), fmt_rows(*rows))
+            }
+            Outcome::Failed(e) => format!("  {:<8}{:<w$}  {e}", "failed", inst.id),
+            Outcome::Blocked(by) => format!("  {:<8}{:<w$}  (input {by} failed)", "blocked", inst.id),
+            Outcome::Skipped => return,
+        };
+        self.line(text.trim_end().to_string());
+    }
+
+    fn progress(&self, inst: &Instance) -> Box<dyn Progress> {
+        if self.tty {
+            let bar = self.multi.add(ProgressBar::new_spinner());
+            bar.set_prefix(inst.id.clone());
+            bar.enable_steady_tick(Duration::from_millis(200));
+            Box::new(Bar { bar })
+        } else {
+            Box::new(Plain { id: inst.id.clone(), state: Mutex::new((0, 0, String::new(), Instant::now())) })
+        }
+    }
+
+    fn note(&self, message: &str) {
+        self.line(format!("  note: {message}"));
+    }
+}
+
+struct Bar {
+    bar: ProgressBar,
+}
+
+impl Progress for Bar {
+    fn set_total(&self, total: u64, unit: &str) {
+        self.bar.set_length(total);
+        let style = ProgressStyle::with_template(&format!("  {{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{per_sec}} eta {{eta}}"))
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        self.bar.set_style(style);
+    }
+
+    fn advance(&self, n: u64) {
+        self.bar.inc(n);
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// Without a terminal: a progress line at most every 10 seconds.
+struct Plain {
+    id: String,
+    state: Mutex<(u64, u64, String, Instant)>,
+}
+
+impl Progress for Plain {
+    fn set_total(&self, total: u64, unit: &str) {
+        if let Ok(mut s) = self.state.lock() {
+            s.1 = total;
+            s.2 = unit.to_string();
+        }
+    }
+
+    fn advance(&self, n: u64) {
+        if let Ok(mut s) = self.state.lock() {
+            s.0 += n;
+            if s.3.elapsed() >= Duration::from_secs(10) {
+                println!("  {:<8}{}  {}/{} {}", "...", self.id, s.0, s.1, s.2);
+                s.3 = Instant::now();
+            }
+        }
+    }
+}

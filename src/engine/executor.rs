@@ -1,0 +1,442 @@
+//! Runs a plan: topological order, cache lookups, fused groups, locks, atomic publishing.
+//! It reports through an [`Observer`]; it prints nothing itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+use super::EngineError;
+use super::cache::{Cache, EntryState};
+use super::history::{History, Record};
+use super::job::{Job, Member, OutputWriter, Progress, TableInput};
+use super::manifest::Manifest;
+use super::status::{Assessment, Status, assess};
+use super::table::{part_name, read_footer};
+use crate::glob::glob_match;
+use crate::plan::{Instance, Plan};
+use crate::stages::Registry;
+
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Run only instances matching these globs (and whatever they need that is not cached).
+    pub only: Vec<String>,
+    /// Recompute instances matching these globs even when cached.
+    pub force: Vec<String>,
+    /// After a failure, go on with everything that does not depend on it.
+    pub keep_going: bool,
+    /// Fault injection for crash tests: exit right after part N of instances matching the glob.
+    pub fault: Option<(String, usize)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Cached,
+    Ran {
+        seconds: f64,
+        rows: u64,
+    },
+    Failed(String),
+    /// Not run because an input failed.
+    Blocked(String),
+    /// Not selected by `--only`.
+    Skipped,
+}
+
+/// What the executor tells its caller as it goes.
+pub trait Observer {
+    /// A computation starts; several members when instances run fused.
+    fn started(&self, _members: &[&Instance]) {}
+    fn finished(&self, _inst: &Instance, _outcome: &Outcome) {}
+    /// A progress sink for a running job (named after its first member).
+    fn progress(&self, _inst: &Instance) -> Box<dyn Progress> {
+        Box::new(super::job::NoProgress)
+    }
+    /// Something the user should know (a damaged entry moved aside, …).
+    fn note(&self, _message: &str) {}
+}
+
+pub struct Summary {
+    pub outcomes: Vec<Outcome>,
+}
+
+impl Summary {
+    pub fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {
+        self.outcomes.iter().filter(|o| f(o)).count()
+    }
+
+    pub fn failed(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Failed(_)))
+    }
+}
+
+struct Executor<'a> {
+    plan: &'a Plan,
+    registry: &'a Registry,
+    cache: &'a Cache,
+    opts: &'a RunOptions,
+    observer: &'a dyn Observer,
+    assessments: Vec<Assessment>,
+    outcomes: Vec<Option<Outcome>>,
+    verified: BTreeSet<String>,
+    history: BTreeMap<String, Record>,
+    stop: bool,
+}
+
+/// Validate `--only`/`--force` globs against the plan.
+pub fn check_globs(plan: &Plan, globs: &[String], flag: &str) -> Result<(), EngineError> {
+    for g in globs {
+        if !plan.instances.iter().any(|i| glob_match(g, &i.id) || glob_match(g, &i.stage)) {
+            let hint = plan.suggest_instance(g).map(|s| format!("; {s}")).unwrap_or_default();
+            return Err(EngineError::Other(format!("{flag} '{g}' matches no instance of this pipeline{hint}")));
+        }
+    }
+    Ok(())
+}
+
+fn matches_any(globs: &[String], inst: &Instance) -> bool {
+    globs.iter().any(|g| glob_match(g, &inst.id) || glob_match(g, &inst.stage))
+}
+
+pub fn run(plan: &Plan, registry: &Registry, cache: &Cache, opts: &RunOptions, observer: &dyn Observer) -> Result<Summary, EngineError> {
+    check_globs(plan, &opts.only, "--only")?;
+    check_globs(plan, &opts.force, "--force")?;
+    let history = History::load(cache, &plan.pipeline.name);
+    let assessments = assess(plan, cache, &history, &|id| plan.instance(id).is_some_and(|i| matches_any(&opts.force, i)));
+    let n = plan.instances.len();
+    let mut needed = vec![opts.only.is_empty(); n];
+    if !opts.only.is_empty() {
+        for inst in &plan.instances {
+            if matches_any(&opts.only, inst) {
+                needed[inst.index] = true;
+                for a in plan.ancestors(inst.index) {
+                    needed[a] = true;
+                }
+            }
+        }
+    }
+    let mut ex = Executor {
+        plan,
+        registry,
+        cache,
+        opts,
+        observer,
+        assessments,
+        outcomes: vec![None; n],
+        verified: BTreeSet::new(),
+        history: BTreeMap::new(),
+        stop: false,
+    };
+    for i in 0..n {
+        if !needed[i] {
+            ex.outcomes[i] = Some(Outcome::Skipped);
+            continue;
+        }
+        if ex.stop {
+            break;
+        }
+        ex.ensure(i, &needed)?;
+    }
+    History::record(cache, &plan.pipeline.name, &ex.history)?;
+    let outcomes = ex.outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Skipped)).collect();
+    Ok(Summary { outcomes })
+}
+
+impl Executor<'_> {
+    fn finish(&mut self, i: usize, outcome: Outcome) {
+        let inst = &self.plan.instances[i];
+        if matches!(outcome, Outcome::Cached | Outcome::Ran { .. })
+            && let Some(key) = inst.key(None)
+        {
+            self.history.insert(inst.id.clone(), Record { key: key.to_string(), preimage: inst.preimage.clone() });
+        }
+        if matches!(outcome, Outcome::Failed(_)) && !self.opts.keep_going {
+            self.stop = true;
+        }
+        self.observer.finished(inst, &outcome);
+        self.outcomes[i] = Some(outcome);
+    }
+
+    fn ensure(&mut self, i: usize, needed: &[bool]) -> Result<(), EngineError> {
+        if self.outcomes[i].is_some() {
+            return Ok(());
+        }
+        let inst = &self.plan.instances[i];
+        for input in &inst.inputs {
+            for item in &input.items {
+                if self.outcomes[item.instance].is_none() {
+                    self.ensure(item.instance, needed)?;
+                }
+                match &self.outcomes[item.instance] {
+                    Some(Outcome::Failed(_)) | Some(Outcome::Blocked(_)) => {
+                        let by = self.plan.instances[item.instance].id.clone();
+                        self.finish(i, Outcome::Blocked(by));
+                        return Ok(());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if self.assessments[i].status == Status::Cached {
+            for key in self.assessments[i].touched.clone() {
+                if let Ok(m) = self.cache.verify(&key) {
+                    self.cache.refresh_mtimes(&key, m)?;
+                    self.verified.insert(key);
+                }
+            }
+            self.finish(i, Outcome::Cached);
+            return Ok(());
+        }
+        // members of the fused group that need computing
+        let group: Vec<usize> = match &inst.fuse_group {
+            Some(g) => self
+                .plan
+                .instances
+                .iter()
+                .filter(|j| {
+                    j.fuse_group.as_ref() == Some(g)
+                        && needed[j.index]
+                        && self.outcomes[j.index].is_none()
+                        && self.assessments[j.index].status == Status::Run
+                })
+                .map(|j| j.index)
+                .collect(),
+            None => vec![i],
+        };
+        // inputs must hash to their manifests before anything reads them
+        for &m in &group {
+            for input in &self.plan.instances[m].inputs {
+                for item in &input.items {
+                    if self.verified.contains(&item.key) {
+                        continue;
+                    }
+                    match self.cache.verify(&item.key) {
+                        Ok(_) => {
+                            self.verified.insert(item.key.clone());
+                        }
+                        Err(why) => {
+                            let producer = item.instance;
+                            let moved = self.cache.quarantine(&item.key)?;
+                            self.observer.note(&format!(
+                                "input {} of {} is damaged ({why}); moved it to {} and recomputing it",
+                                self.plan.instances[producer].id,
+                                self.plan.instances[m].id,
+                                moved.display()
+                            ));
+                            self.outcomes[producer] = None;
+                            self.assessments[producer].status = Status::Run;
+                            self.ensure(producer, needed)?;
+                            if !matches!(self.outcomes[producer], Some(Outcome::Ran { .. })) {
+                                let by = self.plan.instances[producer].id.clone();
+                                self.finish(m, Outcome::Blocked(by));
+                            } else {
+                                self.verified.insert(item.key.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let group: Vec<usize> = group.into_iter().filter(|&m| self.outcomes[m].is_none()).collect();
+        if group.is_empty() {
+            return Ok(());
+        }
+        self.run_group(&group)
+    }
+
+    fn run_group(&mut self, group: &[usize]) -> Result<(), EngineError> {
+        let plan = self.plan;
+        let keys: BTreeSet<String> = group.iter().flat_map(|&m| plan.instances[m].outputs.iter().map(|o| o.key.clone())).collect();
+        let _locks = keys.iter().map(|k| self.cache.lock(k)).collect::<Result<Vec<_>, _>>()?;
+        // another process may have published while we waited for the locks
+        let mut todo = Vec::new();
+        for &m in group {
+            let inst = &plan.instances[m];
+            let forced = matches_any(&self.opts.force, inst);
+            let all_present = inst.outputs.iter().all(|o| matches!(self.cache.state(&o.key), EntryState::Present(_)));
+            if all_present && !forced && self.assessments[m].damaged.is_empty() {
+                self.finish(m, Outcome::Cached);
+            } else {
+                for o in &inst.outputs {
+                    if !matches!(self.cache.state(&o.key), EntryState::Missing) {
+                        let moved = self.cache.quarantine(&o.key)?;
+                        if !forced {
+                            self.observer.note(&format!("{} output {} was damaged; moved it to {}", inst.id, o.name, moved.display()));
+                        }
+                    }
+                }
+                todo.push(m);
+            }
+        }
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let first = &plan.instances[todo[0]];
+        let Some(stage) = self.registry.get(first.kind) else {
+            return Err(EngineError::Other(format!("no implementation registered for kind '{}'", first.kind)));
+        };
+        let mut members = Vec::new();
+        for &m in &todo {
+            members.push(self.member(&plan.instances[m])?);
+        }
+        let started_members: Vec<&Instance> = todo.iter().map(|&m| &plan.instances[m]).collect();
+        self.observer.started(&started_members);
+        let progress = self.observer.progress(first);
+        let started = Instant::now();
+        let (result, members) = {
+            let mut job = Job { members, progress: progress.as_ref() };
+            let result = catch_unwind(AssertUnwindSafe(|| stage.run(&mut job)));
+            (result, job.members)
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        drop(progress);
+        let error = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(panic) => Some(format!(
+                "the stage panicked: {}",
+                panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+            )),
+        };
+        if let Some(e) = error {
+            for &m in &todo {
+                self.finish(m, Outcome::Failed(e.clone()));
+            }
+            return Ok(());
+        }
+        for (member, &m) in members.iter().zip(&todo) {
+            let inst = &plan.instances[m];
+            let mut rows_first = 0;
+            let mut failure = None;
+            for (k, w) in member.outputs.iter().enumerate() {
+                match self.publish(inst, w, seconds) {
+                    Ok(rows) => {
+                        if k == 0 {
+                            rows_first = rows;
+                        }
+                    }
+                    Err(e) => {
+                        failure = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            match failure {
+                None => self.finish(m, Outcome::Ran { seconds, rows: rows_first }),
+                Some(e) => self.finish(m, Outcome::Failed(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Build what the stage sees for one instance.
+    fn member(&self, inst: &Instance) -> Result<Member, EngineError> {
+        let mut inputs = Vec::new();
+        for b in &inst.inputs {
+            let mut tables = Vec::new();
+            for it in &b.items {
+                tables.push(TableInput {
+                    instance: self.plan.instances[it.instance].id.clone(),
+                    coords: it.coords.clone(),
+                    key: it.key.clone(),
+                    dir: self.cache.entry_dir(&it.key),
+                    manifest: Arc::new(self.cache.manifest(&it.key)?),
+                });
+            }
+            inputs.push((b.slot.clone(), tables));
+        }
+        let fault = self.opts.fault.as_ref().filter(|(g, _)| glob_match(g, &inst.id)).map(|(_, n)| *n);
+        let mut outputs = Vec::new();
+        for o in &inst.outputs {
+            outputs.push(OutputWriter::new(
+                &o.name,
+                &inst.id,
+                &self.cache.tmp_dir(&o.key),
+                table_metadata(self.plan, inst, &o.name, &o.key, &o.table),
+                fault,
+            )?);
+        }
+        Ok(Member {
+            id: inst.id.clone(),
+            coords: inst.coords.clone(),
+            params: inst.params.clone(),
+            paths: inst.paths.clone(),
+            inputs,
+            outputs,
+        })
+    }
+
+    /// Check an output's parts, write its manifest and rename it into the cache.
+    fn publish(&self, inst: &Instance, w: &OutputWriter, seconds: f64) -> Result<u64, EngineError> {
+        let parts = w.complete_parts();
+        let n = w.expected_parts.unwrap_or(parts.len());
+        if n == 0 {
+            return Err(EngineError::Stage(format!("{}: output '{}' wrote no part", inst.id, w.name)));
+        }
+        if let Some(missing) = (0..n).find(|i| !parts.contains(i)) {
+            return Err(EngineError::Stage(format!("{}: output '{}' is missing part {missing} of {n}", inst.id, w.name)));
+        }
+        let mut rows = Vec::new();
+        for i in 0..n {
+            let name = part_name(i);
+            let (_, r, meta) = read_footer(&w.dir.join(&name))?;
+            if !meta.iter().any(|(k, v)| k == "saeflow.key" && w.metadata.iter().any(|(k2, v2)| k2 == k && v2 == v)) {
+                return Err(EngineError::Corrupt(format!("{}: part {name} of output '{}' was written for another key", inst.id, w.name)));
+            }
+            rows.push((name, r));
+        }
+        let files = self.cache.describe_parts(&w.dir, &rows)?;
+        let out = inst.outputs.iter().find(|o| o.name == w.name).ok_or_else(|| EngineError::Other(format!("unknown output {}", w.name)))?;
+        let m = Manifest {
+            saeflow_version: env!("CARGO_PKG_VERSION").into(),
+            key: out.key.clone(),
+            stage: inst.stage.clone(),
+            instance: inst.id.clone(),
+            kind: inst.kind.into(),
+            stage_version: inst.version,
+            output: out.name.clone(),
+            table: out.table.clone(),
+            coords: crate::spec::Value::Map(inst.coords.clone()).to_json(),
+            preimage: inst.preimage.clone(),
+            inputs: inputs_json(self.plan, inst),
+            rows: rows.iter().map(|(_, r)| r).sum(),
+            files,
+            created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            seconds,
+        };
+        self.cache.publish(&m)?;
+        Ok(m.rows)
+    }
+}
+
+fn inputs_json(plan: &Plan, inst: &Instance) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for b in &inst.inputs {
+        let items: Vec<_> =
+            b.items.iter().map(|it| json!({"instance": plan.instances[it.instance].id, "output": it.output, "key": it.key})).collect();
+        map.insert(b.slot.clone(), serde_json::Value::Array(items));
+    }
+    serde_json::Value::Object(map)
+}
+
+/// Key-value metadata of every Parquet file of an entry: enough to explain and re-import it.
+pub fn table_metadata(plan: &Plan, inst: &Instance, output: &str, key: &str, table: &str) -> Vec<(String, String)> {
+    let p = &inst.preimage;
+    vec![
+        ("saeflow.key".into(), key.into()),
+        ("saeflow.stage".into(), inst.stage.clone()),
+        ("saeflow.instance".into(), inst.id.clone()),
+        ("saeflow.kind".into(), inst.kind.into()),
+        ("saeflow.stage_version".into(), inst.version.to_string()),
+        ("saeflow.output".into(), output.into()),
+        ("saeflow.table".into(), table.into()),
+        ("saeflow.coords".into(), crate::spec::Value::Map(inst.coords.clone()).canonical()),
+        ("saeflow.params".into(), p["params"].to_string()),
+        ("saeflow.inputs".into(), inputs_json(plan, inst).to_string()),
+        ("saeflow.revisions".into(), p["external"].to_string()),
+        ("saeflow.preimage".into(), p.to_string()),
+        ("saeflow.version".into(), env!("CARGO_PKG_VERSION").into()),
+    ]
+}

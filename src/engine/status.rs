@@ -1,0 +1,125 @@
+//! Whether each instance is cached, and if not, why it would run. Shared by `plan`, `status`,
+//! `run` and `why`; reads manifests and history, hashes only entries whose mtimes moved.
+
+use std::collections::BTreeSet;
+
+use super::cache::{Cache, EntryState};
+use super::history::History;
+use crate::plan::{Instance, Plan, key};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    Cached,
+    Run,
+}
+
+#[derive(Clone, Debug)]
+pub struct Assessment {
+    pub status: Status,
+    /// Human reason: `never run`, `params changed: method (top5 → top10)`, …
+    pub reason: String,
+    /// Entries found damaged (key, what is wrong): the run moves them aside and recomputes.
+    pub damaged: Vec<(String, String)>,
+    /// Entries whose mtimes moved but whose hashes match (copied or imported).
+    pub touched: Vec<String>,
+    /// Rows of the first output when cached.
+    pub rows: Option<u64>,
+    pub seconds: Option<f64>,
+}
+
+/// Assess every instance. `forced(id)` marks instances the user asked to recompute.
+pub fn assess(plan: &Plan, cache: &Cache, history: &History, forced: &dyn Fn(&str) -> bool) -> Vec<Assessment> {
+    plan.instances.iter().map(|inst| assess_one(plan, inst, cache, history, forced(&inst.id))).collect()
+}
+
+pub fn assess_one(plan: &Plan, inst: &Instance, cache: &Cache, history: &History, forced: bool) -> Assessment {
+    let mut a =
+        Assessment { status: Status::Cached, reason: String::new(), damaged: Vec::new(), touched: Vec::new(), rows: None, seconds: None };
+    let mut missing = false;
+    for (i, out) in inst.outputs.iter().enumerate() {
+        match cache.state(&out.key) {
+            EntryState::Missing => missing = true,
+            EntryState::Damaged(why) => a.damaged.push((out.key.clone(), format!("{}: {why}", out.name))),
+            EntryState::Present(m) => {
+                if i == 0 {
+                    a.rows = Some(m.rows);
+                    a.seconds = Some(m.seconds);
+                }
+            }
+            EntryState::Touched(m) => match cache.verify(&out.key) {
+                Ok(_) => {
+                    a.touched.push(out.key.clone());
+                    if i == 0 {
+                        a.rows = Some(m.rows);
+                        a.seconds = Some(m.seconds);
+                    }
+                }
+                Err(why) => a.damaged.push((out.key.clone(), format!("{}: {why}", out.name))),
+            },
+        }
+    }
+    if forced {
+        a.status = Status::Run;
+        a.reason = "forced (--force)".into();
+    } else if !a.damaged.is_empty() {
+        a.status = Status::Run;
+        let what: Vec<&str> = a.damaged.iter().map(|(_, w)| w.as_str()).collect();
+        a.reason = format!("cache entry damaged ({}); it will be moved to .corrupt/ and recomputed", what.join("; "));
+    } else if missing {
+        a.status = Status::Run;
+        a.reason = reason(plan, inst, history);
+    }
+    a
+}
+
+/// Why an instance with no cache entry would run, from the last preimage recorded for it.
+pub fn reason(plan: &Plan, inst: &Instance, history: &History) -> String {
+    let Some(rec) = history.instances.get(&inst.id) else {
+        return "never run".into();
+    };
+    if rec.preimage == inst.preimage {
+        return "cache entry missing (removed by gc, or run with another cache)".into();
+    }
+    describe(plan, inst, &key::diff(&rec.preimage, &inst.preimage))
+}
+
+/// Turn preimage diffs into one line: `params changed: method (top5 → top10); input changed: from (pool[layer=6])`.
+pub fn describe(plan: &Plan, inst: &Instance, diffs: &[String]) -> String {
+    let mut params = Vec::new();
+    let mut inputs = BTreeSet::new();
+    let mut files = BTreeSet::new();
+    let mut other = Vec::new();
+    for d in diffs {
+        if let Some(rest) = d.strip_prefix("params.") {
+            let (name, change) = rest.split_once(": ").unwrap_or((rest, ""));
+            params.push(format!("{name} ({change})"));
+        } else if let Some(rest) = d.strip_prefix("inputs.") {
+            let slot = rest.split(['.', ':']).next().unwrap_or(rest).to_string();
+            inputs.insert(slot);
+        } else if let Some(rest) = d.strip_prefix("external.") {
+            files.insert(rest.split(':').next().unwrap_or(rest).to_string());
+        } else if let Some(rest) = d.strip_prefix("version: ") {
+            other.push(format!("stage version changed ({rest})"));
+        } else if let Some(rest) = d.strip_prefix("kind: ") {
+            other.push(format!("kind changed ({rest})"));
+        } else if d.starts_with("format") {
+            other.push("key format changed (new saeflow)".to_string());
+        } else {
+            other.push(d.clone());
+        }
+    }
+    let mut parts = other;
+    if !params.is_empty() {
+        parts.push(format!("params changed: {}", params.join(", ")));
+    }
+    for slot in inputs {
+        let from: Vec<String> =
+            inst.input(&slot).map(|b| b.items.iter().map(|it| plan.instances[it.instance].id.clone()).collect()).unwrap_or_default();
+        let shown = if from.len() > 3 { format!("{} and {} more", from[..2].join(", "), from.len() - 2) } else { from.join(", ") };
+        parts.push(if shown.is_empty() { format!("input changed: {slot}") } else { format!("input changed: {slot} ({shown})") });
+    }
+    for f in files {
+        parts.push(format!("file changed: {f}"));
+    }
+    if parts.is_empty() { "key changed".into() } else { parts.join("; ") }
+}

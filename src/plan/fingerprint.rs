@@ -1,0 +1,174 @@
+//! Fingerprints of external inputs (files and folders a stage reads), memoised on disk by
+//! path + size + mtime so that a no-op plan does not rehash gigabytes. Only content enters keys:
+//! a dataset moved to another disk keeps its key.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use serde::{Deserialize, Serialize};
+
+/// On-disk memo: absolute path → (size, mtime, fingerprint). Folders memoise each directory's
+/// listing by the directory's own mtime, so a 1.28 M-file ImageNet tree is re-listed only where
+/// something was added or removed.
+#[derive(Default, Serialize, Deserialize)]
+pub struct FingerprintMemo {
+    files: BTreeMap<String, FileMemo>,
+    dirs: BTreeMap<String, DirMemo>,
+    #[serde(skip)]
+    dirty: bool,
+    #[serde(skip)]
+    path: Option<PathBuf>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct FileMemo {
+    size: u64,
+    mtime_ns: u128,
+    blake3: String,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct DirMemo {
+    mtime_ns: u128,
+    /// (name, is_dir, size for files)
+    entries: Vec<(String, bool, u64)>,
+}
+
+fn mtime_ns(meta: &fs::Metadata) -> u128 {
+    meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+impl FingerprintMemo {
+    /// Load the memo at `path` (missing or unreadable: start empty; it is only a cache).
+    pub fn open(path: Option<PathBuf>) -> FingerprintMemo {
+        let mut memo: FingerprintMemo =
+            path.as_ref().and_then(|p| fs::read(p).ok()).and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        memo.path = path;
+        memo
+    }
+
+    /// Write the memo back if it changed (atomic replace; losing a race only costs a rehash).
+    pub fn save(&mut self) {
+        let (Some(path), true) = (&self.path, self.dirty) else { return };
+        if let (Some(parent), Ok(bytes)) = (path.parent(), serde_json::to_vec(self)) {
+            let _ = fs::create_dir_all(parent);
+            let tmp = parent.join(format!(".fingerprints.{}.tmp", std::process::id()));
+            if fs::write(&tmp, bytes).is_ok() {
+                let _ = fs::rename(&tmp, path);
+            }
+        }
+        self.dirty = false;
+    }
+
+    /// `file:blake3:<hex>` for a file, `dir:<hex>` for a folder (sorted relative paths and sizes).
+    pub fn fingerprint(&mut self, path: &Path) -> std::io::Result<String> {
+        let meta = fs::metadata(path)?;
+        if meta.is_dir() {
+            let mut hasher = blake3::Hasher::new();
+            self.hash_dir(path, "", &mut hasher)?;
+            Ok(format!("dir:{}", &hasher.finalize().to_hex()[..32]))
+        } else {
+            Ok(format!("file:{}", self.file_hash(path, &meta)?))
+        }
+    }
+
+    fn file_hash(&mut self, path: &Path, meta: &fs::Metadata) -> std::io::Result<String> {
+        let key = path.display().to_string();
+        let (size, mtime) = (meta.len(), mtime_ns(meta));
+        if let Some(m) = self.files.get(&key)
+            && m.size == size
+            && m.mtime_ns == mtime
+        {
+            return Ok(m.blake3.clone());
+        }
+        let hex = hash_file(path)?;
+        self.files.insert(key, FileMemo { size, mtime_ns: mtime, blake3: hex.clone() });
+        self.dirty = true;
+        Ok(hex)
+    }
+
+    fn hash_dir(&mut self, dir: &Path, rel: &str, hasher: &mut blake3::Hasher) -> std::io::Result<()> {
+        let meta = fs::metadata(dir)?;
+        let key = dir.display().to_string();
+        let mtime = mtime_ns(&meta);
+        let entries = match self.dirs.get(&key) {
+            Some(m) if m.mtime_ns == mtime => m.entries.clone(),
+            _ => {
+                let mut entries = Vec::new();
+                for e in fs::read_dir(dir)? {
+                    let e = e?;
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let m = e.metadata()?;
+                    entries.push((name, m.is_dir(), if m.is_dir() { 0 } else { m.len() }));
+                }
+                entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                self.dirs.insert(key, DirMemo { mtime_ns: mtime, entries: entries.clone() });
+                self.dirty = true;
+                entries
+            }
+        };
+        for (name, is_dir, size) in entries {
+            let child_rel = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+            if is_dir {
+                self.hash_dir(&dir.join(&name), &child_rel, hasher)?;
+            } else {
+                hasher.update(child_rel.as_bytes());
+                hasher.update(&[0]);
+                hasher.update(&size.to_le_bytes());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// blake3 of a file's bytes, hex.
+pub fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut f = fs::File::open(path)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_not_location_decides_the_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.bin"), dir.path().join("b.bin"));
+        fs::write(&a, b"hello").unwrap();
+        fs::write(&b, b"hello").unwrap();
+        let mut memo = FingerprintMemo::open(None);
+        assert_eq!(memo.fingerprint(&a).unwrap(), memo.fingerprint(&b).unwrap());
+        fs::write(&b, b"hellO").unwrap();
+        assert_ne!(memo.fingerprint(&a).unwrap(), memo.fingerprint(&b).unwrap());
+    }
+
+    #[test]
+    fn folder_fingerprint_sees_added_files_and_is_memoised() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        fs::create_dir_all(data.join("cls_a")).unwrap();
+        fs::write(data.join("cls_a/1.jpg"), b"x").unwrap();
+        let memo_path = dir.path().join("memo.json");
+        let mut memo = FingerprintMemo::open(Some(memo_path.clone()));
+        let f1 = memo.fingerprint(&data).unwrap();
+        memo.save();
+        let mut memo = FingerprintMemo::open(Some(memo_path));
+        assert_eq!(memo.fingerprint(&data).unwrap(), f1);
+        assert!(!memo.dirty, "an unchanged tree is answered from the memo");
+        fs::write(data.join("cls_a/2.jpg"), b"y").unwrap();
+        assert_ne!(memo.fingerprint(&data).unwrap(), f1);
+    }
+}

@@ -1,0 +1,998 @@
+//! Spec → plan: stage kinds resolved, matrices expanded into instances, inputs bound (shared axes
+//! joined, disjoint axes crossed), a DAG of instances, and a cache key per output. Nothing here
+//! loads a model or reads a table, so `saeflow plan` stays cheap.
+
+#![allow(clippy::result_large_err)] // see spec/mod.rs
+
+pub mod fingerprint;
+pub mod key;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path, PathBuf};
+
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::spec::{Diagnostic, Diagnostics, InputSpec, Pipeline, Pos, StageSpec, Value, suggest};
+use crate::stages::Registry;
+use crate::stages::signature::{Many, ParamType, Signature};
+use fingerprint::FingerprintMemo;
+
+/// Coordinates of a variant: every axis of the stage and its ancestors, with typed values.
+pub type Coords = BTreeMap<String, Value>;
+
+/// The expanded pipeline.
+#[derive(Debug)]
+pub struct Plan {
+    pub pipeline: Pipeline,
+    pub project_root: PathBuf,
+    /// Stages in execution order (topological; ties in file order).
+    pub stages: Vec<PlannedStage>,
+    /// Every stage instance, grouped by stage in execution order.
+    pub instances: Vec<Instance>,
+    /// Axis display order: by the depth of the stage that introduces the axis, then by name.
+    pub axes: Vec<String>,
+    /// Instance graph: node i is `instances[i]`, edges point from producer to consumer.
+    pub graph: DiGraph<usize, ()>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedStage {
+    pub name: String,
+    pub signature: Signature,
+    pub instances: Vec<usize>,
+    pub description: Option<String>,
+}
+
+/// One stage instance: a stage at one point of its (and its ancestors') matrix.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub index: usize,
+    /// `stage` or `stage[axis=value,...]`, axes in display order: stable under list reordering.
+    pub id: String,
+    pub stage: String,
+    pub kind: &'static str,
+    pub version: u32,
+    pub coords: Coords,
+    /// Every resolved parameter (defaults filled, `${axis}` interpolated), including those kept
+    /// out of the key.
+    pub params: BTreeMap<String, Value>,
+    /// Parameters that are files to read, resolved against the project root.
+    pub paths: BTreeMap<String, PathBuf>,
+    pub inputs: Vec<BoundInput>,
+    /// Content fingerprints of external inputs, by parameter name.
+    pub externals: BTreeMap<String, String>,
+    /// The JSON whose hash is the key (without the output name): what `why` diffs.
+    pub preimage: serde_json::Value,
+    pub outputs: Vec<OutputEntry>,
+    /// Instances with the same group run as one fused computation.
+    pub fuse_group: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BoundInput {
+    pub slot: String,
+    pub many: bool,
+    pub items: Vec<InputItem>,
+}
+
+/// One table an input receives.
+#[derive(Debug, Clone)]
+pub struct InputItem {
+    pub instance: usize,
+    pub output: String,
+    pub key: String,
+    pub coords: Coords,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutputEntry {
+    pub name: String,
+    pub table: String,
+    pub key: String,
+}
+
+impl Instance {
+    /// Key of the named output, or of the first output.
+    pub fn key(&self, output: Option<&str>) -> Option<&str> {
+        match output {
+            Some(name) => self.outputs.iter().find(|o| o.name == name).map(|o| o.key.as_str()),
+            None => self.outputs.first().map(|o| o.key.as_str()),
+        }
+    }
+
+    pub fn input(&self, slot: &str) -> Option<&BoundInput> {
+        self.inputs.iter().find(|i| i.slot == slot)
+    }
+}
+
+/// Where relative paths resolve and where the fingerprint memo lives.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Defaults to the folder above `pipelines/` (or the pipeline file's folder).
+    pub project_root: Option<PathBuf>,
+    /// Memo of file fingerprints (normally `cache/.fingerprints.json`).
+    pub fingerprint_memo: Option<PathBuf>,
+}
+
+/// The project a pipeline belongs to: the parent of its `pipelines/` folder, else its own folder.
+pub fn project_root_of(pipeline: &Path) -> PathBuf {
+    let abs = std::path::absolute(pipeline).unwrap_or_else(|_| pipeline.to_path_buf());
+    let dir = abs.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.file_name().is_some_and(|n| n == "pipelines") { dir.parent().map(Path::to_path_buf).unwrap_or(dir) } else { dir }
+}
+
+/// Working state of one stage during expansion.
+struct Variant {
+    coords: Coords,
+    inputs: Vec<BoundInput>,
+    /// Where each own-axis value came from (for error positions).
+    axis_pos: BTreeMap<String, Pos>,
+}
+
+impl Plan {
+    pub fn build(pipeline: Pipeline, registry: &Registry, opts: &PlanOptions) -> Result<Plan, Diagnostics> {
+        let project_root = opts.project_root.clone().unwrap_or_else(|| project_root_of(&pipeline.path));
+        let mut builder = Builder { p: &pipeline, registry, errors: Vec::new(), warnings: Vec::new() };
+        let result = builder.build(&project_root, opts);
+        let (errors, warnings) = (builder.errors, builder.warnings);
+        let locate = |d: Diagnostic| pipeline.locate(d);
+        match result {
+            Some((stages, instances, axes, graph)) if errors.is_empty() => {
+                Ok(Plan { warnings: warnings.into_iter().map(locate).collect(), pipeline, project_root, stages, instances, axes, graph })
+            }
+            _ => {
+                let mut errors = errors;
+                errors.sort_by_key(|d| d.pos);
+                Err(Diagnostics(errors.into_iter().map(locate).collect()))
+            }
+        }
+    }
+
+    pub fn instance(&self, id: &str) -> Option<&Instance> {
+        self.instances.iter().find(|i| i.id == id)
+    }
+
+    /// Suggest instance ids close to a mistyped one.
+    pub fn suggest_instance(&self, id: &str) -> Option<String> {
+        suggest(id, self.instances.iter().map(|i| i.id.as_str()))
+    }
+
+    /// Indices of the instances `i` depends on, transitively, in execution order.
+    pub fn ancestors(&self, i: usize) -> Vec<usize> {
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![i];
+        while let Some(j) = stack.pop() {
+            for input in &self.instances[j].inputs {
+                for item in &input.items {
+                    if seen.insert(item.instance) {
+                        stack.push(item.instance);
+                    }
+                }
+            }
+        }
+        seen.into_iter().collect()
+    }
+}
+
+type Built = (Vec<PlannedStage>, Vec<Instance>, Vec<String>, DiGraph<usize, ()>);
+
+struct Builder<'a> {
+    p: &'a Pipeline,
+    registry: &'a Registry,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+}
+
+/// Fields of one stage after its kind gave them meaning.
+struct Classified {
+    inputs: Vec<(String, InputSpec)>,
+    params: BTreeMap<String, (Value, Pos)>,
+    param_nodes: BTreeMap<String, Pos>,
+}
+
+impl<'a> Builder<'a> {
+    fn err(&mut self, d: Diagnostic) {
+        self.errors.push(d);
+    }
+
+    fn build(&mut self, project_root: &Path, opts: &PlanOptions) -> Option<Built> {
+        let p = self.p;
+        // 1. kinds and fields
+        let mut sigs: Vec<Option<Signature>> = Vec::new();
+        let mut classified: Vec<Option<Classified>> = Vec::new();
+        for s in &p.stages {
+            let sig = match self.registry.signature(&s.kind) {
+                Some(sig) => Some(sig),
+                None => {
+                    self.err(
+                        Diagnostic::new(s.kind_pos, format!("unknown stage kind '{}'", s.kind))
+                            .stage(&s.name)
+                            .help_opt(suggest(&s.kind, self.registry.kinds())),
+                    );
+                    None
+                }
+            };
+            classified.push(sig.as_ref().and_then(|sig| self.classify(s, sig)));
+            sigs.push(sig);
+        }
+        // 2. stage graph: references, cycles, order
+        let index: BTreeMap<&str, usize> = p.stages.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+        let mut deps: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); p.stages.len()];
+        let mut stage_graph = DiGraph::<usize, ()>::new();
+        let nodes: Vec<NodeIndex> = (0..p.stages.len()).map(|i| stage_graph.add_node(i)).collect();
+        for (i, c) in classified.iter().enumerate() {
+            let Some(c) = c else { continue };
+            for (_, spec) in &c.inputs {
+                for r in &spec.refs {
+                    match index.get(r.stage.as_str()) {
+                        Some(&j) => {
+                            if deps[i].insert(j) {
+                                stage_graph.add_edge(nodes[j], nodes[i], ());
+                            }
+                        }
+                        None => {
+                            let others = p.stages.iter().map(|s| s.name.as_str()).filter(|n| *n != p.stages[i].name);
+                            self.err(
+                                Diagnostic::new(r.pos, format!("unknown stage '{}'", r.stage))
+                                    .stage(&p.stages[i].name)
+                                    .help_opt(suggest(&r.stage, others)),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        if let Err(cycle) = petgraph::algo::toposort(&stage_graph, None) {
+            let start = stage_graph[cycle.node_id()];
+            let path = find_cycle(&deps, start);
+            let names: Vec<&str> = path.iter().map(|&i| p.stages[i].name.as_str()).collect();
+            self.err(
+                Diagnostic::new(p.stages[start].pos, format!("stages form a cycle: {}", names.join(" → ")))
+                    .stage(&p.stages[start].name)
+                    .help("a stage cannot read its own output, directly or through others; break the cycle"),
+            );
+            return None;
+        }
+        if !self.errors.is_empty() {
+            return None;
+        }
+        let order = topo_order(&deps);
+        // depth of each stage: longest path from a source
+        let mut depth = vec![0usize; p.stages.len()];
+        for &i in &order {
+            depth[i] = deps[i].iter().map(|&j| depth[j] + 1).max().unwrap_or(0);
+        }
+        // axis order: (depth, stage name, axis name) of the first stage introducing it
+        let mut axis_rank: BTreeMap<String, (usize, String)> = BTreeMap::new();
+        for &i in &order {
+            let s = &p.stages[i];
+            for name in own_axes(s) {
+                let rank = (depth[i], s.name.clone());
+                axis_rank.entry(name).and_modify(|r| *r = r.clone().min(rank.clone())).or_insert(rank);
+            }
+        }
+        let mut axes: Vec<String> = axis_rank.keys().cloned().collect();
+        axes.sort_by(|a, b| axis_rank[a].cmp(&axis_rank[b]).then_with(|| a.cmp(b)));
+
+        // 3. expansion in topological order
+        let mut memo = FingerprintMemo::open(opts.fingerprint_memo.clone());
+        let mut instances: Vec<Instance> = Vec::new();
+        let mut stage_instances: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        let mut planned = Vec::new();
+        for &i in &order {
+            let (Some(sig), Some(c)) = (&sigs[i], &classified[i]) else { return None };
+            let s = &p.stages[i];
+            let variants = self.expand(s, sig, c, &instances, &stage_instances, &index)?;
+            let mut made = Vec::new();
+            for v in variants {
+                if let Some(inst) = self.instantiate(s, sig, c, v, &axes, project_root, &mut memo, instances.len()) {
+                    made.push(instances.len());
+                    instances.push(inst);
+                }
+            }
+            if !self.errors.is_empty() {
+                return None;
+            }
+            stage_instances.insert(i, made.clone());
+            planned.push(PlannedStage {
+                name: s.name.clone(),
+                signature: sig.clone(),
+                instances: made,
+                description: s.description.clone(),
+            });
+        }
+        memo.save();
+        let mut graph = DiGraph::<usize, ()>::new();
+        let nodes: Vec<NodeIndex> = (0..instances.len()).map(|i| graph.add_node(i)).collect();
+        for inst in &instances {
+            let mut seen = BTreeSet::new();
+            for input in &inst.inputs {
+                for item in &input.items {
+                    if seen.insert(item.instance) {
+                        graph.add_edge(nodes[item.instance], nodes[inst.index], ());
+                    }
+                }
+            }
+        }
+        Some((planned, instances, axes, graph))
+    }
+
+    /// Sort a stage's fields into inputs and parameters, per its kind's signature.
+    fn classify(&mut self, s: &StageSpec, sig: &Signature) -> Option<Classified> {
+        let mut c = Classified { inputs: Vec::new(), params: BTreeMap::new(), param_nodes: BTreeMap::new() };
+        let n = self.errors.len();
+        for f in &s.fields {
+            if let Some(slot) = sig.input(&f.name) {
+                match crate::spec::reference::parse_input(&f.node) {
+                    Ok(spec) => {
+                        if slot.many == Many::One && spec.listed {
+                            self.err(
+                                Diagnostic::new(f.node.pos, format!("input '{}' reads one stage, got a list", f.name))
+                                    .stage(&s.name)
+                                    .help("name one stage; to read several variants use a selector such as `pooled[layer=6]`"),
+                            );
+                        } else if slot.many == Many::One && spec.over.is_some() {
+                            self.err(
+                                Diagnostic::new(
+                                    f.node.pos,
+                                    format!("input '{}' reads one variant at a time; `over` does not apply", f.name),
+                                )
+                                .stage(&s.name)
+                                .help("remove `over`; shared axes are joined automatically"),
+                            );
+                        } else {
+                            c.inputs.push((f.name.clone(), spec));
+                        }
+                    }
+                    Err(d) => self.err(d.stage(&s.name)),
+                }
+            } else if sig.param(&f.name).is_some() || sig.open_params {
+                match f.node.to_value() {
+                    Ok(v) => {
+                        c.params.insert(f.name.clone(), (v, f.node.pos));
+                        c.param_nodes.insert(f.name.clone(), f.pos);
+                    }
+                    Err(d) => self.err(d.stage(&s.name)),
+                }
+            } else {
+                let valid: Vec<&str> = crate::spec::STAGE_KEYS
+                    .iter()
+                    .copied()
+                    .chain(sig.inputs.iter().map(|i| i.name))
+                    .chain(sig.params.iter().map(|p| p.name))
+                    .collect();
+                self.err(
+                    Diagnostic::new(f.pos, format!("unknown key '{}' for kind '{}'", f.name, sig.kind))
+                        .stage(&s.name)
+                        .help_opt(suggest(&f.name, valid)),
+                );
+            }
+        }
+        for slot in &sig.inputs {
+            if slot.required && !c.inputs.iter().any(|(n, _)| n == slot.name) {
+                let accepts = if slot.accepts.is_empty() { String::new() } else { format!(" (a {} table)", slot.accepts.join(" or ")) };
+                self.err(
+                    Diagnostic::new(s.pos, format!("missing input '{}'{accepts}", slot.name))
+                        .stage(&s.name)
+                        .help(format!("add `{}: <stage>`; {}", slot.name, slot.doc)),
+                );
+            }
+        }
+        (self.errors.len() == n).then_some(c)
+    }
+
+    /// Bind inputs (join shared axes, cross the rest) and multiply in the stage's own matrix.
+    fn expand(
+        &mut self,
+        s: &StageSpec,
+        sig: &Signature,
+        c: &Classified,
+        instances: &[Instance],
+        stage_instances: &BTreeMap<usize, Vec<usize>>,
+        index: &BTreeMap<&str, usize>,
+    ) -> Option<Vec<Variant>> {
+        let mut combos: Vec<Variant> = vec![Variant { coords: Coords::new(), inputs: Vec::new(), axis_pos: BTreeMap::new() }];
+        // inputs in declaration order of the kind
+        for slot in &sig.inputs {
+            let Some((_, spec)) = c.inputs.iter().find(|(n, _)| n == slot.name) else { continue };
+            let mut items: Vec<InputItem> = Vec::new();
+            for r in &spec.refs {
+                let j = index[r.stage.as_str()];
+                let src = &self.p.stages[j];
+                let src_sig = self.registry.signature(&src.kind)?;
+                let out = match &r.output {
+                    Some(o) => match src_sig.output(o) {
+                        Some(out) => out.clone(),
+                        None => {
+                            self.err(
+                                Diagnostic::new(r.pos, format!("stage '{}' (kind '{}') has no output '{o}'", src.name, src.kind))
+                                    .stage(&s.name)
+                                    .help_opt(suggest(o, src_sig.outputs.iter().map(|o| o.name))),
+                            );
+                            return None;
+                        }
+                    },
+                    None => src_sig.outputs.first()?.clone(),
+                };
+                if !slot.accepts.is_empty() && !slot.accepts.contains(&out.table) {
+                    self.err(
+                        Diagnostic::new(
+                            r.pos,
+                            format!(
+                                "input '{}' of kind '{}' takes a {} table, but '{}' gives a {} table",
+                                slot.name,
+                                sig.kind,
+                                slot.accepts.join(" or "),
+                                if r.output.is_some() { format!("{}.{}", r.stage, out.name) } else { r.stage.clone() },
+                                out.table
+                            ),
+                        )
+                        .stage(&s.name)
+                        .help(match src_sig.outputs.iter().find(|o| slot.accepts.contains(&o.table)) {
+                            Some(o) => format!("did you mean `{}.{}`?", r.stage, o.name),
+                            None => format!("feed '{}' from a stage that outputs {}", slot.name, slot.accepts.join(" or ")),
+                        }),
+                    );
+                    return None;
+                }
+                let src_insts = &stage_instances[&j];
+                // every selector axis must exist on the referenced stage
+                let known: BTreeSet<&str> = src_insts.iter().flat_map(|&k| instances[k].coords.keys().map(String::as_str)).collect();
+                for cond in &r.conditions {
+                    if !known.contains(cond.axis.as_str()) {
+                        let help = if known.is_empty() {
+                            Some(format!("'{}' has no matrix axes; remove the selector", r.stage))
+                        } else {
+                            suggest(&cond.axis, known.iter().copied())
+                        };
+                        self.err(
+                            Diagnostic::new(r.pos, format!("stage '{}' has no axis '{}'", r.stage, cond.axis))
+                                .stage(&s.name)
+                                .help_opt(help),
+                        );
+                        return None;
+                    }
+                }
+                let selected: Vec<usize> = src_insts
+                    .iter()
+                    .copied()
+                    .filter(|&k| r.conditions.iter().all(|cond| cond.matches(instances[k].coords.get(&cond.axis))))
+                    .collect();
+                if selected.is_empty() {
+                    let axis = &r.conditions[0].axis;
+                    let values: BTreeSet<String> =
+                        src_insts.iter().filter_map(|&k| instances[k].coords.get(axis)).map(|v| v.to_string()).collect();
+                    self.err(
+                        Diagnostic::new(r.pos, format!("the selector on '{}' matches no variant", r.stage))
+                            .stage(&s.name)
+                            .help(format!("'{axis}' takes the values {}", values.into_iter().collect::<Vec<_>>().join(", "))),
+                    );
+                    return None;
+                }
+                for k in selected {
+                    let key = instances[k].key(Some(out.name)).unwrap_or_default().to_string();
+                    items.push(InputItem { instance: k, output: out.name.to_string(), key, coords: instances[k].coords.clone() });
+                }
+            }
+            let mode = match (&spec.over, &slot.many) {
+                (Some(axes), Many::All | Many::Over(_)) => Many::Over(axes.iter().map(|a| leak(a)).collect()),
+                (_, m) => m.clone(),
+            };
+            // candidates: (coords contributed, bound input)
+            let candidates: Vec<(Coords, BoundInput)> = match &mode {
+                Many::One => items
+                    .into_iter()
+                    .map(|it| (it.coords.clone(), BoundInput { slot: slot.name.into(), many: false, items: vec![it] }))
+                    .collect(),
+                Many::All => vec![(Coords::new(), BoundInput { slot: slot.name.into(), many: true, items })],
+                Many::Over(over) => {
+                    let present: BTreeSet<&str> = items.iter().flat_map(|it| it.coords.keys().map(String::as_str)).collect();
+                    for a in over {
+                        if !present.contains(a) {
+                            self.err(
+                                Diagnostic::new(
+                                    spec.pos,
+                                    format!("input '{}' gathers over axis '{a}', which its stages do not have", slot.name),
+                                )
+                                .stage(&s.name)
+                                .help_opt(suggest(a, present.iter().copied())),
+                            );
+                            return None;
+                        }
+                    }
+                    let mut groups: BTreeMap<String, (Coords, Vec<InputItem>)> = BTreeMap::new();
+                    for it in items {
+                        let rest: Coords =
+                            it.coords.iter().filter(|(k, _)| !over.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+                        groups.entry(canonical_coords(&rest)).or_insert_with(|| (rest, Vec::new())).1.push(it);
+                    }
+                    groups
+                        .into_values()
+                        .map(|(mut coords, items)| {
+                            for a in over {
+                                let mut vals: Vec<&Value> = items.iter().filter_map(|it| it.coords.get(*a)).collect();
+                                vals.sort_by(|x, y| x.total_cmp(y));
+                                vals.dedup();
+                                let label = vals.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("+");
+                                coords.insert(a.to_string(), Value::Str(label));
+                            }
+                            (coords, BoundInput { slot: slot.name.into(), many: true, items })
+                        })
+                        .collect()
+                }
+            };
+            let mut next = Vec::new();
+            for v in &combos {
+                for (coords, bound) in &candidates {
+                    if compatible(&v.coords, coords) {
+                        let mut merged = v.coords.clone();
+                        merged.extend(coords.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        let mut inputs = v.inputs.clone();
+                        inputs.push(bound.clone());
+                        next.push(Variant { coords: merged, inputs, axis_pos: BTreeMap::new() });
+                    }
+                }
+            }
+            if next.is_empty() {
+                let shared: BTreeSet<&String> =
+                    combos.iter().flat_map(|v| v.coords.keys()).filter(|k| candidates.iter().any(|(c, _)| c.contains_key(*k))).collect();
+                let names: Vec<&str> = shared.iter().map(|s| s.as_str()).collect();
+                self.err(
+                    Diagnostic::new(
+                        spec.pos,
+                        format!(
+                            "input '{}' shares the axes {} with the other inputs but no variant agrees on them",
+                            slot.name,
+                            names.join(", ")
+                        ),
+                    )
+                    .stage(&s.name)
+                    .help("inputs that carry the same axis are joined on it; select variants whose values overlap"),
+                );
+                return None;
+            }
+            combos = next;
+        }
+        // own matrix
+        let inherited: BTreeSet<String> = combos.iter().flat_map(|v| v.coords.keys().cloned()).collect();
+        for a in &s.matrix {
+            if inherited.contains(&a.name) {
+                self.err(
+                    Diagnostic::new(a.pos, format!("axis '{}' is already set by an upstream stage", a.name))
+                        .stage(&s.name)
+                        .help("variants of the inputs already carry this axis; rename the axis or pick upstream variants with a selector"),
+                );
+                return None;
+            }
+        }
+        let mut own: Vec<(Coords, BTreeMap<String, Pos>)> = vec![(Coords::new(), BTreeMap::new())];
+        for a in &s.matrix {
+            let mut next = Vec::new();
+            for (coords, pos) in &own {
+                for (value, vpos) in &a.values {
+                    let (mut c2, mut p2) = (coords.clone(), pos.clone());
+                    c2.insert(a.name.clone(), value.clone());
+                    p2.insert(a.name.clone(), *vpos);
+                    next.push((c2, p2));
+                }
+            }
+            own = next;
+        }
+        let own_names: BTreeSet<String> = own_axes(s).into_iter().collect();
+        for row in &s.include {
+            let keys: BTreeSet<String> = row.entries.iter().map(|e| e.name.clone()).collect();
+            if !s.matrix.is_empty() && keys != s.matrix.iter().map(|a| a.name.clone()).collect::<BTreeSet<_>>() {
+                let want: Vec<&str> = s.matrix.iter().map(|a| a.name.as_str()).collect();
+                self.err(
+                    Diagnostic::new(row.pos, "an `include` row must set every matrix axis, and only those")
+                        .stage(&s.name)
+                        .help(format!("set exactly: {}", want.join(", "))),
+                );
+                return None;
+            }
+            if let Some(e) = row.entries.iter().find(|e| inherited.contains(&e.name)) {
+                self.err(
+                    Diagnostic::new(
+                        e.pos,
+                        format!("axis '{}' is set by an upstream stage; `include` adds variants of this stage's own axes", e.name),
+                    )
+                    .stage(&s.name),
+                );
+                return None;
+            }
+            let coords: Coords = row.entries.iter().map(|e| (e.name.clone(), e.value.clone())).collect();
+            let pos: BTreeMap<String, Pos> = row.entries.iter().map(|e| (e.name.clone(), e.value_pos)).collect();
+            if !own.iter().any(|(c, _)| canonical_coords(c) == canonical_coords(&coords)) {
+                own.push((coords, pos));
+            }
+        }
+        if s.matrix.is_empty() && !s.include.is_empty() {
+            own.remove(0); // with include only, the rows are the variants
+            let first: BTreeSet<&String> = own[0].0.keys().collect();
+            if let Some(row) = s.include.iter().find(|r| r.entries.iter().map(|e| &e.name).collect::<BTreeSet<_>>() != first) {
+                self.err(Diagnostic::new(row.pos, "every `include` row must set the same axes").stage(&s.name));
+                return None;
+            }
+        }
+        let mut out = Vec::new();
+        for v in &combos {
+            for (coords, pos) in &own {
+                let mut merged = v.coords.clone();
+                merged.extend(coords.iter().map(|(k, v)| (k.clone(), v.clone())));
+                out.push(Variant { coords: merged, inputs: v.inputs.clone(), axis_pos: pos.clone() });
+            }
+        }
+        for row in &s.exclude {
+            for e in &row.entries {
+                if !own_names.contains(&e.name) && !inherited.contains(&e.name) {
+                    let all: Vec<&str> = own_names.iter().chain(inherited.iter()).map(String::as_str).collect();
+                    self.err(
+                        Diagnostic::new(e.pos, format!("`exclude` names axis '{}', which this stage's variants do not have", e.name))
+                            .stage(&s.name)
+                            .help_opt(suggest(&e.name, all)),
+                    );
+                    return None;
+                }
+            }
+            out.retain(|v| !row.entries.iter().all(|e| v.coords.get(&e.name) == Some(&e.value)));
+        }
+        if out.is_empty() {
+            self.err(
+                Diagnostic::new(s.pos, "`exclude` removes every variant of this stage").stage(&s.name).help("loosen the exclude rows"),
+            );
+            return None;
+        }
+        let _ = sig;
+        Some(out)
+    }
+
+    /// Resolve parameters, fingerprints and keys of one variant.
+    #[allow(clippy::too_many_arguments)]
+    fn instantiate(
+        &mut self,
+        s: &StageSpec,
+        sig: &Signature,
+        c: &Classified,
+        v: Variant,
+        axes: &[String],
+        project_root: &Path,
+        memo: &mut FingerprintMemo,
+        index: usize,
+    ) -> Option<Instance> {
+        let name = &s.name;
+        let mut params: BTreeMap<String, (Value, Pos)> = BTreeMap::new();
+        for ps in &sig.params {
+            if let Some(d) = &ps.default {
+                params.insert(ps.name.to_string(), (d.clone(), s.pos));
+            }
+            if let Some(setting) = self.p.defaults.iter().find(|d| d.name == ps.name) {
+                params.insert(ps.name.to_string(), (setting.value.clone(), setting.value_pos));
+            }
+        }
+        for (k, (val, pos)) in &c.params {
+            params.insert(k.clone(), (val.clone(), *pos));
+        }
+        let mut interpolated_axes: BTreeSet<String> = BTreeSet::new();
+        for a in &s.matrix {
+            if sig.param(&a.name).is_some() || sig.open_params {
+                if c.params.contains_key(&a.name) {
+                    self.err(
+                        Diagnostic::new(c.param_nodes[&a.name], format!("parameter '{}' is set both here and as a matrix axis", a.name))
+                            .stage(name)
+                            .help("remove one of the two"),
+                    );
+                    return None;
+                }
+                let value = v.coords[&a.name].clone();
+                params.insert(a.name.clone(), (value, v.axis_pos.get(&a.name).copied().unwrap_or(a.pos)));
+                interpolated_axes.insert(a.name.clone());
+            }
+        }
+        for row_axis in v.axis_pos.keys() {
+            if (sig.param(row_axis).is_some() || sig.open_params)
+                && let Some(val) = v.coords.get(row_axis)
+            {
+                params.insert(row_axis.clone(), (val.clone(), v.axis_pos[row_axis]));
+                interpolated_axes.insert(row_axis.clone());
+            }
+        }
+        // ${axis} interpolation
+        for (k, (val, pos)) in params.iter_mut() {
+            match interpolate(val, &v.coords, &mut interpolated_axes) {
+                Ok(new) => *val = new,
+                Err(var) => {
+                    let avail: Vec<&str> = v.coords.keys().map(String::as_str).collect();
+                    self.errors.push(
+                        Diagnostic::new(*pos, format!("parameter '{k}' uses ${{{var}}}, but this stage's variants have no axis '{var}'"))
+                            .stage(name)
+                            .help(if avail.is_empty() {
+                                "this stage has no matrix axes; add one with `matrix:` or write the value out".to_string()
+                            } else {
+                                suggest(&var, avail).unwrap_or_default()
+                            }),
+                    );
+                    return None;
+                }
+            }
+        }
+        // types and required
+        let mut resolved = BTreeMap::new();
+        let mut paths = BTreeMap::new();
+        let mut externals = BTreeMap::new();
+        for ps in &sig.params {
+            match params.get(ps.name) {
+                None => {
+                    self.err(
+                        Diagnostic::new(s.pos, format!("missing parameter '{}' ({})", ps.name, ps.ty.describe()))
+                            .stage(name)
+                            .help(format!("add `{}: ...`; {}", ps.name, ps.doc)),
+                    );
+                    return None;
+                }
+                Some((val, pos)) => match ps.ty.check(val) {
+                    Ok(checked) => {
+                        if let (ParamType::InputPath, Value::Str(rel)) = (&ps.ty, &checked) {
+                            let path = if Path::new(rel).is_absolute() { PathBuf::from(rel) } else { project_root.join(rel) };
+                            match memo.fingerprint(&path) {
+                                Ok(fp) => {
+                                    externals.insert(ps.name.to_string(), fp);
+                                }
+                                Err(e) => {
+                                    self.err(
+                                        Diagnostic::new(*pos, format!("cannot read '{rel}' for parameter '{}': {e}", ps.name))
+                                            .stage(name)
+                                            .help(format!("relative paths resolve against the project folder {}", project_root.display())),
+                                    );
+                                    return None;
+                                }
+                            }
+                            paths.insert(ps.name.to_string(), path);
+                        }
+                        if let (ParamType::OutputDir, Value::Str(rel)) = (&ps.ty, &checked) {
+                            if !stays_inside(rel) {
+                                self.err(
+                                    Diagnostic::new(*pos, format!("output folder '{rel}' leaves the project"))
+                                        .stage(name)
+                                        .help("use a relative path without `..` that stays inside the project, e.g. `reports/study`"),
+                                );
+                                return None;
+                            }
+                            paths.insert(ps.name.to_string(), project_root.join(rel));
+                        }
+                        resolved.insert(ps.name.to_string(), checked);
+                    }
+                    Err(msg) => {
+                        self.err(Diagnostic::new(*pos, format!("parameter '{}': {msg}", ps.name)).stage(name).help(ps.doc));
+                        return None;
+                    }
+                },
+            }
+        }
+        if sig.open_params {
+            for (k, (val, _)) in &params {
+                resolved.entry(k.clone()).or_insert_with(|| val.clone());
+            }
+        }
+        for a in &s.matrix {
+            if !interpolated_axes.contains(&a.name) {
+                let w = Diagnostic::new(a.pos, format!("matrix axis '{}' changes nothing in this stage", a.name)).stage(name).help(
+                    format!("no parameter is named '{}' and no parameter uses ${{{}}}: its variants share one cache entry", a.name, a.name),
+                );
+                if !self.warnings.iter().any(|x| x.message == w.message && x.stage == w.stage) {
+                    self.warnings.push(w);
+                }
+            }
+        }
+        let id = instance_id(name, &v.coords, axes);
+        let in_key: BTreeMap<String, Value> = sig
+            .params
+            .iter()
+            .filter(|ps| ps.in_key && !matches!(ps.ty, ParamType::InputPath | ParamType::OutputDir))
+            .filter_map(|ps| resolved.get(ps.name).map(|v| (ps.name.to_string(), v.clone())))
+            .chain(if sig.open_params {
+                resolved.iter().filter(|(k, _)| sig.param(k).is_none()).map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>()
+            } else {
+                Vec::new()
+            })
+            .collect();
+        let preimage = key::preimage(sig, &in_key, &v.inputs, &externals);
+        let outputs = sig
+            .outputs
+            .iter()
+            .map(|o| OutputEntry { name: o.name.to_string(), table: o.table.to_string(), key: key::output_key(&preimage, o.name) })
+            .collect();
+        let fuse_group = (!sig.fuse_axes.is_empty()).then(|| {
+            let rest: Coords =
+                v.coords.iter().filter(|(k, _)| !sig.fuse_axes.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+            format!("{name}{}", canonical_coords(&rest))
+        });
+        Some(Instance {
+            index,
+            id,
+            stage: name.clone(),
+            kind: sig.kind,
+            version: sig.version,
+            coords: v.coords,
+            params: resolved,
+            paths,
+            inputs: v.inputs,
+            externals,
+            preimage,
+            outputs,
+            fuse_group,
+        })
+    }
+}
+
+fn leak(s: &str) -> &'static str {
+    // Axis names from YAML live as long as the plan; a pipeline has a handful of them.
+    Box::leak(s.to_string().into_boxed_str())
+}
+
+/// Axes a stage introduces: its matrix axes and include-row axes.
+fn own_axes(s: &StageSpec) -> Vec<String> {
+    let mut names: Vec<String> = s.matrix.iter().map(|a| a.name.clone()).collect();
+    for row in &s.include {
+        for e in &row.entries {
+            if !names.contains(&e.name) {
+                names.push(e.name.clone());
+            }
+        }
+    }
+    names
+}
+
+fn compatible(a: &Coords, b: &Coords) -> bool {
+    b.iter().all(|(k, v)| a.get(k).is_none_or(|w| w == v))
+}
+
+pub fn canonical_coords(c: &Coords) -> String {
+    Value::Map(c.clone()).canonical()
+}
+
+/// `stage[a=1,b=x]` with axes in display order.
+pub fn instance_id(stage: &str, coords: &Coords, axes: &[String]) -> String {
+    if coords.is_empty() {
+        return stage.to_string();
+    }
+    let parts: Vec<String> = axes.iter().filter_map(|a| coords.get(a).map(|v| format!("{a}={v}"))).collect();
+    format!("{stage}[{}]", parts.join(","))
+}
+
+/// Replace `${axis}` in every string; `$${` escapes a literal `${`.
+fn interpolate(v: &Value, coords: &Coords, used: &mut BTreeSet<String>) -> Result<Value, String> {
+    Ok(match v {
+        Value::Str(s) if s.contains("${") => {
+            let mut out = String::new();
+            let mut rest = s.as_str();
+            while let Some(i) = rest.find("${") {
+                if i > 0 && rest.as_bytes()[i - 1] == b'$' {
+                    out.push_str(&rest[..i - 1]);
+                    out.push_str("${");
+                    rest = &rest[i + 2..];
+                    continue;
+                }
+                out.push_str(&rest[..i]);
+                let after = &rest[i + 2..];
+                let end = after.find('}').ok_or_else(|| after.to_string())?;
+                let var = after[..end].trim();
+                let val = coords.get(var).ok_or_else(|| var.to_string())?;
+                used.insert(var.to_string());
+                match val {
+                    Value::Str(s) => out.push_str(s),
+                    other => out.push_str(&other.to_string()),
+                }
+                rest = &after[end + 1..];
+            }
+            out.push_str(rest);
+            Value::Str(out)
+        }
+        Value::List(items) => Value::List(items.iter().map(|i| interpolate(i, coords, used)).collect::<Result<_, _>>()?),
+        Value::Map(m) => Value::Map(m.iter().map(|(k, v)| Ok((k.clone(), interpolate(v, coords, used)?))).collect::<Result<_, String>>()?),
+        other => other.clone(),
+    })
+}
+
+/// A relative path without `..` components that would leave its base.
+pub fn stays_inside(rel: &str) -> bool {
+    let p = Path::new(rel);
+    if p.is_absolute() {
+        return false;
+    }
+    let mut depth = 0i32;
+    for c in p.components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+/// Kahn's algorithm with ties broken by file order.
+fn topo_order(deps: &[BTreeSet<usize>]) -> Vec<usize> {
+    let n = deps.len();
+    let mut indeg: Vec<usize> = deps.iter().map(BTreeSet::len).collect();
+    let mut ready: BTreeSet<usize> = (0..n).filter(|&i| indeg[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for j in 0..n {
+            if deps[j].contains(&i) {
+                indeg[j] -= 1;
+                if indeg[j] == 0 {
+                    ready.insert(j);
+                }
+            }
+        }
+    }
+    order
+}
+
+/// A cycle through `start`, as stage indices from `start` back to `start`.
+fn find_cycle(deps: &[BTreeSet<usize>], start: usize) -> Vec<usize> {
+    // walk dependencies until a stage repeats
+    fn dfs(deps: &[BTreeSet<usize>], node: usize, path: &mut Vec<usize>, on: &mut BTreeSet<usize>) -> Option<Vec<usize>> {
+        path.push(node);
+        on.insert(node);
+        for &d in &deps[node] {
+            if on.contains(&d) {
+                let i = path.iter().position(|&x| x == d).unwrap_or(0);
+                let mut cycle: Vec<usize> = path[i..].to_vec();
+                cycle.reverse();
+                // data-flow order: d feeds the last stage on the path, ..., which feeds d
+                cycle.insert(0, d);
+                return Some(cycle);
+            }
+            if let Some(c) = dfs(deps, d, path, on) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        on.remove(&node);
+        None
+    }
+    dfs(deps, start, &mut Vec::new(), &mut BTreeSet::new()).unwrap_or_else(|| vec![start, start])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_that_climb_out_are_rejected() {
+        assert!(stays_inside("reports/x"));
+        assert!(stays_inside("a/../b"));
+        assert!(!stays_inside("../x"));
+        assert!(!stays_inside("a/../../x"));
+        assert!(!stays_inside("/etc"));
+    }
+
+    #[test]
+    fn interpolation_replaces_axes_and_keeps_escapes() {
+        let mut c = Coords::new();
+        c.insert("layer".into(), Value::Int(6));
+        let mut used = BTreeSet::new();
+        let v = interpolate(&Value::Str("blocks.${layer}.hook $${x}".into()), &c, &mut used).unwrap();
+        assert_eq!(v, Value::Str("blocks.6.hook ${x}".into()));
+        assert!(used.contains("layer"));
+        assert_eq!(interpolate(&Value::Str("${nope}".into()), &c, &mut used), Err("nope".into()));
+    }
+
+    #[test]
+    fn cycles_are_reported_in_order() {
+        // 0 <- 2, 1 <- 0, 2 <- 1  (deps[i] = stages i reads)
+        let deps = vec![BTreeSet::from([2]), BTreeSet::from([0]), BTreeSet::from([1])];
+        let c = find_cycle(&deps, 0);
+        assert_eq!(c.first(), c.last());
+        assert_eq!(c.len(), 4);
+    }
+}

@@ -1,0 +1,307 @@
+//! Stand-in kinds (`mock.*`): small, deterministic table stages that exercise the engine — matrix
+//! expansion, joins, gathering, fusion, parts, resume, failures — before the real kinds land, and
+//! that let users try a pipeline's shape offline. Their values are a deterministic function of
+//! their parameters and inputs (splitmix64 over a blake3 seed), so reruns give identical bytes.
+//!
+//! Test hooks: when `SAEFLOW_MOCK_LOG` names a file, every computed instance appends its id to it,
+//! so tests count real executions rather than trusting the executor's report.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::{Array, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+use super::Stage;
+use super::signature::{InputSlot, Many, ParamSpec, ParamType, Signature, input, output, param};
+use crate::engine::EngineError;
+use crate::engine::job::{Job, Member};
+use crate::spec::Value;
+
+pub fn kinds() -> Vec<Box<dyn Stage>> {
+    vec![Box::new(Source), Box::new(Map), Box::new(Gather), Box::new(Fused)]
+}
+
+fn common_params() -> Vec<ParamSpec> {
+    vec![
+        param("rows", ParamType::Int { min: Some(0), max: None }, Some(Value::Int(100)), "rows to generate (sources)"),
+        param("parts", ParamType::Int { min: Some(1), max: Some(100_000) }, Some(Value::Int(1)), "parts to write (sources)"),
+        param("fail", ParamType::Bool, Some(Value::Bool(false)), "fail on purpose (tests of --keep-going)"),
+        ParamSpec {
+            name: "delay_ms",
+            ty: ParamType::Int { min: Some(0), max: None },
+            default: Some(Value::Int(0)),
+            in_key: false,
+            doc: "sleep this long per part (crash tests); not part of the key",
+        },
+    ]
+}
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("row", DataType::UInt32, false), Field::new("value", DataType::Float64, false)]))
+}
+
+/// A seed from everything that defines the member's output.
+fn seed(m: &Member, extra: &[u8]) -> u64 {
+    let mut h = blake3::Hasher::new();
+    let params: Vec<(String, String)> =
+        m.params.iter().filter(|(k, _)| k.as_str() != "delay_ms").map(|(k, v)| (k.clone(), v.canonical())).collect();
+    h.update(format!("{params:?}").as_bytes());
+    h.update(extra);
+    let b = h.finalize();
+    u64::from_le_bytes(b.as_bytes()[..8].try_into().unwrap_or_default())
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn unit(seed: u64, i: u64) -> f64 {
+    (splitmix(seed ^ splitmix(i)) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn log_execution(id: &str) {
+    if let Some(path) = std::env::var_os("SAEFLOW_MOCK_LOG")
+        && let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path)
+    {
+        let _ = writeln!(f, "{id}");
+    }
+}
+
+fn pause(m: &Member) -> Result<(), EngineError> {
+    let ms = m.int("delay_ms")?;
+    if ms > 0 {
+        std::thread::sleep(Duration::from_millis(ms as u64));
+    }
+    Ok(())
+}
+
+fn check_fail(m: &Member) -> Result<(), EngineError> {
+    if m.bool("fail")? {
+        return Err(EngineError::Stage(format!("{}: failed on purpose (fail: true)", m.id)));
+    }
+    Ok(())
+}
+
+/// `mock.source`: a generated table (`row u32, value f64`).
+struct Source;
+
+impl Stage for Source {
+    fn signature(&self) -> Signature {
+        Signature {
+            kind: "mock.source",
+            version: 1,
+            doc: "stand-in source: `rows` generated rows in `parts` parts; any extra parameter changes the values",
+            inputs: vec![],
+            params: common_params(),
+            open_params: true,
+            outputs: vec![output("table", "mock", "row u32, value f64")],
+            fuse_axes: vec![],
+        }
+    }
+
+    fn run(&self, job: &mut Job) -> Result<(), EngineError> {
+        for m in &mut job.members {
+            log_execution(&m.id);
+            let delay = m.int("delay_ms")?;
+            generate_with_delay(m, job.progress, delay)?;
+        }
+        Ok(())
+    }
+}
+
+/// Generate `rows` rows in `parts` equal ranges, skipping parts an interrupted run completed.
+/// The pause comes after a part landed, so a kill during it leaves whole parts only.
+fn generate_with_delay(m: &mut Member, progress: &dyn crate::engine::job::Progress, delay_ms: i64) -> Result<(), EngineError> {
+    check_fail(m)?;
+    let rows = m.int("rows")? as u64;
+    let parts = m.int("parts")? as usize;
+    let s = seed(m, b"source");
+    let out = m.output("table")?;
+    out.set_parts(parts)?;
+    progress.set_total(parts as u64, "parts");
+    for p in 0..parts {
+        if out.has_part(p) {
+            progress.advance(1);
+            continue;
+        }
+        let (lo, hi) = (rows * p as u64 / parts as u64, rows * (p as u64 + 1) / parts as u64);
+        let ids = UInt32Array::from_iter_values((lo..hi).map(|i| i as u32));
+        let vals = Float64Array::from_iter_values((lo..hi).map(|i| unit(s, i)));
+        let batch = RecordBatch::try_new(schema(), vec![Arc::new(ids), Arc::new(vals)])?;
+        out.write_part(p, schema(), &[batch])?;
+        progress.advance(1);
+        if delay_ms > 0 {
+            std::thread::sleep(Duration::from_millis(delay_ms as u64));
+        }
+    }
+    Ok(())
+}
+
+/// `mock.map`: one output part per part of `from`; values mix `from`, optional `with`, params.
+struct Map;
+
+impl Stage for Map {
+    fn signature(&self) -> Signature {
+        let mut with = input("with", &[], "a second table to mix in (optional)");
+        with.required = false;
+        Signature {
+            kind: "mock.map",
+            version: 1,
+            doc: "stand-in transform: part-aligned map of `from` (and `with`); any extra parameter changes the values",
+            inputs: vec![input("from", &[], "the table to transform"), with],
+            params: common_params(),
+            open_params: true,
+            outputs: vec![output("table", "mock", "row u32, value f64")],
+            fuse_axes: vec![],
+        }
+    }
+
+    fn run(&self, job: &mut Job) -> Result<(), EngineError> {
+        for m in &mut job.members {
+            log_execution(&m.id);
+            check_fail(m)?;
+            let from = m.input("from")?.clone();
+            let with_sum: f64 = match m.inputs("with").first() {
+                Some(t) => {
+                    let mut acc = 0.0;
+                    for b in t.read() {
+                        acc += column_sum(&b?);
+                    }
+                    acc
+                }
+                None => 0.0,
+            };
+            let s = seed(m, format!("map{with_sum}").as_bytes());
+            let n = from.num_parts();
+            job.progress.set_total(n as u64, "parts");
+            m.output("table")?.set_parts(n)?;
+            for p in 0..n {
+                if m.output("table")?.has_part(p) {
+                    continue;
+                }
+                let mut batches = Vec::new();
+                for b in from.read_part(p)? {
+                    let b = b?;
+                    let rows = b.column(0).as_any().downcast_ref::<UInt32Array>().cloned().ok_or_else(|| bad_input(&from.instance))?;
+                    let vals = b.column(1).as_any().downcast_ref::<Float64Array>().ok_or_else(|| bad_input(&from.instance))?;
+                    let mixed = Float64Array::from_iter_values(
+                        (0..b.num_rows()).map(|i| vals.value(i) * 0.5 + unit(s, rows.value(i) as u64) * 0.5),
+                    );
+                    batches.push(RecordBatch::try_new(schema(), vec![Arc::new(rows), Arc::new(mixed)])?);
+                }
+                m.output("table")?.write_part(p, schema(), &batches)?;
+                job.progress.advance(1);
+                pause(m)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn bad_input(instance: &str) -> EngineError {
+    EngineError::Stage(format!("{instance}: expected columns (row u32, value f64) from a mock stage"))
+}
+
+fn column_sum(b: &RecordBatch) -> f64 {
+    b.column(b.num_columns() - 1).as_any().downcast_ref::<Float64Array>().map(|a| a.values().iter().sum()).unwrap_or(0.0)
+}
+
+/// `mock.gather`: one row per gathered variant: its instance id, coordinates and row count.
+struct Gather;
+
+impl Stage for Gather {
+    fn signature(&self) -> Signature {
+        Signature {
+            kind: "mock.gather",
+            version: 1,
+            doc: "stand-in gatherer (a report, a comparison): one row per input variant with its coordinates",
+            inputs: vec![InputSlot { name: "from", accepts: vec![], many: Many::All, required: true, doc: "the variants to gather" }],
+            params: common_params(),
+            open_params: true,
+            outputs: vec![output("table", "mock_summary", "instance utf8, coords utf8, rows u64, sum f64")],
+            fuse_axes: vec![],
+        }
+    }
+
+    fn run(&self, job: &mut Job) -> Result<(), EngineError> {
+        for m in &mut job.members {
+            log_execution(&m.id);
+            check_fail(m)?;
+            let inputs = m.inputs("from").to_vec();
+            let mut sums = Vec::new();
+            for t in &inputs {
+                let mut acc = 0.0;
+                for b in t.read() {
+                    acc += column_sum(&b?);
+                }
+                sums.push(acc);
+            }
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("instance", DataType::Utf8, false),
+                Field::new("coords", DataType::Utf8, false),
+                Field::new("rows", DataType::UInt64, false),
+                Field::new("sum", DataType::Float64, false),
+            ]));
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from_iter_values(inputs.iter().map(|t| t.instance.clone()))),
+                    Arc::new(StringArray::from_iter_values(inputs.iter().map(|t| Value::Map(t.coords.clone()).canonical()))),
+                    Arc::new(UInt64Array::from_iter_values(inputs.iter().map(|t| t.rows()))),
+                    Arc::new(Float64Array::from(sums)),
+                ],
+            )?;
+            let out = m.output("table")?;
+            out.write_part(0, schema, &[batch])?;
+        }
+        Ok(())
+    }
+}
+
+/// `mock.fused`: like `mock.source`, but instances that differ only in `layer` run as one fused
+/// computation (as the extraction does: one forward pass serves every layer).
+struct Fused;
+
+impl Stage for Fused {
+    fn signature(&self) -> Signature {
+        let mut from = input("from", &[], "an upstream table (optional)");
+        from.required = false;
+        Signature {
+            kind: "mock.fused",
+            version: 1,
+            doc: "stand-in fused computation: variants differing only in `layer` are computed in one run",
+            inputs: vec![from],
+            params: common_params(),
+            open_params: true,
+            outputs: vec![output("table", "mock", "row u32, value f64"), output("summary", "mock", "row u32, value f64")],
+            fuse_axes: vec!["layer"],
+        }
+    }
+
+    fn run(&self, job: &mut Job) -> Result<(), EngineError> {
+        if let Some(path) = std::env::var_os("SAEFLOW_MOCK_LOG")
+            && let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path)
+        {
+            let ids: Vec<&str> = job.members.iter().map(|m| m.id.as_str()).collect();
+            let _ = writeln!(f, "fused-run {}", ids.join(" "));
+        }
+        for m in &mut job.members {
+            log_execution(&m.id);
+            let delay = m.int("delay_ms")?;
+            generate_with_delay(m, job.progress, delay)?;
+            let s = seed(m, b"summary");
+            let batch = RecordBatch::try_new(
+                schema(),
+                vec![Arc::new(UInt32Array::from(vec![0u32])), Arc::new(Float64Array::from(vec![unit(s, 0)]))],
+            )?;
+            m.output("summary")?.write_part(0, schema(), &[batch])?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,161 @@
+//! What a stage kind declares about itself: inputs, parameters, outputs. `plan/` reads only this;
+//! it never runs a stage.
+
+use crate::spec::Value;
+
+/// The static description of a stage kind.
+#[derive(Clone, Debug)]
+pub struct Signature {
+    pub kind: &'static str,
+    /// Bump when the kind's output changes for the same inputs and parameters: it enters every key.
+    pub version: u32,
+    pub doc: &'static str,
+    pub inputs: Vec<InputSlot>,
+    pub params: Vec<ParamSpec>,
+    /// Accept parameters beyond `params` (free-form kinds such as the mock stand-ins).
+    pub open_params: bool,
+    pub outputs: Vec<OutputSpec>,
+    /// Axes along which instances run as one fused computation (one forward pass serves every
+    /// layer): instances that differ only in these axes are handed to one `run` call.
+    pub fuse_axes: Vec<&'static str>,
+}
+
+/// One input of a stage kind.
+#[derive(Clone, Debug)]
+pub struct InputSlot {
+    pub name: &'static str,
+    /// Table types this input accepts (empty: any).
+    pub accepts: Vec<&'static str>,
+    pub many: Many,
+    pub required: bool,
+    pub doc: &'static str,
+}
+
+/// How an input receives variants of the stage it reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Many {
+    /// One variant per instance: shared axes join, the others cross.
+    One,
+    /// Every (selected) variant at once, with its coordinates (a report, a comparison).
+    All,
+    /// The variants that differ in these axes, grouped; the remaining axes join as for `One`
+    /// (layer fusion: `over: [layer]` collects layers 6 and 10 of the same pooling).
+    Over(Vec<&'static str>),
+}
+
+/// One parameter of a stage kind.
+#[derive(Clone, Debug)]
+pub struct ParamSpec {
+    pub name: &'static str,
+    pub ty: ParamType,
+    /// `None`: required.
+    pub default: Option<Value>,
+    /// False for parameters that cannot change the output (worker counts, progress, delays):
+    /// they stay out of the cache key.
+    pub in_key: bool,
+    pub doc: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParamType {
+    Bool,
+    Int {
+        min: Option<i64>,
+        max: Option<i64>,
+    },
+    Float,
+    Str,
+    Choice(Vec<&'static str>),
+    /// A file or folder the stage reads: fingerprinted by content, and its path stays out of the key.
+    InputPath,
+    /// A folder the stage writes besides the cache (a report): must stay inside the project.
+    OutputDir,
+    List(Box<ParamType>),
+    Any,
+}
+
+impl ParamType {
+    pub fn describe(&self) -> String {
+        match self {
+            ParamType::Bool => "a bool".into(),
+            ParamType::Int { min: Some(lo), max: Some(hi) } => format!("an integer in {lo}..={hi}"),
+            ParamType::Int { min: Some(lo), max: None } => format!("an integer ≥ {lo}"),
+            ParamType::Int { .. } => "an integer".into(),
+            ParamType::Float => "a number".into(),
+            ParamType::Str => "a string".into(),
+            ParamType::Choice(c) => format!("one of {}", c.join(", ")),
+            ParamType::InputPath => "a path to read".into(),
+            ParamType::OutputDir => "a folder inside the project".into(),
+            ParamType::List(t) => format!("a list of {}", t.describe().trim_start_matches("a ").trim_start_matches("an ")),
+            ParamType::Any => "any value".into(),
+        }
+    }
+
+    /// Check a value; floats accept integers (widened).
+    pub fn check(&self, v: &Value) -> Result<Value, String> {
+        let wrong = || format!("expected {}, got {} '{v}'", self.describe(), v.type_name());
+        Ok(match (self, v) {
+            (ParamType::Any, v) => v.clone(),
+            (ParamType::Bool, Value::Bool(_)) => v.clone(),
+            (ParamType::Int { min, max }, Value::Int(i)) => {
+                if min.is_some_and(|lo| *i < lo) || max.is_some_and(|hi| *i > hi) {
+                    return Err(wrong());
+                }
+                v.clone()
+            }
+            (ParamType::Float, Value::Int(i)) => Value::Float(*i as f64),
+            (ParamType::Float, Value::Float(_)) => v.clone(),
+            (ParamType::Str | ParamType::InputPath | ParamType::OutputDir, Value::Str(_)) => v.clone(),
+            (ParamType::Choice(c), Value::Str(s)) if c.contains(&s.as_str()) => v.clone(),
+            (ParamType::Choice(c), _) => {
+                let got = v.to_string();
+                return Err(format!(
+                    "expected one of {}, got '{got}'{}",
+                    c.join(", "),
+                    crate::spec::suggest(&got, c.iter().copied())
+                        .filter(|s| s.starts_with("did"))
+                        .map(|s| format!("; {}", s.split('?').next().unwrap_or_default().to_string() + "?"))
+                        .unwrap_or_default()
+                ));
+            }
+            (ParamType::List(t), Value::List(items)) => Value::List(items.iter().map(|i| t.check(i)).collect::<Result<_, _>>()?),
+            _ => return Err(wrong()),
+        })
+    }
+}
+
+/// One output table of a stage kind; each is its own cache entry with its own key.
+#[derive(Clone, Debug)]
+pub struct OutputSpec {
+    pub name: &'static str,
+    /// The table type (`codes`, `pooled`, `split`, …) that inputs check against.
+    pub table: &'static str,
+    pub doc: &'static str,
+}
+
+impl Signature {
+    pub fn param(&self, name: &str) -> Option<&ParamSpec> {
+        self.params.iter().find(|p| p.name == name)
+    }
+
+    pub fn input(&self, name: &str) -> Option<&InputSlot> {
+        self.inputs.iter().find(|i| i.name == name)
+    }
+
+    pub fn output(&self, name: &str) -> Option<&OutputSpec> {
+        self.outputs.iter().find(|o| o.name == name)
+    }
+}
+
+/// Shorthand constructors, so kinds read like a table.
+pub fn param(name: &'static str, ty: ParamType, default: Option<Value>, doc: &'static str) -> ParamSpec {
+    ParamSpec { name, ty, default, in_key: true, doc }
+}
+
+pub fn input(name: &'static str, accepts: &[&'static str], doc: &'static str) -> InputSlot {
+    InputSlot { name, accepts: accepts.to_vec(), many: Many::One, required: true, doc }
+}
+
+pub fn output(name: &'static str, table: &'static str, doc: &'static str) -> OutputSpec {
+    OutputSpec { name, table, doc }
+}
