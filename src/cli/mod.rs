@@ -303,8 +303,7 @@ fn cmd_dag(cache: &Option<PathBuf>, registry: &Registry, file: &Path, format: Da
     let plan = load(&cache, registry, file)?;
     let (nodes, edges): (Vec<String>, BTreeSet<(usize, usize)>) = if stages {
         let idx = |name: &str| plan.stages.iter().position(|s| s.name == name).unwrap_or(0);
-        let nodes =
-            plan.stages.iter().map(|s| (s.name.clone(), format!("{} ({}, {}×)", s.name, s.signature.kind, s.instances.len()))).collect();
+        let nodes = plan.stages.iter().map(|s| format!("{} ({}, {}×)", s.name, s.signature.kind, s.instances.len())).collect();
         let edges = plan
             .instances
             .iter()
