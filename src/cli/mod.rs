@@ -182,6 +182,10 @@ fn cmd_plan(cache: &Option<PathBuf>, registry: &Registry, file: &Path, json: boo
                     "status": if a.status == Status::Cached { "cached" } else { "run" },
                     "reason": a.reason,
                     "fused": inst.fuse_group.is_some(),
+                    "inputs": inst.inputs.iter().map(|b| serde_json::json!({
+                        "slot": b.slot,
+                        "instances": b.items.iter().map(|it| plan.instances[it.instance].id.clone()).collect::<Vec<_>>(),
+                    })).collect::<Vec<_>>(),
                 })
             })
             .collect();

@@ -1,0 +1,125 @@
+//! Test harness: a temporary project (pipelines/ + cache/) and the saeflow binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not json ({e}): {}\n{}", self.stdout, self.stderr))
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_saeflow")
+}
+
+impl Project {
+    pub fn new() -> Project {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
+        Project { dir }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn cache(&self) -> PathBuf {
+        self.root().join("cache")
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self.root().join("mock.log")
+    }
+
+    /// Write `pipelines/<name>.yaml` and return its relative path.
+    pub fn pipeline(&self, name: &str, yaml: &str) -> String {
+        let rel = format!("pipelines/{name}.yaml");
+        std::fs::write(self.root().join(&rel), yaml).unwrap();
+        rel
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.current_dir(self.root()).args(args).env("SAEFLOW_MOCK_LOG", self.log()).env_remove("SAEFLOW_CACHE").env_remove("SAEFLOW_FAULT");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().expect("run saeflow"))
+    }
+
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut c = self.command(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        Run::from(c.output().expect("run saeflow"))
+    }
+
+    /// Ids the mock stages logged as computed since the last call (and clear the log).
+    pub fn executed(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self.log()).unwrap_or_default();
+        let _ = std::fs::remove_file(self.log());
+        text.lines().filter(|l| !l.starts_with("fused-run ")).map(str::to_string).collect()
+    }
+
+    /// Raw log lines (including `fused-run` records).
+    pub fn log_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(self.log()).unwrap_or_default().lines().map(str::to_string).collect()
+    }
+
+    /// `plan --json` as (instance → key).
+    pub fn keys(&self, file: &str) -> std::collections::BTreeMap<String, String> {
+        let r = self.run(&["plan", file, "--json"]);
+        assert!(r.code == 0 || r.code == 10, "plan failed: {}", r.stderr);
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| (o["instance"].as_str().unwrap().to_string(), o["key"].as_str().unwrap().to_string()))
+            .collect()
+    }
+}
+
+/// Sorted copy, for set comparisons with readable failure output.
+pub fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Every file under `dir` (relative path → bytes), for byte-identity checks.
+pub fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    fn walk(base: &Path, d: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.insert(p.strip_prefix(base).unwrap().display().to_string(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out
+}
