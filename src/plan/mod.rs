@@ -144,6 +144,7 @@ impl Plan {
             _ => {
                 let mut errors = errors;
                 errors.sort_by_key(|d| d.pos);
+                errors.dedup_by(|a, b| a.pos == b.pos && a.message == b.message);
                 Err(Diagnostics(errors.into_iter().map(locate).collect()))
             }
         }
@@ -322,8 +323,10 @@ impl<'a> Builder<'a> {
     fn classify(&mut self, s: &StageSpec, sig: &Signature) -> Option<Classified> {
         let mut c = Classified { inputs: Vec::new(), params: BTreeMap::new(), param_nodes: BTreeMap::new() };
         let n = self.errors.len();
+        let mut written: BTreeSet<&str> = BTreeSet::new();
         for f in &s.fields {
             if let Some(slot) = sig.input(&f.name) {
+                written.insert(slot.name);
                 match crate::spec::reference::parse_input(&f.node) {
                     Ok(spec) => {
                         if slot.many == Many::One && spec.listed {
@@ -370,7 +373,7 @@ impl<'a> Builder<'a> {
             }
         }
         for slot in &sig.inputs {
-            if slot.required && !c.inputs.iter().any(|(n, _)| n == slot.name) {
+            if slot.required && !written.contains(slot.name) {
                 let accepts = if slot.accepts.is_empty() { String::new() } else { format!(" (a {} table)", slot.accepts.join(" or ")) };
                 self.err(
                     Diagnostic::new(s.pos, format!("missing input '{}'{accepts}", slot.name))
@@ -461,12 +464,14 @@ impl<'a> Builder<'a> {
                     .collect();
                 if selected.is_empty() {
                     let axis = &r.conditions[0].axis;
-                    let values: BTreeSet<String> =
-                        src_insts.iter().filter_map(|&k| instances[k].coords.get(axis)).map(|v| v.to_string()).collect();
+                    let mut values: Vec<&Value> = src_insts.iter().filter_map(|&k| instances[k].coords.get(axis)).collect();
+                    values.sort_by(|a, b| a.total_cmp(b));
+                    values.dedup();
+                    let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
                     self.err(
                         Diagnostic::new(r.pos, format!("the selector on '{}' matches no variant", r.stage))
                             .stage(&s.name)
-                            .help(format!("'{axis}' takes the values {}", values.into_iter().collect::<Vec<_>>().join(", "))),
+                            .help(format!("'{axis}' takes the values {}", values.join(", "))),
                     );
                     return None;
                 }
@@ -537,16 +542,10 @@ impl<'a> Builder<'a> {
             if next.is_empty() {
                 let shared: BTreeSet<&String> =
                     combos.iter().flat_map(|v| v.coords.keys()).filter(|k| candidates.iter().any(|(c, _)| c.contains_key(*k))).collect();
-                let names: Vec<&str> = shared.iter().map(|s| s.as_str()).collect();
+                let names: Vec<String> = shared.iter().map(|s| format!("'{s}'")).collect();
+                let what = if names.len() == 1 { format!("axis {}", names[0]) } else { format!("axes {}", names.join(", ")) };
                 self.err(
-                    Diagnostic::new(
-                        spec.pos,
-                        format!(
-                            "input '{}' shares the axes {} with the other inputs but no variant agrees on them",
-                            slot.name,
-                            names.join(", ")
-                        ),
-                    )
+                    Diagnostic::new(spec.pos, format!("input '{}' shares {what} with the other inputs, but no variants agree on it", slot.name))
                     .stage(&s.name)
                     .help("inputs that carry the same axis are joined on it; select variants whose values overlap"),
                 );
@@ -730,6 +729,10 @@ impl<'a> Builder<'a> {
                     );
                     return None;
                 }
+                // an optional parameter left unset
+                Some((Value::Null, _)) if ps.default == Some(Value::Null) => {
+                    resolved.insert(ps.name.to_string(), Value::Null);
+                }
                 Some((val, pos)) => match ps.ty.check(val) {
                     Ok(checked) => {
                         if let (ParamType::InputPath, Value::Str(rel)) = (&ps.ty, &checked) {
@@ -742,7 +745,7 @@ impl<'a> Builder<'a> {
                                     self.err(
                                         Diagnostic::new(*pos, format!("cannot read '{rel}' for parameter '{}': {e}", ps.name))
                                             .stage(name)
-                                            .help(format!("relative paths resolve against the project folder {}", project_root.display())),
+                                            .help("relative paths resolve against the project folder (the one holding pipelines/); check the path"),
                                     );
                                     return None;
                                 }

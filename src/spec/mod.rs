@@ -117,7 +117,7 @@ impl Pipeline {
         };
         let Some(top) = root.as_map() else {
             return Err(Diagnostics(vec![locate(
-                Diagnostic::new(root.pos, format!("a pipeline file is a map, got a {}", root.describe()))
+                Diagnostic::new(root.pos, format!("a pipeline file is a map, got {}", root.describe()))
                     .help("start with `name: my-study` and `stages:`"),
             )]));
         };
@@ -151,10 +151,14 @@ impl Pipeline {
                 ),
             }
         }
-        if !seen_name {
+        // a misspelt `stages:` already has its own did-you-mean; do not also say it is missing
+        let suggested = |errors: &[Diagnostic], key: &str| {
+            errors.iter().any(|d| d.help.as_deref().is_some_and(|h| h.starts_with(&format!("did you mean '{key}'"))))
+        };
+        if !seen_name && !suggested(&errors, "name") {
             errors.push(Diagnostic::new(root.pos, "the pipeline has no `name`").help("add `name: my-study` at the top"));
         }
-        if !seen_stages {
+        if !seen_stages && !suggested(&errors, "stages") {
             errors.push(Diagnostic::new(root.pos, "the pipeline has no `stages`").help("add `stages:` with at least one stage"));
         }
         if errors.is_empty() {
@@ -196,7 +200,7 @@ fn parse_defaults(node: &Node, out: &mut Vec<Setting>, errors: &mut Vec<Diagnost
     }
     let Some(entries) = node.as_map() else {
         errors.push(
-            Diagnostic::new(node.pos, format!("`defaults` is a map, got a {}", node.describe()))
+            Diagnostic::new(node.pos, format!("`defaults` is a map, got {}", node.describe()))
                 .help("e.g. `defaults: {device: auto, seed: 0}`"),
         );
         return;
@@ -245,7 +249,7 @@ pub fn is_device(s: &str) -> bool {
 fn parse_stages(node: &Node, out: &mut Vec<StageSpec>, errors: &mut Vec<Diagnostic>) {
     let Some(entries) = node.as_map() else {
         errors.push(
-            Diagnostic::new(node.pos, format!("`stages` is a map from stage name to stage, got a {}", node.describe()))
+            Diagnostic::new(node.pos, format!("`stages` is a map from stage name to stage, got {}", node.describe()))
                 .help("write `stages:` then `  my_stage: {kind: ...}` indented below it"),
         );
         return;
@@ -271,7 +275,7 @@ fn parse_stages(node: &Node, out: &mut Vec<StageSpec>, errors: &mut Vec<Diagnost
 fn parse_stage(name: &str, pos: Pos, node: &Node, errors: &mut Vec<Diagnostic>) -> Option<StageSpec> {
     let Some(entries) = node.as_map() else {
         errors.push(
-            Diagnostic::new(node.pos, format!("a stage is a map with at least `kind`, got a {}", node.describe()))
+            Diagnostic::new(node.pos, format!("a stage is a map with at least `kind`, got {}", node.describe()))
                 .stage(name)
                 .help("e.g. `pool: {kind: pool, from: codes}`"),
         );
@@ -324,7 +328,7 @@ fn parse_stage(name: &str, pos: Pos, node: &Node, errors: &mut Vec<Diagnostic>) 
 
 fn parse_matrix(node: &Node) -> Result<Vec<Axis>, Diagnostic> {
     let entries = node.as_map().ok_or_else(|| {
-        Diagnostic::new(node.pos, format!("`matrix` is a map from axis to a list of values, got a {}", node.describe()))
+        Diagnostic::new(node.pos, format!("`matrix` is a map from axis to a list of values, got {}", node.describe()))
             .help("e.g. `matrix: {layer: [6, 10, 17]}`")
     })?;
     let mut axes = Vec::new();
@@ -336,7 +340,7 @@ fn parse_matrix(node: &Node) -> Result<Vec<Axis>, Diagnostic> {
             );
         }
         let items = v.as_seq().ok_or_else(|| {
-            Diagnostic::new(v.pos, format!("matrix axis '{name}' needs a list of values, got a {}", v.describe()))
+            Diagnostic::new(v.pos, format!("matrix axis '{name}' needs a list of values, got {}", v.describe()))
                 .help(format!("write `{name}: [a, b]`, or set a single value as a parameter instead"))
         })?;
         if items.is_empty() {
@@ -360,14 +364,14 @@ fn parse_matrix(node: &Node) -> Result<Vec<Axis>, Diagnostic> {
 
 fn parse_rows(key: &str, node: &Node) -> Result<Vec<Row>, Diagnostic> {
     let items = node.as_seq().ok_or_else(|| {
-        Diagnostic::new(node.pos, format!("`{key}` is a list of axis assignments, got a {}", node.describe()))
+        Diagnostic::new(node.pos, format!("`{key}` is a list of axis assignments, got {}", node.describe()))
             .help(format!("e.g. `{key}: [{{layer: 12, sae: gemma-2b-it-res-jb}}]`"))
     })?;
     let mut rows = Vec::new();
     for item in items {
         let entries = item
             .as_map()
-            .ok_or_else(|| Diagnostic::new(item.pos, format!("each `{key}` row is a map of axis: value, got a {}", item.describe())))?;
+            .ok_or_else(|| Diagnostic::new(item.pos, format!("each `{key}` row is a map of axis: value, got {}", item.describe())))?;
         let mut row = Row { pos: item.pos, entries: Vec::new() };
         for (k, v) in entries {
             row.entries.push(Setting {

@@ -60,7 +60,7 @@ pub fn parse_input(node: &Node) -> Result<InputSpec, Diagnostic> {
             let mut refs = Vec::new();
             for item in items {
                 let text = item.scalar().ok_or_else(|| {
-                    Diagnostic::new(item.pos, format!("expected a stage reference, got a {}", item.describe())).help(SYNTAX_HELP)
+                    Diagnostic::new(item.pos, format!("expected a stage reference, got {}", item.describe())).help(SYNTAX_HELP)
                 })?;
                 refs.push(parse_ref(text, item.pos)?);
             }

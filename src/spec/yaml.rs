@@ -33,7 +33,14 @@ pub enum NodeKind {
 }
 
 impl Node {
-    pub fn describe(&self) -> &'static str {
+    /// "a list", "an int", … for messages.
+    pub fn describe(&self) -> String {
+        let t = self.type_name();
+        let article = if t.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+        format!("{article} {t}")
+    }
+
+    pub fn type_name(&self) -> &'static str {
         match &self.kind {
             NodeKind::Scalar { .. } => match self.to_value() {
                 Ok(v) => v.type_name(),

@@ -46,7 +46,7 @@ fn schema() -> SchemaRef {
 fn seed(m: &Member, extra: &[u8]) -> u64 {
     let mut h = blake3::Hasher::new();
     let params: Vec<(String, String)> =
-        m.params.iter().filter(|(k, _)| k.as_str() != "delay_ms").map(|(k, v)| (k.clone(), v.canonical())).collect();
+        m.params.iter().filter(|(k, _)| !matches!(k.as_str(), "delay_ms" | "data")).map(|(k, v)| (k.clone(), v.canonical())).collect();
     h.update(format!("{params:?}").as_bytes());
     h.update(extra);
     let b = h.finalize();
@@ -98,7 +98,11 @@ impl Stage for Source {
             version: 1,
             doc: "stand-in source: `rows` generated rows in `parts` parts; any extra parameter changes the values",
             inputs: vec![],
-            params: common_params(),
+            params: {
+                let mut p = common_params();
+                p.push(param("data", ParamType::InputPath, Some(Value::Null), "a file whose bytes seed the values (optional)"));
+                p
+            },
             open_params: true,
             outputs: vec![output("table", "mock", "row u32, value f64")],
             fuse_axes: vec![],
@@ -121,7 +125,11 @@ fn generate_with_delay(m: &mut Member, progress: &dyn crate::engine::job::Progre
     check_fail(m)?;
     let rows = m.int("rows")? as u64;
     let parts = m.int("parts")? as usize;
-    let s = seed(m, b"source");
+    let data = match m.paths.get("data") {
+        Some(path) => std::fs::read(path).map_err(|e| EngineError::io(path, e))?,
+        None => Vec::new(),
+    };
+    let s = seed(m, &[b"source".as_slice(), &data].concat());
     let out = m.output("table")?;
     out.set_parts(parts)?;
     progress.set_total(parts as u64, "parts");
@@ -154,7 +162,7 @@ impl Stage for Map {
             kind: "mock.map",
             version: 1,
             doc: "stand-in transform: part-aligned map of `from` (and `with`); any extra parameter changes the values",
-            inputs: vec![input("from", &[], "the table to transform"), with],
+            inputs: vec![input("from", &["mock"], "the table to transform"), with],
             params: common_params(),
             open_params: true,
             outputs: vec![output("table", "mock", "row u32, value f64")],
@@ -222,8 +230,12 @@ impl Stage for Gather {
             version: 1,
             doc: "stand-in gatherer (a report, a comparison): one row per input variant with its coordinates",
             inputs: vec![InputSlot { name: "from", accepts: vec![], many: Many::All, required: true, doc: "the variants to gather" }],
-            params: common_params(),
-            open_params: true,
+            params: {
+                let mut p = common_params();
+                p.push(param("title", ParamType::Str, Some(Value::Str(String::new())), "a label for the summary"));
+                p
+            },
+            open_params: false,
             outputs: vec![output("table", "mock_summary", "instance utf8, coords utf8, rows u64, sum f64")],
             fuse_axes: vec![],
         }
@@ -277,8 +289,13 @@ impl Stage for Fused {
             version: 1,
             doc: "stand-in fused computation: variants differing only in `layer` are computed in one run",
             inputs: vec![from],
-            params: common_params(),
-            open_params: true,
+            params: {
+                let mut p = common_params();
+                p.push(param("layer", ParamType::Int { min: Some(0), max: None }, None, "the layer this instance publishes"));
+                p.push(param("sae", ParamType::Str, Some(Value::Str("default".into())), "which SAE (a stand-in axis)"));
+                p
+            },
+            open_params: false,
             outputs: vec![output("table", "mock", "row u32, value f64"), output("summary", "mock", "row u32, value f64")],
             fuse_axes: vec!["layer"],
         }
