@@ -20,7 +20,7 @@ use crate::engine::job::{Job, Member};
 use crate::spec::Value;
 
 pub fn kinds() -> Vec<Box<dyn Stage>> {
-    vec![Box::new(Source), Box::new(Map), Box::new(Gather), Box::new(Fused)]
+    vec![Box::new(Source), Box::new(Map), Box::new(Gather), Box::new(Concat), Box::new(Fused)]
 }
 
 fn common_params() -> Vec<ParamSpec> {
@@ -318,6 +318,45 @@ impl Stage for Fused {
                 vec![Arc::new(UInt32Array::from(vec![0u32])), Arc::new(Float64Array::from(vec![unit(s, 0)]))],
             )?;
             m.output("summary")?.write_part(0, schema(), &[batch])?;
+        }
+        Ok(())
+    }
+}
+
+/// `mock.concat`: the rows of every gathered variant, one after another, renumbered (a stand-in for
+/// layer fusion, which concatenates the pooled features of several layers).
+struct Concat;
+
+impl Stage for Concat {
+    fn signature(&self) -> Signature {
+        Signature {
+            kind: "mock.concat",
+            version: 1,
+            doc: "stand-in fusion: concatenates the gathered variants' rows (gather `over: [layer]` to fuse layers)",
+            inputs: vec![InputSlot { name: "from", accepts: vec!["mock"], many: Many::All, required: true, doc: "the variants to concatenate" }],
+            params: common_params(),
+            open_params: true,
+            outputs: vec![output("table", "mock", "row u32, value f64")],
+            fuse_axes: vec![],
+        }
+    }
+
+    fn run(&self, job: &mut Job) -> Result<(), EngineError> {
+        for m in &mut job.members {
+            log_execution(&m.id);
+            check_fail(m)?;
+            let mut batches = Vec::new();
+            let mut next = 0u32;
+            for t in m.inputs("from").to_vec() {
+                for b in t.read() {
+                    let b = b?;
+                    let n = b.num_rows() as u32;
+                    let rows = UInt32Array::from_iter_values(next..next + n);
+                    next += n;
+                    batches.push(RecordBatch::try_new(schema(), vec![Arc::new(rows), b.column(1).clone()])?);
+                }
+            }
+            m.output("table")?.write_part(0, schema(), &batches)?;
         }
         Ok(())
     }
