@@ -40,6 +40,11 @@ fn main() {
         assert_eq!(out.status.code(), Some(0));
         t.elapsed().as_secs_f64()
     };
-    println!("no-op run, {instances} cached instances: median {:.1} ms, min {:.1} ms, max {:.1} ms (20 runs); plan {:.1} ms",
-        times[10] * 1e3, times[0] * 1e3, times[19] * 1e3, plan_t * 1e3);
+    println!(
+        "no-op run, {instances} cached instances: median {:.1} ms, min {:.1} ms, max {:.1} ms (20 runs); plan {:.1} ms",
+        times[10] * 1e3,
+        times[0] * 1e3,
+        times[19] * 1e3,
+        plan_t * 1e3
+    );
 }

@@ -7,5 +7,6 @@
 pub mod engine;
 pub mod glob;
 pub mod plan;
+pub mod probe;
 pub mod spec;
 pub mod stages;

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::{Project, files};
 
-const FIFTY: &str = "name: crash\nstages:\n  src: {kind: mock.source, rows: 5000, parts: 50, delay_ms: DELAY}\n  down: {kind: mock.map, from: src}\n";
+const FIFTY: &str =
+    "name: crash\nstages:\n  src: {kind: mock.source, rows: 5000, parts: 50, delay_ms: DELAY}\n  down: {kind: mock.map, from: src}\n";
 
 fn fifty(delay: u64) -> String {
     FIFTY.replace("DELAY", &delay.to_string())

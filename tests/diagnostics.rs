@@ -11,7 +11,8 @@ use common::Project;
 #[test]
 fn broken_pipelines_give_located_messages_matching_their_snapshots() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad_yaml");
-    let mut cases: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect();
+    let mut cases: Vec<_> =
+        std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect();
     cases.sort();
     assert!(cases.len() >= 20, "expected 20+ broken pipelines, found {}", cases.len());
     let bless = std::env::var_os("SAEFLOW_BLESS").is_some();

@@ -545,7 +545,10 @@ impl<'a> Builder<'a> {
                 let names: Vec<String> = shared.iter().map(|s| format!("'{s}'")).collect();
                 let what = if names.len() == 1 { format!("axis {}", names[0]) } else { format!("axes {}", names.join(", ")) };
                 self.err(
-                    Diagnostic::new(spec.pos, format!("input '{}' shares {what} with the other inputs, but no variants agree on it", slot.name))
+                    Diagnostic::new(
+                        spec.pos,
+                        format!("input '{}' shares {what} with the other inputs, but no variants agree on it", slot.name),
+                    )
                     .stage(&s.name)
                     .help("inputs that carry the same axis are joined on it; select variants whose values overlap"),
                 );

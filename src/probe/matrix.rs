@@ -1,0 +1,797 @@
+//! Design matrices for the probe: compressed sparse rows ([`Csr`]) and dense
+//! row-major ([`Dense`]), the [`Design`] trait with the products the solver
+//! needs, row selection, and column scaling without centering.
+//!
+//! Values are stored as `f32` (pooled SAE activations are `f32`); every
+//! product converts them exactly to `f64` and accumulates in `f64`.
+//!
+//! # Determinism
+//! The products may run on several threads, but each output element is
+//! computed by exactly one thread, summing its terms in ascending row (or
+//! column) order. The result is therefore bit-identical for any thread count.
+
+use std::sync::OnceLock;
+
+use super::ProbeError;
+
+/// Cache-blocked copies of a [`Csr`], built once on first use by the
+/// products (they cost two extra copies of indices and values).
+///
+/// * `cols`: the matrix split into column blocks of `col_width` features,
+///   each stored as CSR. `X·Wᵀ` walks one block at a time so that the
+///   `col_width × k` slice of `Wᵀ` it gathers from stays in L2.
+/// * `rows`: the matrix split into row blocks of `row_height` samples, each
+///   stored column-compressed (CSC). `Xᵀ·G` walks one block at a time so that
+///   the `row_height × k` slice of `G` it gathers from stays in L2.
+///
+/// Within an output element the terms are still added in ascending column
+/// (resp. row) order, so blocking does not change any result bit.
+#[derive(Debug, Clone)]
+struct Blocked {
+    col_width: usize,
+    cols: Vec<Block>,
+    row_height: usize,
+    rows: Vec<Block>,
+    /// Stored values per column, prefix-summed (load balance of `Xᵀ·G`).
+    col_nnz_prefix: Vec<usize>,
+}
+
+/// One block: `ptr` has one offset per row (column-block CSR) or per column
+/// (row-block CSC) plus one; `idx` holds absolute column (resp. row) indices.
+#[derive(Debug, Clone)]
+struct Block {
+    ptr: Vec<usize>,
+    idx: Vec<u32>,
+    data: Vec<f32>,
+}
+
+/// Bytes of a gathered slice (`width × k × 8`) that we aim to keep in L2.
+const BLOCK_BYTES: usize = 1 << 19;
+
+/// Sparse matrix in CSR form (the layout of `scipy.sparse.csr_matrix` with
+/// sorted indices and no duplicates).
+///
+/// Fields are private so that the invariants checked by [`Csr::new`] (and the
+/// cached transpose) cannot be broken after construction; read them with the
+/// accessors.
+#[derive(Debug, Clone)]
+pub struct Csr {
+    n_rows: usize,
+    n_cols: usize,
+    indptr: Vec<usize>,
+    indices: Vec<u32>,
+    data: Vec<f32>,
+    blocked: OnceLock<Blocked>,
+}
+
+impl PartialEq for Csr {
+    fn eq(&self, other: &Self) -> bool {
+        self.n_rows == other.n_rows
+            && self.n_cols == other.n_cols
+            && self.indptr == other.indptr
+            && self.indices == other.indices
+            && self.data == other.data
+    }
+}
+
+impl Csr {
+    /// Checked constructor.
+    ///
+    /// Requires `indptr.len() == n_rows + 1`, `indptr[0] == 0`, `indptr`
+    /// non-decreasing, `indptr[n_rows] == indices.len() == data.len()`,
+    /// column indices strictly increasing within each row (sorted, no
+    /// duplicates) and below `n_cols`, and finite values. Explicit zeros are
+    /// allowed.
+    pub fn new(n_rows: usize, n_cols: usize, indptr: Vec<usize>, indices: Vec<u32>, data: Vec<f32>) -> Result<Self, ProbeError> {
+        if indptr.len() != n_rows + 1 {
+            return Err(ProbeError::Shape {
+                what: "csr indptr",
+                expected: n_rows + 1,
+                actual: indptr.len(),
+                fix: "indptr must hold n_rows + 1 offsets",
+            });
+        }
+        if indices.len() != data.len() {
+            return Err(ProbeError::Shape {
+                what: "csr data",
+                expected: indices.len(),
+                actual: data.len(),
+                fix: "indices and data must have one entry per stored value",
+            });
+        }
+        if n_cols > u32::MAX as usize {
+            return Err(ProbeError::Shape {
+                what: "csr n_cols",
+                expected: u32::MAX as usize,
+                actual: n_cols,
+                fix: "column indices are u32; split the feature space",
+            });
+        }
+        if indptr[0] != 0 {
+            return Err(ProbeError::Csr {
+                what: "indptr start",
+                row: 0,
+                expected: "0".into(),
+                actual: indptr[0].to_string(),
+                fix: "indptr[0] must be 0",
+            });
+        }
+        if indptr[n_rows] != indices.len() {
+            return Err(ProbeError::Csr {
+                what: "indptr end",
+                row: n_rows,
+                expected: indices.len().to_string(),
+                actual: indptr[n_rows].to_string(),
+                fix: "indptr[n_rows] must equal the number of stored values",
+            });
+        }
+        for r in 0..n_rows {
+            let (a, b) = (indptr[r], indptr[r + 1]);
+            if b < a {
+                return Err(ProbeError::Csr {
+                    what: "indptr",
+                    row: r,
+                    expected: format!("a value >= {a}"),
+                    actual: b.to_string(),
+                    fix: "indptr must be non-decreasing",
+                });
+            }
+            let mut prev: Option<u32> = None;
+            for &c in &indices[a..b] {
+                if c as usize >= n_cols {
+                    return Err(ProbeError::Csr {
+                        what: "column index",
+                        row: r,
+                        expected: format!("a value below n_cols={n_cols}"),
+                        actual: c.to_string(),
+                        fix: "drop out-of-range columns or raise n_cols",
+                    });
+                }
+                if let Some(p) = prev
+                    && c <= p
+                {
+                    return Err(ProbeError::Csr {
+                        what: "column order",
+                        row: r,
+                        expected: format!("a column index above {p}"),
+                        actual: c.to_string(),
+                        fix: "sort column indices within each row and sum duplicates \
+                                  (scipy: X.sum_duplicates(); X.sort_indices())",
+                    });
+                }
+                prev = Some(c);
+            }
+        }
+        check_finite("csr data", &data)?;
+        Ok(Csr { n_rows, n_cols, indptr, indices, data, blocked: OnceLock::new() })
+    }
+
+    /// Row offsets (`n_rows + 1` entries).
+    pub fn indptr(&self) -> &[usize] {
+        &self.indptr
+    }
+    /// Column index of each stored value.
+    pub fn indices(&self) -> &[u32] {
+        &self.indices
+    }
+    /// Stored values.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+    /// Number of stored values.
+    pub fn nnz(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The blocked copies; block sizes are chosen for the `k` of the first
+    /// call (any later `k` is still correct, merely less cache-friendly).
+    fn blocked(&self, k: usize) -> &Blocked {
+        self.blocked.get_or_init(|| {
+            let width = (BLOCK_BYTES / (8 * k.max(1))).max(64);
+            let (n, d) = (self.n_rows, self.n_cols);
+            // column blocks, CSR each
+            let n_cb = d.div_ceil(width).max(1);
+            let mut cols: Vec<Block> =
+                (0..n_cb).map(|_| Block { ptr: Vec::with_capacity(n + 1), idx: Vec::new(), data: Vec::new() }).collect();
+            for b in cols.iter_mut() {
+                b.ptr.push(0);
+            }
+            for r in 0..n {
+                for p in self.indptr[r]..self.indptr[r + 1] {
+                    let c = self.indices[p];
+                    let b = &mut cols[c as usize / width];
+                    b.idx.push(c);
+                    b.data.push(self.data[p]);
+                }
+                for b in cols.iter_mut() {
+                    b.ptr.push(b.idx.len());
+                }
+            }
+            // row blocks, CSC each
+            let n_rb = n.div_ceil(width).max(1);
+            let mut rows = Vec::with_capacity(n_rb);
+            for rb in 0..n_rb {
+                let (r0, r1) = (rb * width, ((rb + 1) * width).min(n));
+                let mut ptr = vec![0usize; d + 1];
+                for p in self.indptr[r0]..self.indptr[r1] {
+                    ptr[self.indices[p] as usize + 1] += 1;
+                }
+                for j in 0..d {
+                    ptr[j + 1] += ptr[j];
+                }
+                let nnz = ptr[d];
+                let mut next = ptr.clone();
+                let mut idx = vec![0u32; nnz];
+                let mut data = vec![0f32; nnz];
+                for r in r0..r1 {
+                    for p in self.indptr[r]..self.indptr[r + 1] {
+                        let c = self.indices[p] as usize;
+                        idx[next[c]] = r as u32;
+                        data[next[c]] = self.data[p];
+                        next[c] += 1;
+                    }
+                }
+                rows.push(Block { ptr, idx, data });
+            }
+            let mut col_nnz_prefix = vec![0usize; d + 1];
+            for &c in &self.indices {
+                col_nnz_prefix[c as usize + 1] += 1;
+            }
+            for j in 0..d {
+                col_nnz_prefix[j + 1] += col_nnz_prefix[j];
+            }
+            Blocked { col_width: width, cols, row_height: width, rows, col_nnz_prefix }
+        })
+    }
+}
+
+/// `z[(r-a)·k..] += Σ x_rj · wt[j·k..]` for rows `a..b`, one column block at
+/// a time.
+#[inline(always)]
+fn csr_mul_rows(bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, out: &mut [f64]) {
+    let _ = bl.col_width;
+    for blk in &bl.cols {
+        for r in a..b {
+            let z = &mut out[(r - a) * k..(r - a + 1) * k];
+            for p in blk.ptr[r]..blk.ptr[r + 1] {
+                let j = blk.idx[p] as usize;
+                axpy(blk.data[p] as f64, &wt[j * k..(j + 1) * k], z);
+            }
+        }
+    }
+}
+
+/// `out[(j-a)·k..] = Σ_r x_rj · g[r·k..]` for columns `a..b`, one row block at
+/// a time.
+#[inline(always)]
+fn csr_tmul_cols(bl: &Blocked, g: &[f64], k: usize, a: usize, b: usize, out: &mut [f64]) {
+    let _ = bl.row_height;
+    out.fill(0.0);
+    for blk in &bl.rows {
+        for j in a..b {
+            let o = &mut out[(j - a) * k..(j - a + 1) * k];
+            for p in blk.ptr[j]..blk.ptr[j + 1] {
+                let r = blk.idx[p] as usize;
+                axpy(blk.data[p] as f64, &g[r * k..(r + 1) * k], o);
+            }
+        }
+    }
+}
+
+/// The same kernels compiled for AVX2 (no FMA: a separate multiply and add
+/// per element, exactly as the portable build, so results are identical).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::Blocked;
+
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn mul_rows(bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, out: &mut [f64]) {
+        super::csr_mul_rows(bl, wt, k, a, b, out)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn tmul_cols(bl: &Blocked, g: &[f64], k: usize, a: usize, b: usize, out: &mut [f64]) {
+        super::csr_tmul_cols(bl, g, k, a, b, out)
+    }
+}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn mul_rows(bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, out: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: AVX2 support was just checked.
+        unsafe { avx2::mul_rows(bl, wt, k, a, b, out) };
+        return;
+    }
+    csr_mul_rows(bl, wt, k, a, b, out)
+}
+
+fn tmul_cols(bl: &Blocked, g: &[f64], k: usize, a: usize, b: usize, out: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: AVX2 support was just checked.
+        unsafe { avx2::tmul_cols(bl, g, k, a, b, out) };
+        return;
+    }
+    csr_tmul_cols(bl, g, k, a, b, out)
+}
+
+/// Dense row-major matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dense {
+    n_rows: usize,
+    n_cols: usize,
+    data: Vec<f32>,
+}
+
+impl Dense {
+    /// Checked constructor: `data.len() == n_rows * n_cols`, finite values.
+    pub fn new(n_rows: usize, n_cols: usize, data: Vec<f32>) -> Result<Self, ProbeError> {
+        let expected = n_rows.checked_mul(n_cols).ok_or(ProbeError::Shape {
+            what: "dense shape",
+            expected: usize::MAX,
+            actual: n_rows,
+            fix: "n_rows * n_cols overflows usize",
+        })?;
+        if data.len() != expected {
+            return Err(ProbeError::Shape {
+                what: "dense data",
+                expected,
+                actual: data.len(),
+                fix: "data must hold n_rows * n_cols values in row-major order",
+            });
+        }
+        check_finite("dense data", &data)?;
+        Ok(Dense { n_rows, n_cols, data })
+    }
+    /// Row-major values.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+}
+
+fn check_finite(what: &'static str, data: &[f32]) -> Result<(), ProbeError> {
+    match data.iter().position(|v| !v.is_finite()) {
+        Some(index) => Err(ProbeError::NonFinite { what, index, value: data[index] as f64 }),
+        None => Ok(()),
+    }
+}
+
+fn check_rows(rows: &[usize], n_rows: usize) -> Result<(), ProbeError> {
+    match rows.iter().find(|&&r| r >= n_rows) {
+        Some(&r) => Err(ProbeError::Shape {
+            what: "row selection index",
+            expected: n_rows,
+            actual: r,
+            fix: "row indices must be below the matrix's n_rows (expected is the bound)",
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Which column scaling to apply before fitting. No variant centers the data,
+/// so sparsity is preserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scale {
+    /// No scaling.
+    #[default]
+    None,
+    /// Divide each column by its maximum absolute value, as
+    /// `sklearn.preprocessing.MaxAbsScaler`.
+    MaxAbs,
+    /// Divide each column by its population standard deviation (ddof=0),
+    /// as `sklearn.preprocessing.StandardScaler(with_mean=False)`.
+    Std,
+}
+
+/// Fitted per-column divisors (scikit-learn's `scale_`); fit on the training
+/// rows, apply to train and test alike.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scaling {
+    /// One divisor per column; 1.0 for columns left untouched.
+    pub scale: Vec<f64>,
+}
+
+impl Scaling {
+    /// Fit the divisors on `x`.
+    ///
+    /// * `MaxAbs`: `max_j |x_ij|`; columns whose max is below
+    ///   `10 * f32::EPSILON` (sklearn's `_handle_zeros_in_scale` in the data's
+    ///   dtype) get 1.
+    /// * `Std`: `sqrt(var_j)` with `var_j` the population variance computed in
+    ///   `f64` and then rounded to `f32`, as scikit-learn's
+    ///   `mean_variance_axis` returns it for `f32` data; constant columns get
+    ///   1, using sklearn's `_is_constant_feature` test
+    ///   `var <= n·eps·var + (n·mean·eps)²`. For CSR input this reproduces
+    ///   `StandardScaler(with_mean=False).fit(X_f32).scale_` bit for bit; the
+    ///   dense path uses a plain two-pass variance (sklearn's dense path uses
+    ///   an incremental one), equal to rounding.
+    pub fn fit(x: &impl Design, scale: Scale) -> Scaling {
+        let d = x.n_cols();
+        let scale = match scale {
+            Scale::None => vec![1.0; d],
+            Scale::MaxAbs => x.column_max_abs().into_iter().map(|m| if m < 10.0 * f32::EPSILON as f64 { 1.0 } else { m }).collect(),
+            Scale::Std => {
+                let (mean, var) = x.column_mean_var();
+                let n = x.n_rows() as f64;
+                let eps = f64::EPSILON;
+                mean.iter()
+                    .zip(&var)
+                    .map(|(&m, &v)| {
+                        let (m, v) = (m as f32 as f64, v as f32 as f64);
+                        let bound = n * eps * v + (n * m * eps).powi(2);
+                        if v <= bound { 1.0 } else { v.sqrt() }
+                    })
+                    .collect()
+            }
+        };
+        Scaling { scale }
+    }
+
+    /// Divide every column of `x` by its divisor: `f32(f64(x) * (1 / s))`,
+    /// the rounding sklearn's in-place `inplace_column_scale` performs on
+    /// `f32` data.
+    pub fn apply<D: Design>(&self, x: &D) -> Result<D, ProbeError> {
+        if self.scale.len() != x.n_cols() {
+            return Err(ProbeError::Shape {
+                what: "scaling columns",
+                expected: x.n_cols(),
+                actual: self.scale.len(),
+                fix: "fit the scaling on a matrix with the same columns",
+            });
+        }
+        let inv: Vec<f64> = self.scale.iter().map(|s| 1.0 / s).collect();
+        Ok(x.scale_columns(&inv))
+    }
+}
+
+/// What the solver needs from a design matrix.
+///
+/// Weight matrices are passed *feature-major*: `wt` is `d × k` row-major
+/// (that is `Wᵀ` for the usual `k × d` coefficient matrix), so that the
+/// inner loops run over the `k` classes contiguously.
+pub trait Design: Sync + Sized {
+    /// Number of samples.
+    fn n_rows(&self) -> usize;
+    /// Number of features.
+    fn n_cols(&self) -> usize;
+    /// `out += X · wt` with `wt` `d × k` and `out` `n × k`, both row-major.
+    fn mul_wt(&self, wt: &[f64], k: usize, out: &mut [f64], threads: usize);
+    /// `out = Xᵀ · g` with `g` `n × k` and `out` `d × k`, both row-major
+    /// (overwritten).
+    fn tmul_g(&self, g: &[f64], k: usize, out: &mut [f64], threads: usize);
+    /// The rows `rows` (in that order; repeats allowed) as a new matrix.
+    fn select_rows(&self, rows: &[usize]) -> Result<Self, ProbeError>;
+    /// `max_i |x_ij|` per column, in `f64`.
+    fn column_max_abs(&self) -> Vec<f64>;
+    /// Population mean and variance (ddof=0) per column, in `f64`.
+    fn column_mean_var(&self) -> (Vec<f64>, Vec<f64>);
+    /// `x_ij ← f32(f64(x_ij) · factors[j])`.
+    fn scale_columns(&self, factors: &[f64]) -> Self;
+}
+
+/// `z += v · w`, elementwise. Each element sees the same single multiply and
+/// add regardless of vector width, so the result is width-independent.
+#[inline(always)]
+fn axpy(v: f64, w: &[f64], z: &mut [f64]) {
+    for (zi, wi) in z.iter_mut().zip(w) {
+        *zi += v * *wi;
+    }
+}
+
+/// Split `0..n` into at most `parts` contiguous ranges of roughly equal
+/// `cost`, where `prefix[i]` is the cumulative cost of items `0..i`.
+fn balanced_bounds(prefix: &[usize], parts: usize) -> Vec<usize> {
+    let n = prefix.len() - 1;
+    let parts = parts.max(1).min(n.max(1));
+    let total = prefix[n];
+    let mut bounds = vec![0usize];
+    for t in 1..parts {
+        let target = total / parts * t + (total % parts) * t / parts;
+        let pos = prefix.partition_point(|&c| c < target).min(n);
+        let last = *bounds.last().unwrap_or(&0);
+        bounds.push(pos.max(last));
+    }
+    bounds.push(n);
+    bounds
+}
+
+/// Run `f(start, end, out_chunk)` over item ranges given by `bounds`, where
+/// item `i` owns `out[i*k..(i+1)*k]`; ranges run on scoped threads.
+fn par_ranges<F>(bounds: &[usize], k: usize, out: &mut [f64], f: F)
+where
+    F: Fn(usize, usize, &mut [f64]) + Sync,
+{
+    if bounds.len() <= 2 {
+        f(bounds[0], bounds[bounds.len() - 1], out);
+        return;
+    }
+    std::thread::scope(|s| {
+        let mut rest = out;
+        for w in bounds.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            let (chunk, tail) = rest.split_at_mut((b - a) * k);
+            rest = tail;
+            let f = &f;
+            s.spawn(move || f(a, b, chunk));
+        }
+    });
+}
+
+impl Design for Csr {
+    fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+    fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+
+    fn mul_wt(&self, wt: &[f64], k: usize, out: &mut [f64], threads: usize) {
+        assert_eq!(wt.len(), self.n_cols * k, "mul_wt: wt shape");
+        assert_eq!(out.len(), self.n_rows * k, "mul_wt: out shape");
+        let bl = self.blocked(k);
+        let bounds = balanced_bounds(&self.indptr, threads);
+        par_ranges(&bounds, k, out, |a, b, chunk| mul_rows(bl, wt, k, a, b, chunk));
+    }
+
+    fn tmul_g(&self, g: &[f64], k: usize, out: &mut [f64], threads: usize) {
+        assert_eq!(g.len(), self.n_rows * k, "tmul_g: g shape");
+        assert_eq!(out.len(), self.n_cols * k, "tmul_g: out shape");
+        let bl = self.blocked(k);
+        let bounds = balanced_bounds(&bl.col_nnz_prefix, threads);
+        par_ranges(&bounds, k, out, |a, b, chunk| tmul_cols(bl, g, k, a, b, chunk));
+    }
+
+    fn select_rows(&self, rows: &[usize]) -> Result<Self, ProbeError> {
+        check_rows(rows, self.n_rows)?;
+        let mut indptr = Vec::with_capacity(rows.len() + 1);
+        indptr.push(0);
+        let mut indices = Vec::new();
+        let mut data = Vec::new();
+        for &r in rows {
+            let (a, b) = (self.indptr[r], self.indptr[r + 1]);
+            indices.extend_from_slice(&self.indices[a..b]);
+            data.extend_from_slice(&self.data[a..b]);
+            indptr.push(indices.len());
+        }
+        Ok(Csr { n_rows: rows.len(), n_cols: self.n_cols, indptr, indices, data, blocked: OnceLock::new() })
+    }
+
+    fn column_max_abs(&self) -> Vec<f64> {
+        let mut m = vec![0f64; self.n_cols];
+        for (&c, &v) in self.indices.iter().zip(&self.data) {
+            let a = (v as f64).abs();
+            if a > m[c as usize] {
+                m[c as usize] = a;
+            }
+        }
+        m
+    }
+
+    /// scikit-learn's `_csr_mean_variance_axis0` (corrected two-pass
+    /// algorithm of Chan, Golub & LeVeque, in `f64`).
+    fn column_mean_var(&self) -> (Vec<f64>, Vec<f64>) {
+        let d = self.n_cols;
+        let n = self.n_rows as f64;
+        if self.n_rows == 0 {
+            return (vec![0.0; d], vec![0.0; d]);
+        }
+        let mut mean = vec![0f64; d];
+        let mut count = vec![0usize; d];
+        for (&c, &v) in self.indices.iter().zip(&self.data) {
+            mean[c as usize] += v as f64;
+            count[c as usize] += 1;
+        }
+        mean.iter_mut().for_each(|m| *m /= n);
+        let mut var = vec![0f64; d];
+        let mut corr = vec![0f64; d];
+        for (&c, &v) in self.indices.iter().zip(&self.data) {
+            let diff = v as f64 - mean[c as usize];
+            corr[c as usize] += diff;
+            var[c as usize] += diff * diff;
+        }
+        for j in 0..d {
+            let zeros = (self.n_rows - count[j]) as f64;
+            if count[j] != self.n_rows {
+                corr[j] -= zeros * mean[j];
+            }
+            let c2 = corr[j] * corr[j] / n;
+            if count[j] != self.n_rows {
+                var[j] += zeros * mean[j] * mean[j];
+            }
+            var[j] = (var[j] - c2) / n;
+        }
+        (mean, var)
+    }
+
+    fn scale_columns(&self, factors: &[f64]) -> Self {
+        let data = self.indices.iter().zip(&self.data).map(|(&c, &v)| (v as f64 * factors[c as usize]) as f32).collect();
+        Csr {
+            n_rows: self.n_rows,
+            n_cols: self.n_cols,
+            indptr: self.indptr.clone(),
+            indices: self.indices.clone(),
+            data,
+            blocked: OnceLock::new(),
+        }
+    }
+}
+
+impl Design for Dense {
+    fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+    fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+
+    fn mul_wt(&self, wt: &[f64], k: usize, out: &mut [f64], threads: usize) {
+        assert_eq!(wt.len(), self.n_cols * k, "mul_wt: wt shape");
+        assert_eq!(out.len(), self.n_rows * k, "mul_wt: out shape");
+        let d = self.n_cols;
+        let prefix: Vec<usize> = (0..=self.n_rows).map(|i| i * d).collect();
+        let bounds = balanced_bounds(&prefix, threads);
+        par_ranges(&bounds, k, out, |a, b, chunk| {
+            for r in a..b {
+                let z = &mut chunk[(r - a) * k..(r - a + 1) * k];
+                let row = &self.data[r * d..(r + 1) * d];
+                for (j, &v) in row.iter().enumerate() {
+                    axpy(v as f64, &wt[j * k..(j + 1) * k], z);
+                }
+            }
+        });
+    }
+
+    fn tmul_g(&self, g: &[f64], k: usize, out: &mut [f64], threads: usize) {
+        assert_eq!(g.len(), self.n_rows * k, "tmul_g: g shape");
+        assert_eq!(out.len(), self.n_cols * k, "tmul_g: out shape");
+        let d = self.n_cols;
+        let prefix: Vec<usize> = (0..=d).map(|j| j * self.n_rows).collect();
+        let bounds = balanced_bounds(&prefix, threads);
+        par_ranges(&bounds, k, out, |a, b, chunk| {
+            chunk.fill(0.0);
+            for r in 0..self.n_rows {
+                let gr = &g[r * k..(r + 1) * k];
+                for j in a..b {
+                    let o = &mut chunk[(j - a) * k..(j - a + 1) * k];
+                    axpy(self.data[r * d + j] as f64, gr, o);
+                }
+            }
+        });
+    }
+
+    fn select_rows(&self, rows: &[usize]) -> Result<Self, ProbeError> {
+        check_rows(rows, self.n_rows)?;
+        let d = self.n_cols;
+        let mut data = Vec::with_capacity(rows.len() * d);
+        for &r in rows {
+            data.extend_from_slice(&self.data[r * d..(r + 1) * d]);
+        }
+        Ok(Dense { n_rows: rows.len(), n_cols: d, data })
+    }
+
+    fn column_max_abs(&self) -> Vec<f64> {
+        let mut m = vec![0f64; self.n_cols];
+        for row in self.data.chunks_exact(self.n_cols.max(1)) {
+            for (mj, &v) in m.iter_mut().zip(row) {
+                *mj = mj.max((v as f64).abs());
+            }
+        }
+        m
+    }
+
+    fn column_mean_var(&self) -> (Vec<f64>, Vec<f64>) {
+        let n = self.n_rows as f64;
+        let d = self.n_cols;
+        let mut mean = vec![0f64; d];
+        for row in self.data.chunks_exact(d.max(1)) {
+            for (m, &v) in mean.iter_mut().zip(row) {
+                *m += v as f64;
+            }
+        }
+        if n > 0.0 {
+            mean.iter_mut().for_each(|m| *m /= n);
+        }
+        let mut var = vec![0f64; d];
+        for row in self.data.chunks_exact(d.max(1)) {
+            for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
+                let dlt = v as f64 - m;
+                *s += dlt * dlt;
+            }
+        }
+        if n > 0.0 {
+            var.iter_mut().for_each(|s| *s /= n);
+        }
+        (mean, var)
+    }
+
+    fn scale_columns(&self, factors: &[f64]) -> Self {
+        let d = self.n_cols;
+        let data = self.data.iter().enumerate().map(|(p, &v)| (v as f64 * factors[p % d]) as f32).collect();
+        Dense { n_rows: self.n_rows, n_cols: d, data }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> (Csr, Dense) {
+        // [[1, 0, 2], [0, 0, 0], [0, -3, 4]]
+        let csr = Csr::new(3, 3, vec![0, 2, 2, 4], vec![0, 2, 1, 2], vec![1., 2., -3., 4.]).unwrap();
+        let dense = Dense::new(3, 3, vec![1., 0., 2., 0., 0., 0., 0., -3., 4.]).unwrap();
+        (csr, dense)
+    }
+
+    #[test]
+    fn csr_rejects_bad_structure() {
+        assert!(Csr::new(1, 3, vec![0, 2], vec![2, 1], vec![1., 1.]).is_err());
+        assert!(Csr::new(1, 3, vec![0, 2], vec![1, 1], vec![1., 1.]).is_err());
+        assert!(Csr::new(1, 3, vec![0, 1], vec![3], vec![1.]).is_err());
+        assert!(Csr::new(2, 3, vec![0, 1], vec![0], vec![1.]).is_err());
+        assert!(Csr::new(1, 3, vec![0, 1], vec![0], vec![f32::NAN]).is_err());
+        assert!(Dense::new(2, 2, vec![0.; 3]).is_err());
+    }
+
+    #[test]
+    fn products_match_between_layouts_and_threads() {
+        let (csr, dense) = small();
+        let k = 2;
+        let wt: Vec<f64> = (0..6).map(|i| i as f64 * 0.5 - 1.0).collect();
+        let g: Vec<f64> = (0..6).map(|i| (i as f64).sin()).collect();
+        for threads in 1..4 {
+            let mut a = vec![0.0; 6];
+            let mut b = vec![0.0; 6];
+            csr.mul_wt(&wt, k, &mut a, threads);
+            dense.mul_wt(&wt, k, &mut b, threads);
+            assert_eq!(a, b);
+            // row 0: 1*w[0] + 2*w[2]
+            assert_eq!(a[0], wt[0] + 2.0 * wt[4]);
+            let mut c = vec![1.0; 6];
+            let mut e = vec![1.0; 6];
+            csr.tmul_g(&g, k, &mut c, threads);
+            dense.tmul_g(&g, k, &mut e, threads);
+            assert_eq!(c, e);
+            assert_eq!(c[4], 2.0 * g[0] + 4.0 * g[4]);
+        }
+    }
+
+    #[test]
+    fn select_rows_and_scaling() {
+        let (csr, dense) = small();
+        let s = csr.select_rows(&[2, 0]).unwrap();
+        assert_eq!(s.indptr(), &[0, 2, 4]);
+        assert_eq!(s.indices(), &[1, 2, 0, 2]);
+        assert!(csr.select_rows(&[3]).is_err());
+        let ds = dense.select_rows(&[2, 0]).unwrap();
+        assert_eq!(ds.data(), &[0., -3., 4., 1., 0., 2.]);
+        let m = Scaling::fit(&csr, Scale::MaxAbs);
+        assert_eq!(m.scale, vec![1.0, 3.0, 4.0]);
+        let scaled = m.apply(&csr).unwrap();
+        assert_eq!(scaled.data(), &[1.0, 0.5, -1.0, 1.0]);
+        let sd = Scaling::fit(&csr, Scale::Std);
+        let sd2 = Scaling::fit(&dense, Scale::Std);
+        for (a, b) in sd.scale.iter().zip(&sd2.scale) {
+            assert!((a - b).abs() < 1e-12);
+        }
+        // column 0: values 1, 0, 0 -> var = 2/9
+        assert_eq!(sd.scale[0], ((2.0f64 / 9.0) as f32 as f64).sqrt());
+        let zero = Csr::new(2, 1, vec![0, 0, 0], vec![], vec![]).unwrap();
+        assert_eq!(Scaling::fit(&zero, Scale::Std).scale, vec![1.0]);
+        assert_eq!(Scaling::fit(&zero, Scale::MaxAbs).scale, vec![1.0]);
+    }
+}
