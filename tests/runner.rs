@@ -219,6 +219,8 @@ fn a_failure_blocks_only_what_depends_on_it_with_keep_going() {
     let r2 = p2.run(&["run", &f2]);
     assert_eq!(r2.code, 1);
     assert!(!r2.stdout.contains("ran     good"), "without --keep-going the run stops: {}", r2.stdout);
+    assert!(r2.stdout.contains("1 failed, 1 not run"), "{}", r2.stdout);
+    assert!(r2.stderr.contains("--keep-going"), "{}", r2.stderr);
 }
 
 #[test]

@@ -243,6 +243,7 @@ fn cmd_run(
     let failed = summary.failed();
     let blocked = summary.count(|o| matches!(o, Outcome::Blocked(_)));
     let skipped = summary.count(|o| matches!(o, Outcome::Skipped));
+    let stopped = summary.count(|o| matches!(o, Outcome::Stopped));
     let mut line = format!("done: {ran} ran, {cached} cached");
     if failed > 0 {
         line += &format!(", {failed} failed");
@@ -253,9 +254,12 @@ fn cmd_run(
     if skipped > 0 {
         line += &format!(", {skipped} not selected");
     }
+    if stopped > 0 {
+        line += &format!(", {stopped} not run");
+    }
     println!("{line}");
     if failed > 0 || blocked > 0 {
-        if !keep_going && skipped > 0 {
+        if stopped > 0 {
             eprintln!("saeflow: stopped at the first failure; rerun with --keep-going to run everything that does not depend on it");
         }
         return Ok(ExitCode::from(1));

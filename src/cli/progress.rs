@@ -72,7 +72,7 @@ impl Observer for RunLog {
             }
             Outcome::Failed(e) => format!("  {:<8}{:<w$}  {e}", "failed", inst.id),
             Outcome::Blocked(by) => format!("  {:<8}{:<w$}  (input {by} failed)", "blocked", inst.id),
-            Outcome::Skipped => return,
+            Outcome::Skipped | Outcome::Stopped => return,
         };
         self.line(text.trim_end().to_string());
     }

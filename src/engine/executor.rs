@@ -43,6 +43,8 @@ pub enum Outcome {
     Blocked(String),
     /// Not selected by `--only`.
     Skipped,
+    /// Not reached: the run stopped at an earlier failure (no `--keep-going`).
+    Stopped,
 }
 
 /// What the executor tells its caller as it goes.
@@ -140,7 +142,7 @@ pub fn run(plan: &Plan, registry: &Registry, cache: &Cache, opts: &RunOptions, o
         ex.ensure(i, &needed)?;
     }
     History::record(cache, &plan.pipeline.name, &ex.history)?;
-    let outcomes = ex.outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Skipped)).collect();
+    let outcomes = ex.outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Stopped)).collect();
     Ok(Summary { outcomes })
 }
 
@@ -259,6 +261,11 @@ impl Executor<'_> {
             if all_present && !forced && self.assessments[m].damaged.is_empty() {
                 self.finish(m, Outcome::Cached);
             } else {
+                if forced {
+                    for o in &inst.outputs {
+                        let _ = std::fs::remove_dir_all(self.cache.tmp_dir(&o.key));
+                    }
+                }
                 for o in &inst.outputs {
                     if !matches!(self.cache.state(&o.key), EntryState::Missing) {
                         let moved = self.cache.quarantine(&o.key)?;
@@ -328,6 +335,8 @@ impl Executor<'_> {
                 Some(e) => self.finish(m, Outcome::Failed(e)),
             }
         }
+        // record what ran now, so a later crash does not lose why-history of finished work
+        History::record(self.cache, &plan.pipeline.name, &std::mem::take(&mut self.history))?;
         Ok(())
     }
 
