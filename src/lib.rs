@@ -10,3 +10,4 @@ pub mod plan;
 pub mod probe;
 pub mod spec;
 pub mod stages;
+pub mod tables;

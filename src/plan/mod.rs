@@ -209,7 +209,7 @@ impl<'a> Builder<'a> {
                     self.err(
                         Diagnostic::new(s.kind_pos, format!("unknown stage kind '{}'", s.kind))
                             .stage(&s.name)
-                            .help_opt(suggest(&s.kind, self.registry.kinds())),
+                            .help(kind_help(&s.kind, self.registry)),
                     );
                     None
                 }
@@ -418,27 +418,6 @@ impl<'a> Builder<'a> {
                     },
                     None => src_sig.outputs.first()?.clone(),
                 };
-                if !slot.accepts.is_empty() && !slot.accepts.contains(&out.table) {
-                    self.err(
-                        Diagnostic::new(
-                            r.pos,
-                            format!(
-                                "input '{}' of kind '{}' takes a {} table, but '{}' gives a {} table",
-                                slot.name,
-                                sig.kind,
-                                slot.accepts.join(" or "),
-                                if r.output.is_some() { format!("{}.{}", r.stage, out.name) } else { r.stage.clone() },
-                                out.table
-                            ),
-                        )
-                        .stage(&s.name)
-                        .help(match src_sig.outputs.iter().find(|o| slot.accepts.contains(&o.table)) {
-                            Some(o) => format!("did you mean `{}.{}`?", r.stage, o.name),
-                            None => format!("feed '{}' from a stage that outputs {}", slot.name, slot.accepts.join(" or ")),
-                        }),
-                    );
-                    return None;
-                }
                 let src_insts = &stage_instances[&j];
                 // every selector axis must exist on the referenced stage
                 let known: BTreeSet<&str> = src_insts.iter().flat_map(|&k| instances[k].coords.keys().map(String::as_str)).collect();
@@ -472,6 +451,38 @@ impl<'a> Builder<'a> {
                         Diagnostic::new(r.pos, format!("the selector on '{}' matches no variant", r.stage))
                             .stage(&s.name)
                             .help(format!("'{axis}' takes the values {}", values.join(", "))),
+                    );
+                    return None;
+                }
+                // the table type of each selected variant (a kind may take it from a parameter)
+                let table = selected
+                    .iter()
+                    .find_map(|&k| {
+                        instances[k]
+                            .outputs
+                            .iter()
+                            .find(|o| o.name == out.name)
+                            .filter(|o| !slot.accepts.is_empty() && !slot.accepts.contains(&o.table.as_str()))
+                    })
+                    .map(|o| o.table.clone());
+                if let Some(table) = table {
+                    self.err(
+                        Diagnostic::new(
+                            r.pos,
+                            format!(
+                                "input '{}' of kind '{}' takes a {} table, but '{}' gives a {} table",
+                                slot.name,
+                                sig.kind,
+                                slot.accepts.join(" or "),
+                                if r.output.is_some() { format!("{}.{}", r.stage, out.name) } else { r.stage.clone() },
+                                table
+                            ),
+                        )
+                        .stage(&s.name)
+                        .help(match src_sig.outputs.iter().find(|o| slot.accepts.contains(&o.table)) {
+                            Some(o) => format!("did you mean `{}.{}`?", r.stage, o.name),
+                            None => format!("feed '{}' from a stage that outputs {}", slot.name, slot.accepts.join(" or ")),
+                        }),
                     );
                     return None;
                 }
@@ -806,7 +817,14 @@ impl<'a> Builder<'a> {
         let outputs = sig
             .outputs
             .iter()
-            .map(|o| OutputEntry { name: o.name.to_string(), table: o.table.to_string(), key: key::output_key(&preimage, o.name) })
+            .map(|o| {
+                // `$param`: the table type is the value of that parameter (the `table` kind)
+                let table = match o.table.strip_prefix('$') {
+                    Some(p) => resolved.get(p).and_then(Value::as_str).unwrap_or_default().to_string(),
+                    None => o.table.to_string(),
+                };
+                OutputEntry { name: o.name.to_string(), table, key: key::output_key(&preimage, o.name) }
+            })
             .collect();
         let fuse_group = (!sig.fuse_axes.is_empty()).then(|| {
             let rest: Coords =
@@ -828,6 +846,17 @@ impl<'a> Builder<'a> {
             outputs,
             fuse_group,
         })
+    }
+}
+
+/// "did you mean 'x'?" for a close kind, else the list; always where to read more.
+fn kind_help(kind: &str, registry: &Registry) -> String {
+    match suggest(kind, registry.kinds()) {
+        Some(s) if s.starts_with("did you mean") => {
+            format!("{}; `saeflow kinds` lists every kind", s.split(" valid:").next().unwrap_or(&s))
+        }
+        Some(s) => format!("{s}; `saeflow kinds` describes them"),
+        None => "`saeflow kinds` lists every kind".into(),
     }
 }
 

@@ -20,7 +20,15 @@ use crate::engine::job::{Job, Member};
 use crate::spec::Value;
 
 pub fn kinds() -> Vec<Box<dyn Stage>> {
-    vec![Box::new(Source), Box::new(Map), Box::new(Gather), Box::new(Concat), Box::new(Fused)]
+    vec![
+        Box::new(Source),
+        Box::new(Map),
+        Box::new(Gather),
+        Box::new(Concat),
+        Box::new(Fused),
+        Box::new(MockDataset),
+        Box::new(MockFeatures),
+    ]
 }
 
 fn common_params() -> Vec<ParamSpec> {
@@ -363,6 +371,123 @@ impl Stage for Concat {
                 }
             }
             m.output("table")?.write_part(0, schema(), &batches)?;
+        }
+        Ok(())
+    }
+}
+
+/// `mock.dataset`: a labelled image list (`dataset` table) with `classes` × `per_class` images,
+/// standing in for a real dataset until the readers land.
+struct MockDataset;
+
+impl Stage for MockDataset {
+    fn signature(&self) -> Signature {
+        Signature {
+            kind: "mock.dataset",
+            version: 1,
+            doc: "stand-in dataset: a dataset table of `classes` × `per_class` images (no pixels)",
+            inputs: vec![],
+            params: vec![
+                param("classes", ParamType::Int { min: Some(2), max: Some(65_535) }, Some(Value::Int(10)), "number of classes"),
+                param("per_class", ParamType::Int { min: Some(1), max: None }, Some(Value::Int(20)), "images per class"),
+            ],
+            open_params: false,
+            outputs: vec![output("images", "dataset", "image_id u32, label u16, label_name utf8, split utf8, source utf8")],
+            fuse_axes: vec![],
+        }
+    }
+
+    fn run(&self, job: &mut Job) -> Result<(), EngineError> {
+        for m in &mut job.members {
+            log_execution(&m.id);
+            let (k, n) = (m.int("classes")? as u32, m.int("per_class")? as u32);
+            // interleaved like a real test set: image i has label i % k
+            let ids: Vec<u32> = (0..k * n).collect();
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("image_id", DataType::UInt32, false),
+                Field::new("label", DataType::UInt16, false),
+                Field::new("label_name", DataType::Utf8, false),
+                Field::new("split", DataType::Utf8, false),
+                Field::new("source", DataType::Utf8, false),
+            ]));
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(UInt32Array::from(ids.clone())),
+                    Arc::new(arrow_array::UInt16Array::from_iter_values(ids.iter().map(|i| (i % k) as u16))),
+                    Arc::new(StringArray::from_iter_values(ids.iter().map(|i| format!("class_{}", i % k)))),
+                    Arc::new(StringArray::from_iter_values(ids.iter().map(|_| "test"))),
+                    Arc::new(StringArray::from_iter_values(ids.iter().map(|i| format!("mock:{i}")))),
+                ],
+            )?;
+            m.output("images")?.write_part(0, schema, &[batch])?;
+        }
+        Ok(())
+    }
+}
+
+/// `mock.features`: sparse pooled features for a dataset's images, with a class signal of
+/// strength `signal` (0: pure noise, 1: every active feature from the class's own block), one
+/// fused computation per `layer` set, standing in for extraction + pooling.
+struct MockFeatures;
+
+impl Stage for MockFeatures {
+    fn signature(&self) -> Signature {
+        Signature {
+            kind: "mock.features",
+            version: 1,
+            doc: "stand-in extraction + pooling: a pooled table of sparse features carrying a class signal; fused over `layer`",
+            inputs: vec![input("from", &["dataset"], "the images to make features for")],
+            params: vec![
+                param("layer", ParamType::Int { min: Some(0), max: None }, Some(Value::Int(0)), "which layer (changes the features)"),
+                param("features", ParamType::Int { min: Some(1), max: Some(1 << 24) }, Some(Value::Int(1024)), "feature dictionary size"),
+                param("active", ParamType::Int { min: Some(1), max: None }, Some(Value::Int(16)), "features active per image"),
+                param("signal", ParamType::Float, Some(Value::Float(0.5)), "fraction of active features drawn from the class's block"),
+            ],
+            open_params: false,
+            outputs: vec![output("pooled", "pooled", "image_id u32, feature u32, value f32")],
+            fuse_axes: vec!["layer"],
+        }
+    }
+
+    fn run(&self, job: &mut Job) -> Result<(), EngineError> {
+        for m in &mut job.members {
+            log_execution(&m.id);
+            let rows = crate::stages::split::read_labels(m.input("from")?)?;
+            let n_feat = m.int("features")? as u64;
+            let active = m.int("active")? as u64;
+            let signal = m.param("signal")?.as_f64().unwrap_or(0.5);
+            let s = seed(m, b"features");
+            let classes = rows.iter().map(|r| r.label as u64).max().unwrap_or(0) + 1;
+            let block = (n_feat / classes).max(1);
+            let (mut ids, mut feats, mut vals) = (Vec::new(), Vec::new(), Vec::new());
+            for r in &rows {
+                let mut chosen = std::collections::BTreeMap::new();
+                for j in 0..active {
+                    let base = (r.image_id as u64) << 20 | j;
+                    let f = if unit(s, base * 3) < signal {
+                        (r.label as u64 * block + (splitmix(s ^ base) % block)) % n_feat
+                    } else {
+                        splitmix(s ^ base ^ 0xABCD) % n_feat
+                    };
+                    *chosen.entry(f as u32).or_insert(0.0f32) += 1.0 + unit(s, base * 3 + 1) as f32;
+                }
+                for (f, v) in chosen {
+                    ids.push(r.image_id);
+                    feats.push(f);
+                    vals.push(v);
+                }
+            }
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("image_id", DataType::UInt32, false),
+                Field::new("feature", DataType::UInt32, false),
+                Field::new("value", DataType::Float32, false),
+            ]));
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(UInt32Array::from(ids)), Arc::new(UInt32Array::from(feats)), Arc::new(arrow_array::Float32Array::from(vals))],
+            )?;
+            m.output("pooled")?.write_part(0, schema, &[batch])?;
         }
         Ok(())
     }

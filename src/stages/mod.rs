@@ -3,7 +3,10 @@
 //! cache layout and never calls another stage.
 
 pub mod mock;
+pub mod probe;
 pub mod signature;
+pub mod split;
+pub mod table;
 
 use std::collections::BTreeMap;
 
@@ -34,6 +37,9 @@ impl Registry {
         for s in mock::kinds() {
             r.register(s);
         }
+        r.register(Box::new(split::Split));
+        r.register(Box::new(probe::Probe));
+        r.register(Box::new(table::Table));
         r
     }
 

@@ -1,0 +1,362 @@
+//! `probe`: a multinomial logistic-regression probe (scikit-learn's objective, see `probe/`) on
+//! features of the images of a split, scored on the split's test images.
+//!
+//! Rows come from the split table: every image in it is a row, and an image with no feature row
+//! is a zero vector, never dropped, so `n_test` always equals the split's test count. Features are
+//! either long sparse tables (`image_id, feature, value`: pooled SAE features; duplicates summed)
+//! or dense ones (`image_id, resid fixed_size_list<f32>`: End-of-Image residuals, ViT features).
+//! Classes are the labels present in the split table, in label order; macro F1 is scikit-learn's
+//! (`average="macro"`, `zero_division=0`, labels = those in the test truth and predictions).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray, UInt16Array,
+    UInt32Array, UInt64Array,
+};
+use arrow_schema::{DataType, Field, Schema};
+
+use super::Stage;
+use super::signature::{ParamSpec, ParamType, Signature, input, output, param};
+use crate::engine::EngineError;
+use crate::engine::job::{Job, Member, TableInput};
+use crate::plan::Coords;
+use crate::probe::{Csr, Dense, LogRegConfig, Scale, Scaling, classification_metrics, fit};
+use crate::spec::Value;
+
+pub struct Probe;
+
+/// A split row.
+struct Row {
+    image_id: u32,
+    label: u16,
+    label_name: String,
+    train: bool,
+}
+
+fn read_split(t: &TableInput) -> Result<Vec<Row>, EngineError> {
+    crate::tables::check("split", t.schema()?.as_ref(), &t.instance).map_err(EngineError::Stage)?;
+    let mut rows = Vec::new();
+    for b in t.read() {
+        let b = b?;
+        let get = |n: &str| b.column_by_name(n).cloned().ok_or_else(|| EngineError::Stage(format!("{}: no column {n}", t.instance)));
+        let (ids, labels, names, roles) = (get("image_id")?, get("label")?, get("label_name")?, get("role")?);
+        let ids = ids.as_any().downcast_ref::<UInt32Array>().ok_or_else(|| EngineError::Stage("image_id is not u32".into()))?;
+        let labels = labels.as_any().downcast_ref::<UInt16Array>().ok_or_else(|| EngineError::Stage("label is not u16".into()))?;
+        let names = names.as_any().downcast_ref::<StringArray>().ok_or_else(|| EngineError::Stage("label_name is not utf8".into()))?;
+        let roles = roles.as_any().downcast_ref::<StringArray>().ok_or_else(|| EngineError::Stage("role is not utf8".into()))?;
+        for i in 0..b.num_rows() {
+            rows.push(Row {
+                image_id: ids.value(i),
+                label: labels.value(i),
+                label_name: names.value(i).to_string(),
+                train: roles.value(i) == "train",
+            });
+        }
+    }
+    rows.sort_by_key(|r| r.image_id);
+    Ok(rows)
+}
+
+enum Features {
+    Sparse { per_row: Vec<Vec<(u32, f32)>>, n_cols: usize, nnz: usize },
+    Dense { data: Vec<f32>, width: usize },
+}
+
+/// Read a feature table into per-row features for the split's images (others are ignored).
+fn read_features(t: &TableInput, row_of: &BTreeMap<u32, usize>, n_rows: usize) -> Result<Features, EngineError> {
+    let schema = t.schema()?;
+    let bad = |e: String| EngineError::Stage(e);
+    if schema.field_with_name("feature").is_ok() {
+        crate::tables::check("pooled", &schema, &t.instance).map_err(bad)?;
+        let mut per_row: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n_rows];
+        let mut n_cols = 0usize;
+        for b in t.read() {
+            let b = b?;
+            let ids = b.column_by_name("image_id").and_then(|c| c.as_any().downcast_ref::<UInt32Array>().cloned());
+            let feats = b.column_by_name("feature").and_then(|c| c.as_any().downcast_ref::<UInt32Array>().cloned());
+            let vals = b.column_by_name("value").and_then(|c| c.as_any().downcast_ref::<Float32Array>().cloned());
+            let (Some(ids), Some(feats), Some(vals)) = (ids, feats, vals) else {
+                return Err(bad(format!("{}: unreadable pooled columns", t.instance)));
+            };
+            for i in 0..b.num_rows() {
+                if let Some(&r) = row_of.get(&ids.value(i)) {
+                    per_row[r].push((feats.value(i), vals.value(i)));
+                }
+                n_cols = n_cols.max(feats.value(i) as usize + 1);
+            }
+        }
+        let mut nnz = 0;
+        for r in &mut per_row {
+            r.sort_by_key(|x| x.0);
+            let mut merged: Vec<(u32, f32)> = Vec::with_capacity(r.len());
+            for &(f, v) in r.iter() {
+                match merged.last_mut() {
+                    Some(last) if last.0 == f => last.1 += v,
+                    _ => merged.push((f, v)),
+                }
+            }
+            merged.retain(|x| x.1 != 0.0);
+            nnz += merged.len();
+            *r = merged;
+        }
+        Ok(Features::Sparse { per_row, n_cols, nnz })
+    } else {
+        crate::tables::check("dense", &schema, &t.instance).map_err(bad)?;
+        let width = match schema.field_with_name("resid").map(|f| f.data_type().clone()) {
+            Ok(DataType::FixedSizeList(_, w)) => w as usize,
+            _ => return Err(bad(format!("{}: resid is not a fixed-size list", t.instance))),
+        };
+        let mut data = vec![0f32; n_rows * width];
+        for b in t.read() {
+            let b = b?;
+            let ids = b.column_by_name("image_id").and_then(|c| c.as_any().downcast_ref::<UInt32Array>().cloned());
+            let lists = b.column_by_name("resid").and_then(|c| c.as_any().downcast_ref::<FixedSizeListArray>().cloned());
+            let (Some(ids), Some(lists)) = (ids, lists) else {
+                return Err(bad(format!("{}: unreadable dense columns", t.instance)));
+            };
+            let values =
+                lists.values().as_any().downcast_ref::<Float32Array>().cloned().ok_or_else(|| bad("resid values are not f32".into()))?;
+            for i in 0..b.num_rows() {
+                if let Some(&r) = row_of.get(&ids.value(i)) {
+                    let start = lists.value_offset_at(i);
+                    data[r * width..(r + 1) * width].copy_from_slice(&values.values()[start..start + width]);
+                }
+            }
+        }
+        Ok(Features::Dense { data, width })
+    }
+}
+
+fn csr(per_row: &[Vec<(u32, f32)>], rows: &[usize], n_cols: usize) -> Result<Csr, EngineError> {
+    let mut indptr = vec![0usize];
+    let (mut indices, mut data) = (Vec::new(), Vec::new());
+    for &r in rows {
+        for &(f, v) in &per_row[r] {
+            indices.push(f);
+            data.push(v);
+        }
+        indptr.push(indices.len());
+    }
+    Csr::new(rows.len(), n_cols, indptr, indices, data).map_err(|e| EngineError::Stage(e.to_string()))
+}
+
+fn dense(data: &[f32], width: usize, rows: &[usize]) -> Result<Dense, EngineError> {
+    let mut out = Vec::with_capacity(rows.len() * width);
+    for &r in rows {
+        out.extend_from_slice(&data[r * width..(r + 1) * width]);
+    }
+    Dense::new(rows.len(), width, out).map_err(|e| EngineError::Stage(e.to_string()))
+}
+
+/// One column per coordinate axis (typed), plus `instance`, repeated `n` times: every result row
+/// carries the variant it belongs to.
+pub(crate) fn coord_columns(id: &str, coords: &Coords, n: usize) -> Vec<(Field, ArrayRef)> {
+    let mut cols: Vec<(Field, ArrayRef)> = vec![(Field::new("instance", DataType::Utf8, false), Arc::new(StringArray::from(vec![id; n])))];
+    for (axis, v) in coords {
+        let (ty, arr): (DataType, ArrayRef) = match v {
+            Value::Int(i) => (DataType::Int64, Arc::new(Int64Array::from(vec![*i; n]))),
+            Value::Float(x) => (DataType::Float64, Arc::new(Float64Array::from(vec![*x; n]))),
+            Value::Bool(b) => (DataType::Boolean, Arc::new(BooleanArray::from(vec![*b; n]))),
+            Value::Str(s) => (DataType::Utf8, Arc::new(StringArray::from(vec![s.as_str(); n]))),
+            other => (DataType::Utf8, Arc::new(StringArray::from(vec![other.canonical(); n]))),
+        };
+        cols.push((Field::new(axis, ty, false), arr));
+    }
+    cols
+}
+
+fn batch(mut cols: Vec<(Field, ArrayRef)>, more: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, EngineError> {
+    for (name, arr) in more {
+        cols.push((Field::new(name, arr.data_type().clone(), false), arr));
+    }
+    let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = cols.into_iter().unzip();
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
+}
+
+impl Stage for Probe {
+    fn signature(&self) -> Signature {
+        Signature {
+            kind: "probe",
+            version: 1,
+            doc: "multinomial logistic-regression probe (scikit-learn's objective) scored by macro F1 on the split's test images",
+            inputs: vec![
+                input(
+                    "features",
+                    &["pooled", "eoi", "vit", "dense"],
+                    "per-image features: sparse (image_id, feature, value) or dense (image_id, resid)",
+                ),
+                input("split", &["split"], "which images train and which test, with their labels"),
+            ],
+            params: vec![
+                param("c", ParamType::Float, Some(Value::Float(1.0)), "inverse L2 strength, as scikit-learn's C"),
+                param("max_iter", ParamType::Int { min: Some(1), max: None }, Some(Value::Int(1000)), "L-BFGS iteration limit"),
+                param(
+                    "tol",
+                    ParamType::Float,
+                    Some(Value::Float(1e-6)),
+                    "gradient max-norm tolerance (scikit-learn's tol; its default is 1e-4)",
+                ),
+                param(
+                    "scale",
+                    ParamType::Choice(vec!["none", "maxabs", "std"]),
+                    Some(Value::Str("none".into())),
+                    "column scaling fitted on the training rows, without centering",
+                ),
+                param("fit_intercept", ParamType::Bool, Some(Value::Bool(true)), "fit an unpenalised intercept per class"),
+                ParamSpec {
+                    name: "threads",
+                    ty: ParamType::Int { min: Some(1), max: Some(256) },
+                    default: Some(Value::Int(2)),
+                    in_key: false,
+                    doc: "threads for the sparse products (results do not depend on it)",
+                },
+            ],
+            open_params: false,
+            outputs: vec![
+                output(
+                    "metrics",
+                    "probe_metrics",
+                    "one row: coordinates, macro_f1, accuracy, macro precision/recall, n_train, n_test, n_features, c, iterations, converged, objective",
+                ),
+                output("per_class", "probe_classes", "coordinates, label, label_name, precision, recall, f1, support"),
+                output("confusion", "probe_confusion", "coordinates, true_label, pred_label, count (non-zero cells)"),
+                output("predictions", "probe_predictions", "image_id, label, pred, prob (of the prediction) for every test image"),
+            ],
+            fuse_axes: vec![],
+        }
+    }
+
+    fn run(&self, job: &mut Job) -> Result<(), EngineError> {
+        for m in &mut job.members {
+            run_one(m)?;
+            job.progress.advance(1);
+        }
+        Ok(())
+    }
+}
+
+fn run_one(m: &mut Member) -> Result<(), EngineError> {
+    let err = |e: String| EngineError::Stage(e);
+    let rows = read_split(m.input("split")?)?;
+    let row_of: BTreeMap<u32, usize> = rows.iter().enumerate().map(|(i, r)| (r.image_id, i)).collect();
+    let classes: Vec<u16> = {
+        let mut c: Vec<u16> = rows.iter().map(|r| r.label).collect();
+        c.sort_unstable();
+        c.dedup();
+        c
+    };
+    let names: BTreeMap<u16, &str> = rows.iter().map(|r| (r.label, r.label_name.as_str())).collect();
+    let class_of: BTreeMap<u16, u32> = classes.iter().enumerate().map(|(i, &l)| (l, i as u32)).collect();
+    let train: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].train).collect();
+    let test: Vec<usize> = (0..rows.len()).filter(|&i| !rows[i].train).collect();
+    if train.is_empty() || test.is_empty() {
+        return Err(err(format!(
+            "{}: the split has {} training and {} test images; both must be non-empty",
+            m.id,
+            train.len(),
+            test.len()
+        )));
+    }
+    let y = |idx: &[usize]| idx.iter().map(|&i| class_of[&rows[i].label]).collect::<Vec<u32>>();
+    let (y_train, y_test) = (y(&train), y(&test));
+    let cfg = LogRegConfig {
+        c: m.param("c")?.as_f64().unwrap_or(1.0),
+        max_iter: m.int("max_iter")? as usize,
+        tol: m.param("tol")?.as_f64().unwrap_or(1e-6),
+        fit_intercept: m.bool("fit_intercept")?,
+        threads: m.int("threads")? as usize,
+    };
+    let scale = match m.param("scale")?.as_str() {
+        Some("maxabs") => Scale::MaxAbs,
+        Some("std") => Scale::Std,
+        _ => Scale::None,
+    };
+    let features = read_features(m.input("features")?, &row_of, rows.len())?;
+    let k = classes.len();
+    let (model, pred, proba, n_features) = match &features {
+        Features::Sparse { per_row, n_cols, .. } => {
+            let (xtr, xte) = (csr(per_row, &train, *n_cols)?, csr(per_row, &test, *n_cols)?);
+            let sc = Scaling::fit(&xtr, scale);
+            let (xtr, xte) = (sc.apply(&xtr).map_err(|e| err(e.to_string()))?, sc.apply(&xte).map_err(|e| err(e.to_string()))?);
+            let model = fit(&xtr, &y_train, k, &cfg, None).map_err(|e| err(format!("{}: {e}", m.id)))?;
+            let pred = model.predict(&xte).map_err(|e| err(e.to_string()))?;
+            let proba = model.predict_proba(&xte).map_err(|e| err(e.to_string()))?;
+            (model, pred, proba, *n_cols)
+        }
+        Features::Dense { data, width } => {
+            let (xtr, xte) = (dense(data, *width, &train)?, dense(data, *width, &test)?);
+            let sc = Scaling::fit(&xtr, scale);
+            let (xtr, xte) = (sc.apply(&xtr).map_err(|e| err(e.to_string()))?, sc.apply(&xte).map_err(|e| err(e.to_string()))?);
+            let model = fit(&xtr, &y_train, k, &cfg, None).map_err(|e| err(format!("{}: {e}", m.id)))?;
+            let pred = model.predict(&xte).map_err(|e| err(e.to_string()))?;
+            let proba = model.predict_proba(&xte).map_err(|e| err(e.to_string()))?;
+            (model, pred, proba, *width)
+        }
+    };
+    let metrics = classification_metrics(&y_test, &pred, None).map_err(|e| err(e.to_string()))?;
+    let label = |c: u32| classes[c as usize];
+
+    let one = coord_columns(&m.id, &m.coords, 1);
+    let nnz = match &features {
+        Features::Sparse { nnz, .. } => *nnz as u64,
+        Features::Dense { data, .. } => data.iter().filter(|v| **v != 0.0).count() as u64,
+    };
+    let metrics_batch = batch(
+        one,
+        vec![
+            ("macro_f1", Arc::new(Float64Array::from(vec![metrics.macro_f1])) as ArrayRef),
+            ("accuracy", Arc::new(Float64Array::from(vec![metrics.accuracy]))),
+            ("macro_precision", Arc::new(Float64Array::from(vec![metrics.macro_precision]))),
+            ("macro_recall", Arc::new(Float64Array::from(vec![metrics.macro_recall]))),
+            ("n_train", Arc::new(UInt64Array::from(vec![train.len() as u64]))),
+            ("n_test", Arc::new(UInt64Array::from(vec![test.len() as u64]))),
+            ("n_features", Arc::new(UInt64Array::from(vec![n_features as u64]))),
+            ("n_classes", Arc::new(UInt64Array::from(vec![k as u64]))),
+            ("nnz", Arc::new(UInt64Array::from(vec![nnz]))),
+            ("c", Arc::new(Float64Array::from(vec![cfg.c]))),
+            ("iterations", Arc::new(UInt64Array::from(vec![model.n_iter as u64]))),
+            ("converged", Arc::new(BooleanArray::from(vec![model.converged]))),
+            ("objective", Arc::new(Float64Array::from(vec![model.objective]))),
+        ],
+    )?;
+    let nl = metrics.labels.len();
+    let per_class = batch(
+        coord_columns(&m.id, &m.coords, nl),
+        vec![
+            ("label", Arc::new(UInt16Array::from_iter_values(metrics.labels.iter().map(|&c| label(c)))) as ArrayRef),
+            ("label_name", Arc::new(StringArray::from_iter_values(metrics.labels.iter().map(|&c| names[&label(c)])))),
+            ("precision", Arc::new(Float64Array::from(metrics.precision.clone()))),
+            ("recall", Arc::new(Float64Array::from(metrics.recall.clone()))),
+            ("f1", Arc::new(Float64Array::from(metrics.f1.clone()))),
+            ("support", Arc::new(UInt64Array::from(metrics.support.clone()))),
+        ],
+    )?;
+    let cells: Vec<(u16, u16, u64)> = (0..nl * nl)
+        .filter(|&i| metrics.confusion[i] > 0)
+        .map(|i| (label(metrics.labels[i / nl]), label(metrics.labels[i % nl]), metrics.confusion[i]))
+        .collect();
+    let confusion = batch(
+        coord_columns(&m.id, &m.coords, cells.len()),
+        vec![
+            ("true_label", Arc::new(UInt16Array::from_iter_values(cells.iter().map(|c| c.0))) as ArrayRef),
+            ("pred_label", Arc::new(UInt16Array::from_iter_values(cells.iter().map(|c| c.1)))),
+            ("count", Arc::new(UInt64Array::from_iter_values(cells.iter().map(|c| c.2)))),
+        ],
+    )?;
+    let predictions = batch(
+        vec![],
+        vec![
+            ("image_id", Arc::new(UInt32Array::from_iter_values(test.iter().map(|&i| rows[i].image_id))) as ArrayRef),
+            ("label", Arc::new(UInt16Array::from_iter_values(test.iter().map(|&i| rows[i].label)))),
+            ("pred", Arc::new(UInt16Array::from_iter_values(pred.iter().map(|&c| label(c))))),
+            ("prob", Arc::new(Float32Array::from_iter_values(pred.iter().enumerate().map(|(j, &c)| proba[j * k + c as usize] as f32)))),
+        ],
+    )?;
+    for (name, b) in [("metrics", metrics_batch), ("per_class", per_class), ("confusion", confusion), ("predictions", predictions)] {
+        let schema = b.schema();
+        m.output(name)?.write_part(0, schema, &[b])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! `table`: bring your own table. Reads a Parquet file (or a folder of them, in name order) that
+//! saeflow did not make — features computed elsewhere, a labelled image list — checks it against
+//! the declared table type, and publishes it as an entry like any other (one part per file), so
+//! every downstream stage can read it.
+
+use super::Stage;
+use super::signature::{ParamType, Signature, output, param};
+use crate::engine::EngineError;
+use crate::engine::job::Job;
+use crate::engine::table::read_file;
+
+pub struct Table;
+
+pub const TYPES: &[&str] = &["dataset", "codes", "pooled", "eoi", "vit", "dense", "split"];
+
+impl Stage for Table {
+    fn signature(&self) -> Signature {
+        Signature {
+            kind: "table",
+            version: 1,
+            doc: "a Parquet file (or a folder of them) made elsewhere, checked against a table type and published as an entry",
+            inputs: vec![],
+            params: vec![
+                param("path", ParamType::InputPath, None, "a .parquet file or a folder of .parquet files (read in name order)"),
+                param("type", ParamType::Choice(TYPES.to_vec()), None, "the table type, which decides which stages can read it"),
+            ],
+            open_params: false,
+            outputs: vec![output("table", "$type", "the rows as they are in the file(s)")],
+            fuse_axes: vec![],
+        }
+    }
+
+    fn run(&self, job: &mut Job) -> Result<(), EngineError> {
+        for m in &mut job.members {
+            let path = m.paths.get("path").cloned().ok_or_else(|| EngineError::Stage(format!("{}: no path", m.id)))?;
+            let ty = m.param("type")?.as_str().unwrap_or_default().to_string();
+            let files = if path.is_dir() {
+                let mut f: Vec<_> = std::fs::read_dir(&path)
+                    .map_err(|e| EngineError::io(&path, e))?
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+                    .collect();
+                f.sort();
+                f
+            } else {
+                vec![path.clone()]
+            };
+            if files.is_empty() {
+                return Err(EngineError::Stage(format!("{}: {} holds no .parquet file", m.id, path.display())));
+            }
+            let out = m.output("table")?;
+            out.set_parts(files.len())?;
+            for (i, f) in files.iter().enumerate() {
+                if out.has_part(i) {
+                    continue;
+                }
+                let (schema, _, _) = crate::engine::table::read_footer(f)?;
+                crate::tables::check(&ty, &schema, &f.display().to_string()).map_err(EngineError::Stage)?;
+                let batches = read_file(f)?.collect::<Result<Vec<_>, _>>()?;
+                out.write_part(i, schema, &batches)?;
+                job.progress.advance(1);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,84 @@
+//! The table types stages exchange, defined in one place: their columns and Arrow types. Inputs
+//! declare which types they accept (checked by `plan`); stages check a table's schema with
+//! [`check`] before reading it, so a mismatch is an error that names the column.
+
+use arrow_schema::{DataType, Schema};
+
+/// A column of a table type. `None` type: a fixed-size list of f32 of any width.
+pub struct Column {
+    pub name: &'static str,
+    pub ty: Option<DataType>,
+}
+
+const fn col(name: &'static str, ty: DataType) -> Column {
+    Column { name, ty: Some(ty) }
+}
+
+/// Columns every table of the type must have (more are allowed).
+pub fn columns(table: &str) -> &'static [Column] {
+    use DataType::*;
+    match table {
+        "dataset" => {
+            const C: &[Column] =
+                &[col("image_id", UInt32), col("label", UInt16), col("label_name", Utf8), col("split", Utf8), col("source", Utf8)];
+            C
+        }
+        "codes" => {
+            const C: &[Column] = &[col("image_id", UInt32), col("token", UInt16), col("feature", UInt32), col("value", Float32)];
+            C
+        }
+        "pooled" => {
+            const C: &[Column] = &[col("image_id", UInt32), col("feature", UInt32), col("value", Float32)];
+            C
+        }
+        "eoi" | "vit" | "dense" => {
+            const C: &[Column] = &[col("image_id", UInt32), Column { name: "resid", ty: None }];
+            C
+        }
+        "split" => {
+            const C: &[Column] =
+                &[col("image_id", UInt32), col("label", UInt16), col("label_name", Utf8), col("fold", UInt8), col("role", Utf8)];
+            C
+        }
+        _ => &[],
+    }
+}
+
+/// Check that `schema` has every column of `table` with its type; the error names the column.
+pub fn check(table: &str, schema: &Schema, what: &str) -> Result<(), String> {
+    for c in columns(table) {
+        let Ok(field) = schema.field_with_name(c.name) else {
+            let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(format!("{what}: a {table} table needs a column '{}', found only {}", c.name, have.join(", ")));
+        };
+        match &c.ty {
+            Some(ty) if field.data_type() != ty => {
+                return Err(format!("{what}: column '{}' of a {table} table must be {ty}, got {}", c.name, field.data_type()));
+            }
+            None if !matches!(field.data_type(), DataType::FixedSizeList(inner, _) if inner.data_type() == &DataType::Float32) => {
+                return Err(format!(
+                    "{what}: column '{}' of a {table} table must be fixed_size_list<f32>, got {}",
+                    c.name,
+                    field.data_type()
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_schema::Field;
+
+    #[test]
+    fn names_the_missing_or_mistyped_column() {
+        let s = Schema::new(vec![Field::new("image_id", DataType::UInt32, false), Field::new("feature", DataType::UInt64, false)]);
+        let e = check("pooled", &s, "t").unwrap_err();
+        assert!(e.contains("column 'feature'") && e.contains("UInt32"), "{e}");
+        let s = Schema::new(vec![Field::new("image_id", DataType::UInt32, false)]);
+        assert!(check("pooled", &s, "t").unwrap_err().contains("needs a column 'feature'"));
+    }
+}

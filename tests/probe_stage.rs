@@ -1,0 +1,196 @@
+//! The `split` and `probe` stages end to end: parity with scikit-learn through the whole pipeline
+//! (tables in, predictions and macro F1 out), zero-feature images kept, chance on noise.
+
+mod common;
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{Array, Float32Array, Float64Array, RecordBatch, StringArray, UInt8Array, UInt16Array, UInt32Array, UInt64Array};
+use arrow_schema::{DataType, Field, Schema};
+use common::Project;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+fn write(path: &Path, batch: RecordBatch) {
+    let mut w = ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+fn pooled(ids: Vec<u32>, feats: Vec<u32>, vals: Vec<f32>) -> RecordBatch {
+    let schema = Schema::new(vec![
+        Field::new("image_id", DataType::UInt32, false),
+        Field::new("feature", DataType::UInt32, false),
+        Field::new("value", DataType::Float32, false),
+    ]);
+    RecordBatch::try_new(
+        Arc::new(schema),
+        vec![Arc::new(UInt32Array::from(ids)), Arc::new(UInt32Array::from(feats)), Arc::new(Float32Array::from(vals))],
+    )
+    .unwrap()
+}
+
+fn split(ids: Vec<u32>, labels: Vec<u16>, train: Vec<bool>) -> RecordBatch {
+    let schema = Schema::new(vec![
+        Field::new("image_id", DataType::UInt32, false),
+        Field::new("label", DataType::UInt16, false),
+        Field::new("label_name", DataType::Utf8, false),
+        Field::new("fold", DataType::UInt8, false),
+        Field::new("role", DataType::Utf8, false),
+    ]);
+    RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(UInt32Array::from(ids)),
+            Arc::new(UInt16Array::from(labels.clone())),
+            Arc::new(StringArray::from_iter_values(labels.iter().map(|l| format!("c{l}")))),
+            Arc::new(UInt8Array::from_iter_values(train.iter().map(|t| if *t { 0 } else { 1 }))),
+            Arc::new(StringArray::from_iter_values(train.iter().map(|t| if *t { "train" } else { "test" }))),
+        ],
+    )
+    .unwrap()
+}
+
+/// Read the single-part output `output` of `instance` as one batch.
+fn read(p: &Project, file: &str, instance: &str, output: &str) -> RecordBatch {
+    let plan = p.run(&["plan", file, "--json"]).json();
+    let row = plan.as_array().unwrap().iter().find(|r| r["instance"] == instance).unwrap_or_else(|| panic!("no {instance}")).clone();
+    let key = row["outputs"].as_array().unwrap().iter().find(|o| o["name"] == output).unwrap()["key"].as_str().unwrap().to_string();
+    let f = File::open(p.cache().join(key).join("part-00000.parquet")).unwrap();
+    let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap().map(|b| b.unwrap()).collect();
+    arrow_select_concat(&batches)
+}
+
+fn arrow_select_concat(batches: &[RecordBatch]) -> RecordBatch {
+    assert_eq!(batches.len(), 1, "small outputs are one batch");
+    batches[0].clone()
+}
+
+fn f64_col(b: &RecordBatch, name: &str) -> f64 {
+    b.column_by_name(name).unwrap().as_any().downcast_ref::<Float64Array>().unwrap().value(0)
+}
+
+fn u64_col(b: &RecordBatch, name: &str) -> u64 {
+    b.column_by_name(name).unwrap().as_any().downcast_ref::<UInt64Array>().unwrap().value(0)
+}
+
+#[test]
+fn the_probe_stage_reproduces_scikit_learn_through_the_pipeline() {
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/probe/sparse15.json")).unwrap())
+            .unwrap();
+    let p = Project::new();
+    std::fs::create_dir_all(p.root().join("data")).unwrap();
+    let (mut ids, mut feats, mut vals) = (vec![], vec![], vec![]);
+    let mut offset = 0u32;
+    for part in ["x_train", "x_test"] {
+        let x = &golden[part];
+        let indptr: Vec<usize> = x["indptr"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let indices: Vec<u32> = x["indices"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let data: Vec<f32> = x["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        for r in 0..indptr.len() - 1 {
+            for j in indptr[r]..indptr[r + 1] {
+                ids.push(offset + r as u32);
+                feats.push(indices[j]);
+                vals.push(data[j]);
+            }
+        }
+        offset += (indptr.len() - 1) as u32;
+    }
+    write(&p.root().join("data/feats.parquet"), pooled(ids, feats, vals));
+    let y_train: Vec<u16> = golden["y_train"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u16).collect();
+    let y_test: Vec<u16> = golden["y_test"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u16).collect();
+    let n_train = y_train.len();
+    let labels: Vec<u16> = y_train.iter().chain(&y_test).copied().collect();
+    let train: Vec<bool> = (0..labels.len()).map(|i| i < n_train).collect();
+    write(&p.root().join("data/split.parquet"), split((0..labels.len() as u32).collect(), labels, train));
+    let f = p.pipeline(
+        "parity",
+        "name: parity\nstages:\n  feats: {kind: table, path: data/feats.parquet, type: pooled}\n  split: {kind: table, path: data/split.parquet, type: split}\n  probe: {kind: probe, features: feats, split: split, tol: 1.0e-10, max_iter: 10000}\n",
+    );
+    let r = p.run(&["run", &f]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let fit = &golden["fits"][0];
+    let want: Vec<u16> = fit["pred_test"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u16).collect();
+    let preds = read(&p, &f, "probe", "predictions");
+    let got = preds.column_by_name("pred").unwrap().as_any().downcast_ref::<UInt16Array>().unwrap();
+    let agree = (0..want.len()).filter(|&i| got.value(i) == want[i]).count();
+    assert!(agree * 100 >= want.len() * 99, "predictions agree on {agree}/{}", want.len());
+    let metrics = read(&p, &f, "probe", "metrics");
+    let sk_f1 = fit["metrics_test"]["macro_f1"].as_f64().unwrap();
+    assert!((f64_col(&metrics, "macro_f1") - sk_f1).abs() <= 0.01, "macro F1 {} vs scikit-learn {sk_f1}", f64_col(&metrics, "macro_f1"));
+    assert_eq!(u64_col(&metrics, "n_test"), y_test.len() as u64);
+    assert_eq!(u64_col(&metrics, "n_train"), n_train as u64);
+}
+
+#[test]
+fn images_without_features_are_zero_rows_never_dropped() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.root().join("data")).unwrap();
+    // 40 images, 2 classes; odd test images have no feature row at all
+    let n = 40u32;
+    let labels: Vec<u16> = (0..n).map(|i| (i % 2) as u16).collect();
+    let train: Vec<bool> = (0..n).map(|i| i < 20).collect();
+    let (mut ids, mut feats, mut vals) = (vec![], vec![], vec![]);
+    for i in 0..n {
+        if i >= 20 && i % 4 == 3 {
+            continue;
+        }
+        ids.push(i);
+        feats.push(labels[i as usize] as u32 * 10 + i % 3);
+        vals.push(1.0);
+    }
+    write(&p.root().join("data/feats.parquet"), pooled(ids, feats, vals));
+    write(&p.root().join("data/split.parquet"), split((0..n).collect(), labels, train));
+    let f = p.pipeline(
+        "zeros",
+        "name: zeros\nstages:\n  feats: {kind: table, path: data/feats.parquet, type: pooled}\n  split: {kind: table, path: data/split.parquet, type: split}\n  probe: {kind: probe, features: feats, split: split}\n",
+    );
+    let r = p.run(&["run", &f]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let metrics = read(&p, &f, "probe", "metrics");
+    assert_eq!(u64_col(&metrics, "n_test"), 20, "the 5 featureless test images still count");
+    assert_eq!(read(&p, &f, "probe", "predictions").num_rows(), 20);
+}
+
+#[test]
+fn split_and_probe_sweep_on_mock_features_with_signal_and_on_noise() {
+    let p = Project::new();
+    let f = p.pipeline(
+        "sweep",
+        r#"
+name: sweep
+stages:
+  dataset: {kind: mock.dataset, classes: 10, per_class: 30}
+  features:
+    kind: mock.features
+    from: dataset
+    matrix: {layer: [6, 10], signal: [0.0, 0.8]}
+  split:
+    kind: split
+    from: dataset
+    matrix: {train_folds: [1, 5]}
+  probe: {kind: probe, features: features, split: split}
+"#,
+    );
+    let r = p.run(&["run", &f]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    for layer in [6, 10] {
+        for folds in [1, 5] {
+            let noise = read(&p, &f, &format!("probe[layer={layer},signal=0.0,train_folds={folds}]"), "metrics");
+            let signal = read(&p, &f, &format!("probe[layer={layer},signal=0.8,train_folds={folds}]"), "metrics");
+            assert!(f64_col(&noise, "macro_f1") < 0.3, "noise gives near-chance F1 (0.1): {}", f64_col(&noise, "macro_f1"));
+            assert!(f64_col(&signal, "macro_f1") > 0.6, "signal is found: {}", f64_col(&signal, "macro_f1"));
+            assert_eq!(u64_col(&signal, "n_train") + u64_col(&signal, "n_test"), 300);
+            assert_eq!(u64_col(&signal, "n_train"), 30 * folds as u64, "{folds} of 10 folds train");
+            // the variant's coordinates are columns of every result row
+            let layer_col = signal.column_by_name("layer").unwrap().as_any().downcast_ref::<arrow_array::Int64Array>().unwrap().value(0);
+            assert_eq!(layer_col, layer);
+        }
+    }
+    let per_class = read(&p, &f, "probe[layer=6,signal=0.8,train_folds=5]", "per_class");
+    assert_eq!(per_class.num_rows(), 10);
+    assert!(per_class.column_by_name("label_name").is_some());
+}
