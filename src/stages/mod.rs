@@ -2,6 +2,7 @@
 //! inputs and parameters through a [`Job`] and writes tables; it never reads YAML, never sees the
 //! cache layout and never calls another stage.
 
+pub mod dataset;
 pub mod mock;
 pub mod probe;
 pub mod signature;
@@ -34,6 +35,7 @@ impl Registry {
     /// Every built-in kind. This is the one place kinds are registered.
     pub fn builtin() -> Registry {
         let mut r = Registry::empty();
+        r.register(Box::new(dataset::Dataset));
         for s in mock::kinds() {
             r.register(s);
         }
