@@ -239,7 +239,7 @@ fn cmd_run(
     println!("run {}: {} instances (cache {})", plan.pipeline.name, plan.instances.len(), cache.root().display());
     let summary = executor::run(&plan, registry, &cache, &opts, &log)?;
     let ran = summary.count(|o| matches!(o, Outcome::Ran { .. }));
-    let cached = summary.count(|o| matches!(o, Outcome::Cached));
+    let cached = summary.count(|o| matches!(o, Outcome::Cached { .. }));
     let failed = summary.failed();
     let blocked = summary.count(|o| matches!(o, Outcome::Blocked(_)));
     let skipped = summary.count(|o| matches!(o, Outcome::Skipped));
@@ -434,37 +434,39 @@ fn cmd_gc(cache_flag: &Option<PathBuf>, registry: &Registry, files: Vec<PathBuf>
         let plan = load(cache.root(), registry, f)?;
         keep.extend(plan.instances.iter().flat_map(|i| i.outputs.iter().map(|o| o.key.clone())));
     }
-    let (mut n, mut bytes) = (0usize, 0u64);
-    for key in cache.keys()? {
-        if keep.contains(&key) {
-            continue;
-        }
-        let dir = cache.entry_dir(&key);
+    let (mut n, mut bytes, mut busy) = (0usize, 0u64, 0usize);
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let mut remove = |dir: PathBuf, what: &str| -> Result<()> {
         let size = dir_size(&dir);
-        println!("  {} {key}  {} bytes", if dry_run { "would remove" } else { "removed" }, size);
+        println!("  {verb} {what}  {size} bytes");
         if !dry_run {
             std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
         }
         n += 1;
         bytes += size;
-    }
-    for key in cache.tmp_keys() {
-        if !keep.contains(&key) {
-            let dir = cache.tmp_dir(&key);
-            bytes += dir_size(&dir);
-            n += 1;
-            if !dry_run {
-                std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        Ok(())
+    };
+    let unreached: Vec<String> =
+        cache.keys()?.into_iter().chain(cache.tmp_keys()).filter(|k| !keep.contains(k)).collect::<BTreeSet<_>>().into_iter().collect();
+    for key in unreached {
+        // a key a running `saeflow run` holds (being computed or published) is left alone
+        let Some(_lock) = cache.try_lock(&key)? else {
+            busy += 1;
+            continue;
+        };
+        for (dir, what) in [(cache.entry_dir(&key), key.clone()), (cache.tmp_dir(&key), format!("{key} (unfinished)"))] {
+            if dir.exists() {
+                remove(dir, &what)?;
             }
         }
     }
-    println!(
-        "{} {n} entries, {} bytes (kept {} reachable from {} pipeline(s))",
-        if dry_run { "would remove" } else { "removed" },
-        bytes,
-        keep.len(),
-        files.len()
-    );
+    if let Ok(rd) = std::fs::read_dir(cache.root().join(".corrupt")) {
+        for e in rd.flatten() {
+            remove(e.path(), &format!(".corrupt/{}", e.file_name().to_string_lossy()))?;
+        }
+    }
+    let busy = if busy > 0 { format!("; {busy} in use by a running saeflow, left alone") } else { String::new() };
+    println!("{verb} {n} entries, {bytes} bytes (kept {} reachable from {} pipeline(s){busy})", keep.len(), files.len());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -66,7 +66,7 @@ impl Observer for RunLog {
     fn finished(&self, inst: &Instance, outcome: &Outcome) {
         let w = self.width;
         let text = match outcome {
-            Outcome::Cached => format!("  {:<8}{:<w$}", "cached", inst.id),
+            Outcome::Cached { rows } => format!("  {:<8}{:<w$}  {:>8}  {:>12} rows", "cached", inst.id, "", fmt_rows(*rows)),
             Outcome::Ran { seconds, rows } => {
                 format!("  {:<8}{:<w$}  {:>8}  {:>12} rows", "ran", inst.id, fmt_secs(*seconds), fmt_rows(*rows))
             }
@@ -98,8 +98,8 @@ struct Bar {
 }
 
 impl Progress for Bar {
-    fn set_total(&self, total: u64, unit: &str) {
-        self.bar.set_length(total);
+    fn add_total(&self, total: u64, unit: &str) {
+        self.bar.set_length(self.bar.length().unwrap_or(0) + total);
         let style = ProgressStyle::with_template(&format!("  {{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{per_sec}} eta {{eta}}"))
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
@@ -124,9 +124,9 @@ struct Plain {
 }
 
 impl Progress for Plain {
-    fn set_total(&self, total: u64, unit: &str) {
+    fn add_total(&self, total: u64, unit: &str) {
         if let Ok(mut s) = self.state.lock() {
-            s.1 = total;
+            s.1 += total;
             s.2 = unit.to_string();
         }
     }

@@ -73,8 +73,9 @@ pub trait ImageSource: Send + Sync {
 /// Errors of the dataset readers.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    /// (The I/O error is part of the message, not a `source`, so error chains print it once.)
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
     /// The files are not in the expected layout (missing file, wrong size, wrong column).
     #[error("{0}")]
     Layout(String),
@@ -88,7 +89,7 @@ pub enum DataError {
 
 impl DataError {
     pub fn io(path: &Path, source: std::io::Error) -> DataError {
-        DataError::Io { path: path.to_path_buf(), source }
+        DataError::Io { path: path.to_path_buf(), err: source }
     }
 
     fn image(src: &dyn ImageSource, image_id: u32, reason: impl ToString) -> DataError {

@@ -166,6 +166,20 @@ impl Cache {
         Ok(KeyLock { _file: file })
     }
 
+    /// Take the key's lock only if nobody holds it (`gc` skips what a run is using).
+    pub fn try_lock(&self, key: &str) -> Result<Option<KeyLock>, EngineError> {
+        let path = self.root.join(".locks").join(format!("{key}.lock"));
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| EngineError::io(parent, e))?;
+        }
+        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| EngineError::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(KeyLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(EngineError::io(&path, e)),
+        }
+    }
+
     /// Lock a cache-wide file (history, memo) for a read-modify-write.
     pub fn lock_named(&self, name: &str) -> Result<KeyLock, EngineError> {
         self.lock(&format!("_{name}"))
@@ -194,15 +208,15 @@ impl Cache {
         let tmp = self.tmp_dir(&m.key);
         let bytes = serde_json::to_vec_pretty(m).map_err(|e| EngineError::Other(e.to_string()))?;
         write_atomic(&tmp.join(MANIFEST), &bytes)?;
+        // the renames of parts and manifest reach the disk before the folder becomes visible
+        sync_dir(&tmp);
         let dst = self.entry_dir(&m.key);
         if dst.exists() {
             // a damaged leftover that was not quarantined: keep it aside rather than merge
             self.quarantine(&m.key)?;
         }
         fs::rename(&tmp, &dst).map_err(|e| EngineError::io(&dst, e))?;
-        if let Ok(d) = File::open(&self.root) {
-            let _ = d.sync_all();
-        }
+        sync_dir(&self.root);
         Ok(())
     }
 
@@ -234,6 +248,13 @@ impl Cache {
     /// Total bytes of an entry's files.
     pub fn size_of(&self, m: &Manifest) -> u64 {
         m.files.iter().map(|f| f.size).sum()
+    }
+}
+
+/// fsync a folder so renames inside it are durable (best effort: not every filesystem allows it).
+pub(crate) fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
     }
 }
 

@@ -33,7 +33,10 @@ pub struct RunOptions {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
-    Cached,
+    /// Found in the cache (rows of its first output).
+    Cached {
+        rows: u64,
+    },
     Ran {
         seconds: f64,
         rows: u64,
@@ -84,6 +87,7 @@ struct Executor<'a> {
     outcomes: Vec<Option<Outcome>>,
     verified: BTreeSet<String>,
     history: BTreeMap<String, Record>,
+    history_saved: Instant,
     stop: bool,
 }
 
@@ -129,6 +133,7 @@ pub fn run(plan: &Plan, registry: &Registry, cache: &Cache, opts: &RunOptions, o
         outcomes: vec![None; n],
         verified: BTreeSet::new(),
         history: BTreeMap::new(),
+        history_saved: Instant::now(),
         stop: false,
     };
     for i in 0..n {
@@ -149,7 +154,7 @@ pub fn run(plan: &Plan, registry: &Registry, cache: &Cache, opts: &RunOptions, o
 impl Executor<'_> {
     fn finish(&mut self, i: usize, outcome: Outcome) {
         let inst = &self.plan.instances[i];
-        if matches!(outcome, Outcome::Cached | Outcome::Ran { .. })
+        if matches!(outcome, Outcome::Cached { .. } | Outcome::Ran { .. })
             && let Some(key) = inst.key(None)
         {
             self.history.insert(inst.id.clone(), Record { key: key.to_string(), preimage: inst.preimage.clone() });
@@ -162,24 +167,8 @@ impl Executor<'_> {
     }
 
     fn ensure(&mut self, i: usize, needed: &[bool]) -> Result<(), EngineError> {
-        if self.outcomes[i].is_some() {
+        if self.outcomes[i].is_some() || !self.inputs_ready(i, needed)? {
             return Ok(());
-        }
-        let inst = &self.plan.instances[i];
-        for input in &inst.inputs {
-            for item in &input.items {
-                if self.outcomes[item.instance].is_none() {
-                    self.ensure(item.instance, needed)?;
-                }
-                match &self.outcomes[item.instance] {
-                    Some(Outcome::Failed(_)) | Some(Outcome::Blocked(_)) => {
-                        let by = self.plan.instances[item.instance].id.clone();
-                        self.finish(i, Outcome::Blocked(by));
-                        return Ok(());
-                    }
-                    _ => {}
-                }
-            }
         }
         if self.assessments[i].status == Status::Cached {
             for key in self.assessments[i].touched.clone() {
@@ -188,11 +177,13 @@ impl Executor<'_> {
                     self.verified.insert(key);
                 }
             }
-            self.finish(i, Outcome::Cached);
+            let rows = self.assessments[i].rows.unwrap_or(0);
+            self.finish(i, Outcome::Cached { rows });
             return Ok(());
         }
-        // members of the fused group that need computing
-        let group: Vec<usize> = match &inst.fuse_group {
+        // the members of the fused group that need computing, each with its inputs ready
+        let inst = &self.plan.instances[i];
+        let candidates: Vec<usize> = match &inst.fuse_group {
             Some(g) => self
                 .plan
                 .instances
@@ -207,37 +198,19 @@ impl Executor<'_> {
                 .collect(),
             None => vec![i],
         };
+        let mut group = Vec::new();
+        for m in candidates {
+            if m == i || self.inputs_ready(m, needed)? {
+                group.push(m);
+            }
+        }
         // inputs must hash to their manifests before anything reads them
         for &m in &group {
-            for input in &self.plan.instances[m].inputs {
-                for item in &input.items {
-                    if self.verified.contains(&item.key) {
-                        continue;
-                    }
-                    match self.cache.verify(&item.key) {
-                        Ok(_) => {
-                            self.verified.insert(item.key.clone());
-                        }
-                        Err(why) => {
-                            let producer = item.instance;
-                            let moved = self.cache.quarantine(&item.key)?;
-                            self.observer.note(&format!(
-                                "input {} of {} is damaged ({why}); moved it to {} and recomputing it",
-                                self.plan.instances[producer].id,
-                                self.plan.instances[m].id,
-                                moved.display()
-                            ));
-                            self.outcomes[producer] = None;
-                            self.assessments[producer].status = Status::Run;
-                            self.ensure(producer, needed)?;
-                            if !matches!(self.outcomes[producer], Some(Outcome::Ran { .. })) {
-                                let by = self.plan.instances[producer].id.clone();
-                                self.finish(m, Outcome::Blocked(by));
-                            } else {
-                                self.verified.insert(item.key.clone());
-                            }
-                        }
-                    }
+            let items: Vec<(usize, String)> =
+                self.plan.instances[m].inputs.iter().flat_map(|b| b.items.iter().map(|it| (it.instance, it.key.clone()))).collect();
+            for (producer, key) in items {
+                if self.outcomes[m].is_none() && !self.verify_input(m, producer, &key, needed)? {
+                    break;
                 }
             }
         }
@@ -246,6 +219,63 @@ impl Executor<'_> {
             return Ok(());
         }
         self.run_group(&group)
+    }
+
+    /// Make sure every input of `i` is computed; if one failed, `i` is blocked (returns false).
+    fn inputs_ready(&mut self, i: usize, needed: &[bool]) -> Result<bool, EngineError> {
+        let producers: Vec<usize> = self.plan.instances[i].inputs.iter().flat_map(|b| b.items.iter().map(|it| it.instance)).collect();
+        for p in producers {
+            if self.outcomes[p].is_none() {
+                self.ensure(p, needed)?;
+            }
+            if matches!(self.outcomes[p], Some(Outcome::Failed(_)) | Some(Outcome::Blocked(_)) | Some(Outcome::Stopped) | None) {
+                let by = self.plan.instances[p].id.clone();
+                self.finish(i, Outcome::Blocked(by));
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Hash an input entry under its lock before `consumer` reads it. A damaged (or vanished)
+    /// entry is moved aside and its producer recomputed; returns false if that failed.
+    fn verify_input(&mut self, consumer: usize, producer: usize, key: &str, needed: &[bool]) -> Result<bool, EngineError> {
+        if self.verified.contains(key) {
+            return Ok(true);
+        }
+        {
+            let _lock = self.cache.lock(key)?;
+            match self.cache.verify(key) {
+                Ok(_) => {
+                    self.verified.insert(key.to_string());
+                    return Ok(true);
+                }
+                Err(why) => {
+                    let what = match self.cache.state(key) {
+                        EntryState::Missing => "is gone (removed by another process?)".to_string(),
+                        _ => {
+                            let moved = self.cache.quarantine(key)?;
+                            format!("is damaged ({why}); moved it to {}", moved.display())
+                        }
+                    };
+                    self.observer.note(&format!(
+                        "input {} of {} {what}; recomputing it",
+                        self.plan.instances[producer].id, self.plan.instances[consumer].id
+                    ));
+                }
+            }
+        }
+        self.outcomes[producer] = None;
+        self.assessments[producer].status = Status::Run;
+        self.ensure(producer, needed)?;
+        if matches!(self.outcomes[producer], Some(Outcome::Ran { .. }) | Some(Outcome::Cached { .. })) {
+            self.verified.insert(key.to_string());
+            Ok(true)
+        } else {
+            let by = self.plan.instances[producer].id.clone();
+            self.finish(consumer, Outcome::Blocked(by));
+            Ok(false)
+        }
     }
 
     fn run_group(&mut self, group: &[usize]) -> Result<(), EngineError> {
@@ -257,19 +287,28 @@ impl Executor<'_> {
         for &m in group {
             let inst = &plan.instances[m];
             let forced = matches_any(&self.opts.force, inst);
-            let all_present = inst.outputs.iter().all(|o| matches!(self.cache.state(&o.key), EntryState::Present(_)));
+            let states: Vec<EntryState> = inst.outputs.iter().map(|o| self.cache.state(&o.key)).collect();
+            let all_present = states.iter().all(|st| matches!(st, EntryState::Present(_)));
             if all_present && !forced && self.assessments[m].damaged.is_empty() {
-                self.finish(m, Outcome::Cached);
+                let rows = match &states[0] {
+                    EntryState::Present(man) => man.rows,
+                    _ => 0,
+                };
+                self.finish(m, Outcome::Cached { rows });
             } else {
-                if forced {
-                    for o in &inst.outputs {
+                for (o, st) in inst.outputs.iter().zip(states) {
+                    if forced {
+                        // recompute from scratch: no resumed parts, no old entry
                         let _ = std::fs::remove_dir_all(self.cache.tmp_dir(&o.key));
                     }
-                }
-                for o in &inst.outputs {
-                    if !matches!(self.cache.state(&o.key), EntryState::Missing) {
-                        let moved = self.cache.quarantine(&o.key)?;
-                        if !forced {
+                    match st {
+                        EntryState::Missing => {}
+                        EntryState::Present(_) | EntryState::Touched(_) if forced => {
+                            let dir = self.cache.entry_dir(&o.key);
+                            std::fs::remove_dir_all(&dir).map_err(|e| EngineError::io(&dir, e))?;
+                        }
+                        _ => {
+                            let moved = self.cache.quarantine(&o.key)?;
                             self.observer.note(&format!("{} output {} was damaged; moved it to {}", inst.id, o.name, moved.display()));
                         }
                     }
@@ -335,8 +374,11 @@ impl Executor<'_> {
                 Some(e) => self.finish(m, Outcome::Failed(e)),
             }
         }
-        // record what ran now, so a later crash does not lose why-history of finished work
-        History::record(self.cache, &plan.pipeline.name, &std::mem::take(&mut self.history))?;
+        // record what ran (at most every few seconds), so a later crash loses little why-history
+        if self.history_saved.elapsed().as_secs() >= 2 {
+            History::record(self.cache, &plan.pipeline.name, &std::mem::take(&mut self.history))?;
+            self.history_saved = Instant::now();
+        }
         Ok(())
     }
 

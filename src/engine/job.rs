@@ -18,8 +18,9 @@ use crate::spec::Value;
 
 /// Receives progress from a running stage (the CLI draws bars; tests ignore it).
 pub trait Progress: Send + Sync {
-    /// Total units of work for this job (images, rows, parts) and what they are called.
-    fn set_total(&self, _total: u64, _unit: &str) {}
+    /// Add units of work to this job's total (images, rows, parts) and say what they are called.
+    /// Each member of a fused job adds its own share.
+    fn add_total(&self, _total: u64, _unit: &str) {}
     fn advance(&self, _n: u64) {}
 }
 
@@ -137,10 +138,13 @@ impl OutputWriter {
         fault: Option<usize>,
     ) -> Result<Self, EngineError> {
         fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
-        // a part caught mid-write is garbage; complete parts stay
+        // a part caught mid-write is garbage; complete parts stay, if their footer reads back
+        // (a part renamed into place is complete unless the disk lost it)
         for e in fs::read_dir(dir).map_err(|e| EngineError::io(dir, e))?.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".partial") || name.ends_with(".json") || name.contains(".tmp") {
+            let stale = name.ends_with(".partial") || name.ends_with(".json") || name.contains(".tmp");
+            let unreadable = part_index(&name).is_some() && table::read_footer(&e.path()).is_err();
+            if stale || unreadable {
                 let _ = fs::remove_file(e.path());
             }
         }

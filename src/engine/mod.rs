@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 /// Errors while executing or reading the cache.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    /// (The I/O error is part of the message, not a `source`, so error chains print it once.)
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
     #[error("parquet: {0}")]
     Parquet(String),
     #[error("damaged cache entry: {0}")]
@@ -28,7 +29,7 @@ pub enum EngineError {
 
 impl EngineError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        EngineError::Io { path: path.to_path_buf(), source }
+        EngineError::Io { path: path.to_path_buf(), err: source }
     }
 }
 

@@ -93,6 +93,14 @@ fn import_one(cache: &Cache, folder: &Path) -> Result<Imported, EngineError> {
         rows.push((part_name(i), r));
     }
     let instance = meta_get(&meta0, "saeflow.instance").unwrap_or_default().to_string();
+    let exported: Manifest = match fs::read(folder.join(MANIFEST)) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| bad(format!("unreadable manifest.json: {e}")))?,
+        Err(_) => {
+            return Err(bad(
+                "no manifest.json beside the parts: `saeflow export` writes one; without it a missing part cannot be detected".into()
+            ));
+        }
+    };
     let _lock = cache.lock(&key)?;
     if matches!(cache.state(&key), EntryState::Present(_) | EntryState::Touched(_)) && cache.verify(&key).is_ok() {
         return Ok(Imported::AlreadyCached { key, instance });
@@ -104,18 +112,20 @@ fn import_one(cache: &Cache, folder: &Path) -> Result<Imported, EngineError> {
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp).map_err(|e| EngineError::io(&tmp, e))?;
     for (name, _) in &rows {
-        fs::copy(folder.join(name), tmp.join(name)).map_err(|e| EngineError::io(&tmp.join(name), e))?;
+        // copy under a temporary name: a killed import must not leave a truncated "complete" part
+        let (partial, done) = (tmp.join(format!("{name}.partial")), tmp.join(name));
+        fs::copy(folder.join(name), &partial).map_err(|e| EngineError::io(&partial, e))?;
+        fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(|e| EngineError::io(&partial, e))?;
+        fs::rename(&partial, &done).map_err(|e| EngineError::io(&done, e))?;
     }
     let files = cache.describe_parts(&tmp, &rows)?;
-    // an exported manifest, when present, must agree with the parts; otherwise rebuild one
-    let exported: Option<Manifest> = fs::read(folder.join(MANIFEST)).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    if let Some(m) = &exported {
-        let hashes: Vec<(&str, &str)> = m.files.iter().map(|f| (f.name.as_str(), f.blake3.as_str())).collect();
-        let ours: Vec<(&str, &str)> = files.iter().map(|f| (f.name.as_str(), f.blake3.as_str())).collect();
-        if hashes != ours || m.key != key {
-            let _ = fs::remove_dir_all(&tmp);
-            return Err(bad("its manifest.json does not match its parts".into()));
-        }
+    // the exported manifest lists every part with its hash: without it a missing or altered part
+    // could not be told from a complete table
+    let hashes: Vec<(&str, &str)> = exported.files.iter().map(|f| (f.name.as_str(), f.blake3.as_str())).collect();
+    let ours: Vec<(&str, &str)> = files.iter().map(|f| (f.name.as_str(), f.blake3.as_str())).collect();
+    if hashes != ours || exported.key != key {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(bad("its parts do not match its manifest.json (a part is missing, extra or altered)".into()));
     }
     let j = |k: &str| meta_get(&meta0, k).and_then(|v| serde_json::from_str(v).ok()).unwrap_or(serde_json::Value::Null);
     let total: u64 = rows.iter().map(|(_, r)| r).sum();
@@ -134,7 +144,7 @@ fn import_one(cache: &Cache, folder: &Path) -> Result<Imported, EngineError> {
         rows: total,
         files,
         created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-        seconds: exported.map(|m| m.seconds).unwrap_or(0.0),
+        seconds: exported.seconds,
     };
     cache.publish(&m)?;
     Ok(Imported::Added { key, instance, rows: total })

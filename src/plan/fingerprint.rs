@@ -33,8 +33,8 @@ struct FileMemo {
 #[derive(Serialize, Deserialize, Clone)]
 struct DirMemo {
     mtime_ns: u128,
-    /// (name, is_dir, size for files)
-    entries: Vec<(String, bool, u64)>,
+    /// Entry names, sorted by bytes.
+    names: Vec<String>,
 }
 
 fn mtime_ns(meta: &fs::Metadata) -> u128 {
@@ -68,7 +68,7 @@ impl FingerprintMemo {
         let meta = fs::metadata(path)?;
         if meta.is_dir() {
             let mut hasher = blake3::Hasher::new();
-            self.hash_dir(path, "", &mut hasher)?;
+            self.hash_dir(path, "", &mut hasher, 0)?;
             Ok(format!("dir:{}", &hasher.finalize().to_hex()[..32]))
         } else {
             Ok(format!("file:{}", self.file_hash(path, &meta)?))
@@ -90,34 +90,40 @@ impl FingerprintMemo {
         Ok(hex)
     }
 
-    fn hash_dir(&mut self, dir: &Path, rel: &str, hasher: &mut blake3::Hasher) -> std::io::Result<()> {
+    /// Hash every file's relative path and size. A directory's *names* are memoised by its mtime
+    /// (adding or removing a file changes it); sizes are read fresh on every plan, following
+    /// symlinks (the Hugging Face cache is made of them). A same-size edit in place of a file in a
+    /// folder is not seen: folders are identified by listing, not content (use `--force`).
+    fn hash_dir(&mut self, dir: &Path, rel: &str, hasher: &mut blake3::Hasher, depth: usize) -> std::io::Result<()> {
+        if depth > 64 {
+            return Err(std::io::Error::other(format!("{}: folders nested more than 64 deep (a symlink loop?)", dir.display())));
+        }
         let meta = fs::metadata(dir)?;
         let key = dir.display().to_string();
         let mtime = mtime_ns(&meta);
-        let entries = match self.dirs.get(&key) {
-            Some(m) if m.mtime_ns == mtime => m.entries.clone(),
+        let names = match self.dirs.get(&key) {
+            Some(m) if m.mtime_ns == mtime => m.names.clone(),
             _ => {
-                let mut entries = Vec::new();
+                let mut names = Vec::new();
                 for e in fs::read_dir(dir)? {
-                    let e = e?;
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    let m = e.metadata()?;
-                    entries.push((name, m.is_dir(), if m.is_dir() { 0 } else { m.len() }));
+                    names.push(e?.file_name().to_string_lossy().into_owned());
                 }
-                entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-                self.dirs.insert(key, DirMemo { mtime_ns: mtime, entries: entries.clone() });
+                names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+                self.dirs.insert(key, DirMemo { mtime_ns: mtime, names: names.clone() });
                 self.dirty = true;
-                entries
+                names
             }
         };
-        for (name, is_dir, size) in entries {
+        for name in names {
+            let child = dir.join(&name);
             let child_rel = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
-            if is_dir {
-                self.hash_dir(&dir.join(&name), &child_rel, hasher)?;
+            let m = fs::metadata(&child)?; // follows symlinks
+            if m.is_dir() {
+                self.hash_dir(&child, &child_rel, hasher, depth + 1)?;
             } else {
                 hasher.update(child_rel.as_bytes());
                 hasher.update(&[0]);
-                hasher.update(&size.to_le_bytes());
+                hasher.update(&m.len().to_le_bytes());
             }
         }
         Ok(())
@@ -169,6 +175,25 @@ mod tests {
         assert_eq!(memo.fingerprint(&data).unwrap(), f1);
         assert!(!memo.dirty, "an unchanged tree is answered from the memo");
         fs::write(data.join("cls_a/2.jpg"), b"y").unwrap();
-        assert_ne!(memo.fingerprint(&data).unwrap(), f1);
+        let f2 = memo.fingerprint(&data).unwrap();
+        assert_ne!(f2, f1);
+        // a file rewritten in place with another size changes it even though no folder mtime moved
+        fs::write(data.join("cls_a/2.jpg"), b"yyyy").unwrap();
+        assert_ne!(memo.fingerprint(&data).unwrap(), f2);
+        // and the fresh memo agrees with a cold one: fingerprints never depend on memo history
+        assert_eq!(memo.fingerprint(&data).unwrap(), FingerprintMemo::open(None).fingerprint(&data).unwrap());
+    }
+
+    #[test]
+    fn symlinked_files_and_folders_are_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        fs::create_dir_all(real.join("sub")).unwrap();
+        fs::write(real.join("sub/w.bin"), b"weights").unwrap();
+        let linked = dir.path().join("linked");
+        fs::create_dir_all(&linked).unwrap();
+        std::os::unix::fs::symlink(real.join("sub"), linked.join("sub")).unwrap();
+        let mut memo = FingerprintMemo::open(None);
+        assert_eq!(memo.fingerprint(&real).unwrap(), memo.fingerprint(&linked).unwrap());
     }
 }

@@ -284,7 +284,7 @@ impl<'a> Builder<'a> {
         for &i in &order {
             let (Some(sig), Some(c)) = (&sigs[i], &classified[i]) else { return None };
             let s = &p.stages[i];
-            let variants = self.expand(s, sig, c, &instances, &stage_instances, &index)?;
+            let variants = self.expand(s, sig, c, &instances, &stage_instances, &index, &axes)?;
             let mut made = Vec::new();
             for v in variants {
                 if let Some(inst) = self.instantiate(s, sig, c, v, &axes, project_root, &mut memo, instances.len()) {
@@ -394,6 +394,7 @@ impl<'a> Builder<'a> {
         instances: &[Instance],
         stage_instances: &BTreeMap<usize, Vec<usize>>,
         index: &BTreeMap<&str, usize>,
+        axes: &[String],
     ) -> Option<Vec<Variant>> {
         let mut combos: Vec<Variant> = vec![Variant { coords: Coords::new(), inputs: Vec::new(), axis_pos: BTreeMap::new() }];
         // inputs in declaration order of the kind
@@ -491,8 +492,17 @@ impl<'a> Builder<'a> {
                     items.push(InputItem { instance: k, output: out.name.to_string(), key, coords: instances[k].coords.clone() });
                 }
             }
+            // a gathering input sees its variants in one canonical order, whatever the order of
+            // matrix lists, keys, stages or references in the file
+            items.sort_by(|a, b| {
+                instances[a.instance]
+                    .stage
+                    .cmp(&instances[b.instance].stage)
+                    .then_with(|| cmp_coords(&a.coords, &b.coords, axes))
+                    .then_with(|| a.output.cmp(&b.output))
+            });
             let mode = match (&spec.over, &slot.many) {
-                (Some(axes), Many::All | Many::Over(_)) => Many::Over(axes.iter().map(|a| leak(a)).collect()),
+                (Some(axes), Many::All | Many::Over(_)) => Many::Over(axes.clone()),
                 (_, m) => m.clone(),
             };
             // candidates: (coords contributed, bound input)
@@ -505,7 +515,7 @@ impl<'a> Builder<'a> {
                 Many::Over(over) => {
                     let present: BTreeSet<&str> = items.iter().flat_map(|it| it.coords.keys().map(String::as_str)).collect();
                     for a in over {
-                        if !present.contains(a) {
+                        if !present.contains(a.as_str()) {
                             self.err(
                                 Diagnostic::new(
                                     spec.pos,
@@ -520,18 +530,18 @@ impl<'a> Builder<'a> {
                     let mut groups: BTreeMap<String, (Coords, Vec<InputItem>)> = BTreeMap::new();
                     for it in items {
                         let rest: Coords =
-                            it.coords.iter().filter(|(k, _)| !over.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+                            it.coords.iter().filter(|(k, _)| !over.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
                         groups.entry(canonical_coords(&rest)).or_insert_with(|| (rest, Vec::new())).1.push(it);
                     }
                     groups
                         .into_values()
                         .map(|(mut coords, items)| {
                             for a in over {
-                                let mut vals: Vec<&Value> = items.iter().filter_map(|it| it.coords.get(*a)).collect();
+                                let mut vals: Vec<&Value> = items.iter().filter_map(|it| it.coords.get(a)).collect();
                                 vals.sort_by(|x, y| x.total_cmp(y));
                                 vals.dedup();
                                 let label = vals.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("+");
-                                coords.insert(a.to_string(), Value::Str(label));
+                                coords.insert(a.clone(), Value::Str(label));
                             }
                             (coords, BoundInput { slot: slot.name.into(), many: true, items })
                         })
@@ -648,7 +658,22 @@ impl<'a> Builder<'a> {
                     return None;
                 }
             }
+            let before = out.len();
             out.retain(|v| !row.entries.iter().all(|e| v.coords.get(&e.name) == Some(&e.value)));
+            if out.len() == before {
+                let e = &row.entries[0];
+                let mut values: Vec<&Value> =
+                    combos.iter().filter_map(|v| v.coords.get(&e.name)).chain(own.iter().filter_map(|(c, _)| c.get(&e.name))).collect();
+                values.sort_by(|a, b| a.total_cmp(b));
+                values.dedup();
+                let shown: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+                self.err(Diagnostic::new(row.pos, "this `exclude` row matches no variant").stage(&s.name).help(format!(
+                    "'{}' takes the values {} (values are typed: 6 and \"6\" differ)",
+                    e.name,
+                    shown.join(", ")
+                )));
+                return None;
+            }
         }
         if out.is_empty() {
             self.err(
@@ -656,7 +681,7 @@ impl<'a> Builder<'a> {
             );
             return None;
         }
-        let _ = sig;
+        out.sort_by(|a, b| cmp_coords(&a.coords, &b.coords, axes));
         Some(out)
     }
 
@@ -687,27 +712,22 @@ impl<'a> Builder<'a> {
             params.insert(k.clone(), (val.clone(), *pos));
         }
         let mut interpolated_axes: BTreeSet<String> = BTreeSet::new();
-        for a in &s.matrix {
-            if sig.param(&a.name).is_some() || sig.open_params {
-                if c.params.contains_key(&a.name) {
-                    self.err(
-                        Diagnostic::new(c.param_nodes[&a.name], format!("parameter '{}' is set both here and as a matrix axis", a.name))
-                            .stage(name)
-                            .help("remove one of the two"),
-                    );
-                    return None;
-                }
-                let value = v.coords[&a.name].clone();
-                params.insert(a.name.clone(), (value, v.axis_pos.get(&a.name).copied().unwrap_or(a.pos)));
-                interpolated_axes.insert(a.name.clone());
+        // an own axis named like a parameter sets it
+        for axis in own_axes(s) {
+            if sig.param(&axis).is_none() && !sig.open_params {
+                continue;
             }
-        }
-        for row_axis in v.axis_pos.keys() {
-            if (sig.param(row_axis).is_some() || sig.open_params)
-                && let Some(val) = v.coords.get(row_axis)
-            {
-                params.insert(row_axis.clone(), (val.clone(), v.axis_pos[row_axis]));
-                interpolated_axes.insert(row_axis.clone());
+            if let Some(node) = c.param_nodes.get(&axis) {
+                self.err(
+                    Diagnostic::new(*node, format!("parameter '{axis}' is set both here and as a matrix axis"))
+                        .stage(name)
+                        .help("remove one of the two"),
+                );
+                return None;
+            }
+            if let (Some(val), Some(pos)) = (v.coords.get(&axis), v.axis_pos.get(&axis)) {
+                params.insert(axis.clone(), (val.clone(), *pos));
+                interpolated_axes.insert(axis);
             }
         }
         // ${axis} interpolation
@@ -791,6 +811,13 @@ impl<'a> Builder<'a> {
                 resolved.entry(k.clone()).or_insert_with(|| val.clone());
             }
         }
+        if let Some(check) = sig.validate
+            && let Err(problem) = check(&resolved)
+        {
+            let pos = params.get(problem.param).map(|(_, p)| *p).unwrap_or(s.pos);
+            self.err(Diagnostic::new(pos, format!("parameter '{}': {}", problem.param, problem.message)).stage(name).help(problem.help));
+            return None;
+        }
         for a in &s.matrix {
             if !interpolated_axes.contains(&a.name) {
                 let w = Diagnostic::new(a.pos, format!("matrix axis '{}' changes nothing in this stage", a.name)).stage(name).help(
@@ -805,7 +832,7 @@ impl<'a> Builder<'a> {
         let in_key: BTreeMap<String, Value> = sig
             .params
             .iter()
-            .filter(|ps| ps.in_key && !matches!(ps.ty, ParamType::InputPath | ParamType::OutputDir))
+            .filter(|ps| ps.in_key && !matches!(ps.ty, ParamType::InputPath))
             .filter_map(|ps| resolved.get(ps.name).map(|v| (ps.name.to_string(), v.clone())))
             .chain(if sig.open_params {
                 resolved.iter().filter(|(k, _)| sig.param(k).is_none()).map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>()
@@ -860,11 +887,6 @@ fn kind_help(kind: &str, registry: &Registry) -> String {
     }
 }
 
-fn leak(s: &str) -> &'static str {
-    // Axis names from YAML live as long as the plan; a pipeline has a handful of them.
-    Box::leak(s.to_string().into_boxed_str())
-}
-
 /// Axes a stage introduces: its matrix axes and include-row axes.
 fn own_axes(s: &StageSpec) -> Vec<String> {
     let mut names: Vec<String> = s.matrix.iter().map(|a| a.name.clone()).collect();
@@ -876,6 +898,22 @@ fn own_axes(s: &StageSpec) -> Vec<String> {
         }
     }
     names
+}
+
+/// Order coordinates by the display order of axes, then by typed value.
+fn cmp_coords(a: &Coords, b: &Coords, axes: &[String]) -> std::cmp::Ordering {
+    for axis in axes {
+        let o = match (a.get(axis), b.get(axis)) {
+            (Some(x), Some(y)) => x.total_cmp(y),
+            (None, Some(_)) => std::cmp::Ordering::Less,
+            (Some(_), None) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    canonical_coords(a).cmp(&canonical_coords(b))
 }
 
 fn compatible(a: &Coords, b: &Coords) -> bool {
@@ -895,8 +933,18 @@ pub fn instance_id(stage: &str, coords: &Coords, axes: &[String]) -> String {
     format!("{stage}[{}]", parts.join(","))
 }
 
-/// Replace `${axis}` in every string; `$${` escapes a literal `${`.
+/// Replace `${axis}` in every string; `$${` escapes a literal `${`. A string that is exactly
+/// `${axis}` takes the coordinate's typed value (so an inherited `layer` can set an int parameter).
 fn interpolate(v: &Value, coords: &Coords, used: &mut BTreeSet<String>) -> Result<Value, String> {
+    if let Value::Str(s) = v
+        && let Some(var) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}'))
+        && !var.contains(['$', '{', '}'])
+    {
+        let var = var.trim();
+        let val = coords.get(var).ok_or_else(|| var.to_string())?;
+        used.insert(var.to_string());
+        return Ok(val.clone());
+    }
     Ok(match v {
         Value::Str(s) if s.contains("${") => {
             let mut out = String::new();
@@ -1018,6 +1066,11 @@ mod tests {
         let mut used = BTreeSet::new();
         let v = interpolate(&Value::Str("blocks.${layer}.hook $${x}".into()), &c, &mut used).unwrap();
         assert_eq!(v, Value::Str("blocks.6.hook ${x}".into()));
+        assert_eq!(
+            interpolate(&Value::Str("${layer}".into()), &c, &mut used).unwrap(),
+            Value::Int(6),
+            "a whole-string reference keeps its type"
+        );
         assert!(used.contains("layer"));
         assert_eq!(interpolate(&Value::Str("${nope}".into()), &c, &mut used), Err("nope".into()));
     }

@@ -79,6 +79,7 @@ impl Stage for Dataset {
             open_params: false,
             outputs: vec![output("images", "dataset", "image_id u32, label u16, label_name utf8, split utf8, source utf8")],
             fuse_axes: vec![],
+            validate: None,
         }
     }
 
@@ -88,7 +89,7 @@ impl Stage for Dataset {
             let source = data::open(&spec).map_err(|e| EngineError::Stage(format!("{}: {e}", m.id)))?;
             let ids = data::select::select(source.records(), &selection);
             let parts = ids.len().div_ceil(PART_ROWS).max(1);
-            job.progress.set_total(ids.len() as u64, "records");
+            job.progress.add_total(ids.len() as u64, "records");
             let out = m.output("images")?;
             out.set_parts(parts)?;
             for p in 0..parts {

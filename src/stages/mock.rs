@@ -114,6 +114,7 @@ impl Stage for Source {
             open_params: true,
             outputs: vec![output("table", "mock", "row u32, value f64")],
             fuse_axes: vec![],
+            validate: None,
         }
     }
 
@@ -140,7 +141,7 @@ fn generate_with_delay(m: &mut Member, progress: &dyn crate::engine::job::Progre
     let s = seed(m, &[b"source".as_slice(), &data].concat());
     let out = m.output("table")?;
     out.set_parts(parts)?;
-    progress.set_total(parts as u64, "parts");
+    progress.add_total(parts as u64, "parts");
     for p in 0..parts {
         if out.has_part(p) {
             progress.advance(1);
@@ -175,6 +176,7 @@ impl Stage for Map {
             open_params: true,
             outputs: vec![output("table", "mock", "row u32, value f64")],
             fuse_axes: vec![],
+            validate: None,
         }
     }
 
@@ -195,7 +197,7 @@ impl Stage for Map {
             };
             let s = seed(m, format!("map{with_sum}").as_bytes());
             let n = from.num_parts();
-            job.progress.set_total(n as u64, "parts");
+            job.progress.add_total(n as u64, "parts");
             m.output("table")?.set_parts(n)?;
             for p in 0..n {
                 if m.output("table")?.has_part(p) {
@@ -246,6 +248,7 @@ impl Stage for Gather {
             open_params: false,
             outputs: vec![output("table", "mock_summary", "instance utf8, coords utf8, rows u64, sum f64")],
             fuse_axes: vec![],
+            validate: None,
         }
     }
 
@@ -306,6 +309,7 @@ impl Stage for Fused {
             open_params: false,
             outputs: vec![output("table", "mock", "row u32, value f64"), output("summary", "mock", "row u32, value f64")],
             fuse_axes: vec!["layer"],
+            validate: None,
         }
     }
 
@@ -352,6 +356,7 @@ impl Stage for Concat {
             open_params: true,
             outputs: vec![output("table", "mock", "row u32, value f64")],
             fuse_axes: vec![],
+            validate: None,
         }
     }
 
@@ -394,6 +399,7 @@ impl Stage for MockDataset {
             open_params: false,
             outputs: vec![output("images", "dataset", "image_id u32, label u16, label_name utf8, split utf8, source utf8")],
             fuse_axes: vec![],
+            validate: None,
         }
     }
 
@@ -447,6 +453,7 @@ impl Stage for MockFeatures {
             open_params: false,
             outputs: vec![output("pooled", "pooled", "image_id u32, feature u32, value f32")],
             fuse_axes: vec!["layer"],
+            validate: None,
         }
     }
 

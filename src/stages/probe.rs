@@ -225,6 +225,7 @@ impl Stage for Probe {
                 output("predictions", "probe_predictions", "image_id, label, pred, prob (of the prediction) for every test image"),
             ],
             fuse_axes: vec![],
+            validate: None,
         }
     }
 

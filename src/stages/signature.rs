@@ -1,6 +1,8 @@
 //! What a stage kind declares about itself: inputs, parameters, outputs. `plan/` reads only this;
 //! it never runs a stage.
 
+use std::collections::BTreeMap;
+
 use crate::spec::Value;
 
 /// The static description of a stage kind.
@@ -18,6 +20,20 @@ pub struct Signature {
     /// Axes along which instances run as one fused computation (one forward pass serves every
     /// layer): instances that differ only in these axes are handed to one `run` call.
     pub fuse_axes: Vec<&'static str>,
+    /// Plan-time checks across parameters (e.g. `train_folds < folds`), run on every instance's
+    /// resolved parameters, so mistakes surface in `saeflow plan` with a position, not hours in.
+    pub validate: Option<Validate>,
+}
+
+/// A plan-time parameter check: `Err(problem)` names the parameter it is about.
+pub type Validate = fn(&BTreeMap<String, Value>) -> Result<(), ParamProblem>;
+
+/// What a plan-time check found: which parameter, what is wrong, how to fix it.
+#[derive(Clone, Debug)]
+pub struct ParamProblem {
+    pub param: &'static str,
+    pub message: String,
+    pub help: String,
 }
 
 /// One input of a stage kind.
@@ -40,7 +56,7 @@ pub enum Many {
     All,
     /// The variants that differ in these axes, grouped; the remaining axes join as for `One`
     /// (layer fusion: `over: [layer]` collects layers 6 and 10 of the same pooling).
-    Over(Vec<&'static str>),
+    Over(Vec<String>),
 }
 
 /// One parameter of a stage kind.

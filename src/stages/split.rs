@@ -21,7 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 
 use super::Stage;
-use super::signature::{ParamType, Signature, input, output, param};
+use super::signature::{ParamProblem, ParamType, Signature, input, output, param};
 use crate::engine::EngineError;
 use crate::engine::job::{Job, TableInput};
 use crate::spec::Value;
@@ -126,6 +126,27 @@ pub(crate) fn assign(
     Ok(out)
 }
 
+/// Plan-time checks: the training folds leave a test fold; the test fraction is a fraction.
+fn validate(p: &BTreeMap<String, Value>) -> Result<(), ParamProblem> {
+    let int = |k: &str| p.get(k).and_then(Value::as_i64).unwrap_or(0);
+    if p.get("method").and_then(Value::as_str) == Some("folds") && int("train_folds") >= int("folds") {
+        return Err(ParamProblem {
+            param: "train_folds",
+            message: format!("{} training folds leave no test fold out of {}", int("train_folds"), int("folds")),
+            help: format!("use train_folds in 1..={}", int("folds") - 1),
+        });
+    }
+    let f = p.get("test_fraction").and_then(Value::as_f64).unwrap_or(0.2);
+    if !(f > 0.0 && f < 1.0) {
+        return Err(ParamProblem {
+            param: "test_fraction",
+            message: format!("{f} is not a fraction in (0, 1)"),
+            help: "e.g. `test_fraction: 0.2` for 80/20".into(),
+        });
+    }
+    Ok(())
+}
+
 impl Stage for Split {
     fn signature(&self) -> Signature {
         Signature {
@@ -163,6 +184,7 @@ impl Stage for Split {
             open_params: false,
             outputs: vec![output("split", "split", "image_id u32, label u16, label_name utf8, fold u8, role utf8 (train|test)")],
             fuse_axes: vec![],
+            validate: Some(validate),
         }
     }
 
@@ -171,17 +193,8 @@ impl Stage for Split {
             let method = m.param("method")?.as_str().unwrap_or("folds").to_string();
             let folds = m.int("folds")? as usize;
             let train_folds = m.int("train_folds")? as usize;
-            if method == "folds" && train_folds >= folds {
-                return Err(EngineError::Stage(format!(
-                    "{}: train_folds is {train_folds} but there are only {folds} folds; use 1..{}",
-                    m.id,
-                    folds - 1
-                )));
-            }
+            validate(&m.params).map_err(|p| EngineError::Stage(format!("{}: {}: {}", m.id, p.param, p.message)))?;
             let test_fraction = m.param("test_fraction")?.as_f64().unwrap_or(0.2);
-            if !(0.0..1.0).contains(&test_fraction) {
-                return Err(EngineError::Stage(format!("{}: test_fraction must be in [0, 1), got {test_fraction}", m.id)));
-            }
             let rows = read_labels(m.input("from")?)?;
             let roles = assign(&rows, &method, folds, train_folds, test_fraction, m.int("seed")? as u64)
                 .map_err(|e| EngineError::Stage(format!("{}: {e}", m.id)))?;

@@ -27,6 +27,7 @@ impl Stage for Table {
             open_params: false,
             outputs: vec![output("table", "$type", "the rows as they are in the file(s)")],
             fuse_axes: vec![],
+            validate: None,
         }
     }
 
