@@ -386,6 +386,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Bind inputs (join shared axes, cross the rest) and multiply in the stage's own matrix.
+    #[allow(clippy::too_many_arguments)]
     fn expand(
         &mut self,
         s: &StageSpec,
