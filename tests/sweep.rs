@@ -84,8 +84,11 @@ fn the_full_study_sweep_plans_exactly_and_pairs_only_matching_variants() {
     let report = rows.iter().find(|r| r["stage"] == "report").unwrap();
     let gathered: usize = report["inputs"].as_array().unwrap().iter().map(|i| i["instances"].as_array().unwrap().len()).sum();
     assert_eq!(gathered, 1620 + 90 + 270 + 15 + 15 + 15);
-    // and the extraction is one fused computation per SAE release
-    let fused_groups: std::collections::BTreeSet<String> =
-        rows.iter().filter(|r| r["stage"] == "extract").map(|r| coords(r)["sae"].to_string()).collect();
-    assert_eq!(fused_groups.len(), 2);
+    // and the extraction is one fused computation per SAE release: five layers of the text SAE in
+    // one, the instruct SAE's single layer alone
+    let text = p.run(&["plan", &f]).stdout;
+    let fused: Vec<&str> = text.lines().filter(|l| l.contains("[fused: one computation serves 5 instances]")).collect();
+    assert_eq!(fused.len(), 5, "{text}");
+    assert!(fused.iter().all(|l| l.contains("sae=gemma-2b-res-jb")));
+    assert!(text.lines().any(|l| l.contains("extract[layer=12,sae=gemma-2b-it-res-jb]") && !l.contains("[fused")));
 }

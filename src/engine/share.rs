@@ -97,7 +97,7 @@ fn import_one(cache: &Cache, folder: &Path) -> Result<Imported, EngineError> {
         Ok(b) => serde_json::from_slice(&b).map_err(|e| bad(format!("unreadable manifest.json: {e}")))?,
         Err(_) => {
             return Err(bad(
-                "no manifest.json beside the parts: `saeflow export` writes one; without it a missing part cannot be detected".into()
+                "no manifest.json beside the parts: `saeflow export` writes one; without it a missing part cannot be detected".into(),
             ));
         }
     };

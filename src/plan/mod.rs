@@ -857,7 +857,10 @@ impl<'a> Builder<'a> {
         let fuse_group = (!sig.fuse_axes.is_empty()).then(|| {
             let rest: Coords =
                 v.coords.iter().filter(|(k, _)| !sig.fuse_axes.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
-            format!("{name}{}", canonical_coords(&rest))
+            // members must read the same inputs: one computation serves them all
+            let inputs: Vec<(&str, Vec<&str>)> =
+                v.inputs.iter().map(|b| (b.slot.as_str(), b.items.iter().map(|it| it.key.as_str()).collect())).collect();
+            format!("{name}{}{inputs:?}", canonical_coords(&rest))
         });
         Some(Instance {
             index,

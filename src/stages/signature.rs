@@ -18,7 +18,8 @@ pub struct Signature {
     pub open_params: bool,
     pub outputs: Vec<OutputSpec>,
     /// Axes along which instances run as one fused computation (one forward pass serves every
-    /// layer): instances that differ only in these axes are handed to one `run` call.
+    /// layer): instances that differ only in these axes, and read the same inputs, are handed to
+    /// one `run` call.
     pub fuse_axes: Vec<&'static str>,
     /// Plan-time checks across parameters (e.g. `train_folds < folds`), run on every instance's
     /// resolved parameters, so mistakes surface in `saeflow plan` with a position, not hours in.
