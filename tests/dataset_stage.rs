@@ -126,14 +126,18 @@ fn dataset_stages_write_the_dataset_table() {
 fn dataset_parameter_mistakes_are_reported() {
     let p = Project::new();
     let f = p.pipeline("bad", "name: bad\nstages:\n  d:\n    kind: dataset\n    format: cifar100\n");
-    let r = p.run(&["run", &f]);
-    assert_ne!(r.code, 0);
-    // checked when the stage runs: the runner has no plan-time hook for cross-parameter rules yet
-    assert!(r.stdout.contains("failed  d  d: format 'cifar100' reads files: set `path`"), "{}{}", r.stdout, r.stderr);
+    // cross-parameter rules are checked by `plan`, with a position
+    let r = p.run(&["plan", &f]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("bad.yaml:5:13: stage 'd': parameter 'format': a cifar100 dataset needs `path`"), "{}", r.stderr);
 
     let f = p.pipeline("bad2", "name: bad2\nstages:\n  d:\n    kind: dataset\n    format: synthetic\n    sample: 3\n");
-    let r = p.run(&["run", &f]);
-    assert!(r.stdout.contains("`sample` draws records for `per_class` or `limit`"), "{}{}", r.stdout, r.stderr);
+    let r = p.run(&["plan", &f]);
+    assert!(r.stderr.contains("parameter 'sample': `sample` draws per_class/limit records at random"), "{}", r.stderr);
+
+    let f = p.pipeline("bad4", "name: bad4\nstages:\n  d:\n    kind: dataset\n    format: synthetic\n    labels: coarse\n");
+    let r = p.run(&["plan", &f]);
+    assert!(r.stderr.contains("only cifar100 datasets read `labels`, this one is synthetic"), "{}", r.stderr);
 
     let f = p.pipeline("bad3", "name: bad3\nstages:\n  d:\n    kind: dataset\n    format: cifar10\n");
     let r = p.run(&["plan", &f]);

@@ -140,3 +140,19 @@ fn force_recomputes_without_piling_up_copies() {
     assert!(!p.cache().join(".corrupt").exists(), "a healthy entry replaced by --force is not 'corrupt'");
     assert_eq!(p.run(&["plan", &f]).code, 0);
 }
+
+#[test]
+fn a_gathering_stage_names_only_the_variants_that_changed() {
+    let p = Project::new();
+    fs::create_dir_all(p.root().join("data")).unwrap();
+    for l in [6, 10, 17] {
+        fs::write(p.root().join(format!("data/{l}.bin")), format!("layer {l}")).unwrap();
+    }
+    let f = p.pipeline("g", "name: g\nstages:\n  s: {kind: mock.source, matrix: {layer: [6, 10, 17]}, data: \"data/${layer}.bin\"}\n  r: {kind: mock.gather, from: s}\n");
+    assert_eq!(p.run(&["run", &f]).code, 0);
+    fs::write(p.root().join("data/10.bin"), "changed").unwrap();
+    let plan = p.run(&["plan", &f]);
+    assert!(plan.stdout.contains("run     s[layer=10]  file changed: data"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("cached  s[layer=6]"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("run     r            input changed: from (s[layer=10])"), "{}", plan.stdout);
+}

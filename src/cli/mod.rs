@@ -103,7 +103,12 @@ enum Command {
     /// Put exported tables into the cache under their keys, so runs here find them cached.
     Import { dir: PathBuf },
     /// List stage kinds with their inputs, parameters and outputs.
-    Kinds { kind: Option<String> },
+    Kinds {
+        kind: Option<String>,
+        /// Print the reference as Markdown (the README's stage-kind reference is this output).
+        #[arg(long)]
+        markdown: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -126,7 +131,7 @@ pub fn main() -> Result<ExitCode> {
         Command::Verify => cmd_verify(&cli.cache),
         Command::Export { file, instance, to } => cmd_export(&cli.cache, &registry, &file, &instance, &to),
         Command::Import { dir } => cmd_import(&cli.cache, &dir),
-        Command::Kinds { kind } => cmd_kinds(&registry, kind.as_deref()),
+        Command::Kinds { kind, markdown } => cmd_kinds(&registry, kind.as_deref(), markdown),
     }
 }
 
@@ -296,7 +301,7 @@ fn cmd_why(cache: &Option<PathBuf>, registry: &Registry, file: &Path, id: &str) 
             for d in key::diff(&rec.preimage, &inst.preimage) {
                 println!("    {d}");
             }
-            println!("  in words: {}", status::describe(&plan, inst, &key::diff(&rec.preimage, &inst.preimage)));
+            println!("  in words: {}", status::describe(&plan, inst, &rec.preimage));
         }
     }
     println!("  key preimage:");
@@ -522,11 +527,15 @@ fn cmd_import(cache_flag: &Option<PathBuf>, dir: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_kinds(registry: &Registry, kind: Option<&str>) -> Result<ExitCode> {
+fn cmd_kinds(registry: &Registry, kind: Option<&str>, markdown: bool) -> Result<ExitCode> {
     let sigs: Vec<_> = registry.signatures().filter(|s| kind.is_none_or(|k| s.kind == k)).collect();
     if sigs.is_empty() {
         let k = kind.unwrap_or_default();
         bail!("unknown kind '{k}'; {}", saeflow::spec::suggest(k, registry.kinds()).unwrap_or_default());
+    }
+    if markdown {
+        print!("{}", kinds_markdown(&sigs));
+        return Ok(ExitCode::SUCCESS);
     }
     for s in sigs {
         println!("{} (version {})\n  {}", s.kind, s.version, s.doc);
@@ -555,4 +564,56 @@ fn cmd_kinds(registry: &Registry, kind: Option<&str>) -> Result<ExitCode> {
         println!();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The stage-kind reference as Markdown: one section per kind, a table of its inputs, parameters
+/// and outputs. Mock kinds come last.
+fn kinds_markdown(sigs: &[&saeflow::stages::Signature]) -> String {
+    let mut sigs = sigs.to_vec();
+    sigs.sort_by_key(|s| (s.kind.starts_with("mock."), s.kind));
+    let mut out = String::new();
+    for s in sigs {
+        out += &format!("#### `{}`\n\n{}", s.kind, s.doc);
+        if !s.fuse_axes.is_empty() {
+            out += &format!(" Instances that differ only in {} run as one computation.", s.fuse_axes.join(", "));
+        }
+        out += "\n\n| | name | type | default | meaning |\n|---|---|---|---|---|\n";
+        for i in &s.inputs {
+            let accepts = if i.accepts.is_empty() {
+                "any table".to_string()
+            } else {
+                i.accepts.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(" or ")
+            };
+            let many = match &i.many {
+                Many::One => "",
+                Many::All => ", gathers every variant",
+                Many::Over(_) => ", gathers over axes",
+            };
+            out +=
+                &format!("| input | `{}` | {accepts}{many} | {} | {} |\n", i.name, if i.required { "required" } else { "optional" }, i.doc);
+        }
+        for p in &s.params {
+            let default = match &p.default {
+                None => "required".to_string(),
+                Some(saeflow::spec::Value::Null) => "unset".to_string(),
+                Some(v) => format!("`{v}`"),
+            };
+            let key = if p.in_key { "" } else { " (not part of the cache key)" };
+            out += &format!(
+                "| param | `{}` | {} | {default} | {}{key} |\n",
+                p.name,
+                p.ty.describe().replace('|', "\\|"),
+                p.doc.replace('|', "\\|")
+            );
+        }
+        if s.open_params {
+            out += "| param | any other | any | | accepted, and part of the cache key |\n";
+        }
+        for o in &s.outputs {
+            let table = o.table.strip_prefix('$').map(|p| format!("the `{p}` parameter")).unwrap_or_else(|| format!("`{}`", o.table));
+            out += &format!("| output | `{}` | {table} table | | {} |\n", o.name, o.doc.replace('|', "\\|"));
+        }
+        out += "\n";
+    }
+    out
 }

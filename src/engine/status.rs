@@ -80,16 +80,19 @@ pub fn reason(plan: &Plan, inst: &Instance, history: &History) -> String {
     if rec.preimage == inst.preimage {
         return "cache entry missing (removed by gc, or run with another cache)".into();
     }
-    describe(plan, inst, &key::diff(&rec.preimage, &inst.preimage))
+    describe(plan, inst, &rec.preimage)
 }
 
-/// Turn preimage diffs into one line: `params changed: method (top5 → top10); input changed: from (pool[layer=6])`.
-pub fn describe(plan: &Plan, inst: &Instance, diffs: &[String]) -> String {
+/// What changed since `old` (an earlier preimage of this instance), in one line:
+/// `params changed: method (top5 → top10); input changed: from (pool[layer=6])`. For gathering
+/// inputs only the variants whose keys changed are named.
+pub fn describe(plan: &Plan, inst: &Instance, old: &serde_json::Value) -> String {
+    let diffs = key::diff(old, &inst.preimage);
     let mut params = Vec::new();
     let mut inputs = BTreeSet::new();
     let mut files = BTreeSet::new();
     let mut other = Vec::new();
-    for d in diffs {
+    for d in &diffs {
         if let Some(rest) = d.strip_prefix("params.") {
             let (name, change) = rest.split_once(": ").unwrap_or((rest, ""));
             params.push(format!("{name} ({change})"));
@@ -113,8 +116,11 @@ pub fn describe(plan: &Plan, inst: &Instance, diffs: &[String]) -> String {
         parts.push(format!("params changed: {}", params.join(", ")));
     }
     for slot in inputs {
-        let from: Vec<String> =
-            inst.input(&slot).map(|b| b.items.iter().map(|it| plan.instances[it.instance].id.clone()).collect()).unwrap_or_default();
+        let from: Vec<String> = match inst.input(&slot) {
+            Some(b) if b.many => changed_variants(plan, b, &old["inputs"][&slot]),
+            Some(b) => b.items.iter().map(|it| plan.instances[it.instance].id.clone()).collect(),
+            None => Vec::new(),
+        };
         let shown = if from.len() > 3 { format!("{} and {} more", from[..2].join(", "), from.len() - 2) } else { from.join(", ") };
         parts.push(if shown.is_empty() { format!("input changed: {slot}") } else { format!("input changed: {slot} ({shown})") });
     }
@@ -122,4 +128,30 @@ pub fn describe(plan: &Plan, inst: &Instance, diffs: &[String]) -> String {
         parts.push(format!("file changed: {f}"));
     }
     if parts.is_empty() { "key changed".into() } else { parts.join("; ") }
+}
+
+/// The variants of a gathering input whose key is new or changed, and those no longer there.
+fn changed_variants(plan: &Plan, b: &crate::plan::BoundInput, old: &serde_json::Value) -> Vec<String> {
+    let old: std::collections::BTreeMap<String, String> = old
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| (x["coords"].as_str().unwrap_or_default().to_string(), x["key"].as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for it in &b.items {
+        let c = crate::plan::canonical_coords(&it.coords);
+        if old.get(&c) != Some(&it.key) {
+            out.push(plan.instances[it.instance].id.clone());
+        }
+        seen.insert(c);
+    }
+    let removed = old.keys().filter(|c| !seen.contains(*c)).count();
+    if removed > 0 {
+        out.push(format!("{removed} variant(s) no longer gathered"));
+    }
+    out
 }

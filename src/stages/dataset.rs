@@ -11,7 +11,9 @@ use arrow_array::{RecordBatch, StringArray, UInt16Array, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::Stage;
-use super::signature::{ParamType, Signature, output, param};
+use std::collections::BTreeMap;
+
+use super::signature::{ParamProblem, ParamType, Signature, output, param};
 use crate::data::synthetic::{MAX_CLASSES, SyntheticSpec};
 use crate::data::{self, CifarLabels, DatasetSpec, ImageSource, Selection, SplitChoice};
 use crate::engine::EngineError;
@@ -34,6 +36,56 @@ pub fn schema() -> SchemaRef {
 }
 
 pub struct Dataset;
+
+/// Which format reads each format-specific parameter, and its default.
+const FORMAT_PARAMS: &[(&str, &str)] = &[
+    ("labels", "cifar100"),
+    ("label_names", "imagefolder"),
+    ("image_column", "parquet"),
+    ("label_column", "parquet"),
+    ("classes", "synthetic"),
+    ("train_per_class", "synthetic"),
+    ("test_per_class", "synthetic"),
+    ("image_size", "synthetic"),
+];
+
+/// Plan-time checks across parameters, so a wrong combination fails in `saeflow plan`.
+fn validate(p: &BTreeMap<String, Value>) -> Result<(), ParamProblem> {
+    let format = p.get("format").and_then(Value::as_str).unwrap_or_default();
+    let set = |k: &str| p.get(k).is_some_and(|v| *v != Value::Null);
+    if format == "synthetic" && set("path") {
+        return Err(ParamProblem {
+            param: "path",
+            message: "synthetic datasets are drawn by saeflow and read no path".into(),
+            help: "remove `path`".into(),
+        });
+    }
+    if format != "synthetic" && !set("path") {
+        return Err(ParamProblem {
+            param: "format",
+            message: format!("a {format} dataset needs `path`"),
+            help: "add `path: <file or folder>` (relative to the project folder)".into(),
+        });
+    }
+    if set("sample") && !set("per_class") && !set("limit") {
+        return Err(ParamProblem {
+            param: "sample",
+            message: "`sample` draws per_class/limit records at random, but neither is set".into(),
+            help: "add `per_class: N` or `limit: N`, or remove `sample`".into(),
+        });
+    }
+    let defaults: BTreeMap<&str, Option<Value>> = Dataset.signature().params.into_iter().map(|ps| (ps.name, ps.default)).collect();
+    for (name, owner) in FORMAT_PARAMS {
+        if *owner != format && p.get(*name) != defaults.get(name).cloned().flatten().as_ref() {
+            return Err(ParamProblem {
+                param: name,
+                message: format!("only {owner} datasets read `{name}`, this one is {format}"),
+                help: format!("remove `{name}`"),
+            });
+        }
+    }
+    Ok(())
+}
 
 fn opt_int(min: i64, max: Option<i64>) -> ParamType {
     ParamType::Int { min: Some(min), max }
@@ -79,7 +131,7 @@ impl Stage for Dataset {
             open_params: false,
             outputs: vec![output("images", "dataset", "image_id u32, label u16, label_name utf8, split utf8, source utf8")],
             fuse_axes: vec![],
-            validate: None,
+            validate: Some(validate),
         }
     }
 
