@@ -78,11 +78,15 @@ fn a_real_sigkill_mid_stage_resumes_to_identical_bytes() {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let kept = tmp_parts(&p, &key).len();
-    assert!((10..50).contains(&kept), "killed mid-stage with {kept} parts");
+    let kept = tmp_parts(&p, &key);
+    assert!((10..50).contains(&kept.len()), "killed mid-stage with {} parts", kept.len());
     assert!(!p.cache().join(&key).exists());
+    let mtimes: Vec<_> = kept.iter().map(|k| (k.file_name().unwrap().to_owned(), fs::metadata(k).unwrap().modified().unwrap())).collect();
     let r = p.run(&["run", &f]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    for (name, m) in mtimes {
+        assert_eq!(fs::metadata(p.cache().join(&key).join(&name)).unwrap().modified().unwrap(), m, "{name:?} was recomputed, not resumed");
+    }
     assert_eq!(parts(&p, &key), reference_parts());
 }
 

@@ -59,13 +59,14 @@ fn read(p: &Project, file: &str, instance: &str, output: &str) -> RecordBatch {
     let row = plan.as_array().unwrap().iter().find(|r| r["instance"] == instance).unwrap_or_else(|| panic!("no {instance}")).clone();
     let key = row["outputs"].as_array().unwrap().iter().find(|o| o["name"] == output).unwrap()["key"].as_str().unwrap().to_string();
     let f = File::open(p.cache().join(key).join("part-00000.parquet")).unwrap();
-    let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap().map(|b| b.unwrap()).collect();
-    arrow_select_concat(&batches)
-}
-
-fn arrow_select_concat(batches: &[RecordBatch]) -> RecordBatch {
-    assert_eq!(batches.len(), 1, "small outputs are one batch");
-    batches[0].clone()
+    let builder = ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
+    let schema = builder.schema().clone();
+    let batches: Vec<RecordBatch> = builder.build().unwrap().map(|b| b.unwrap()).collect();
+    match batches.len() {
+        0 => RecordBatch::new_empty(schema),
+        1 => batches[0].clone(),
+        n => panic!("small outputs are one batch, got {n}"),
+    }
 }
 
 fn f64_col(b: &RecordBatch, name: &str) -> f64 {
@@ -193,4 +194,43 @@ stages:
     let per_class = read(&p, &f, "probe[layer=6,signal=0.8,train_folds=5]", "per_class");
     assert_eq!(per_class.num_rows(), 10);
     assert!(per_class.column_by_name("label_name").is_some());
+}
+
+#[test]
+fn a_c_grid_is_chosen_by_inner_cross_validation() {
+    let p = Project::new();
+    let f = p.pipeline(
+        "grid",
+        r#"
+name: grid
+stages:
+  dataset: {kind: mock.dataset, classes: 6, per_class: 40}
+  features: {kind: mock.features, from: dataset, signal: 0.6, features: 512}
+  split: {kind: split, from: dataset, folds: 4, train_folds: 2}
+  probe: {kind: probe, features: features, split: split, c_grid: [0.001, 0.1, 10.0], cv_folds: 3}
+"#,
+    );
+    let r = p.run(&["run", &f]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let cv = read(&p, &f, "probe", "cv");
+    assert_eq!(cv.num_rows(), 3 * 3, "one row per grid value and inner fold");
+    let cs = cv.column_by_name("c").unwrap().as_any().downcast_ref::<Float64Array>().unwrap().clone();
+    let f1 = cv.column_by_name("macro_f1").unwrap().as_any().downcast_ref::<Float64Array>().unwrap().clone();
+    // the chosen C is the grid value with the best mean inner macro F1 (ties: the smaller)
+    let mut means: Vec<(f64, f64)> = Vec::new();
+    for c in [0.001, 0.1, 10.0] {
+        let v: Vec<f64> = (0..cv.num_rows()).filter(|&i| cs.value(i) == c).map(|i| f1.value(i)).collect();
+        means.push((c, v.iter().sum::<f64>() / v.len() as f64));
+    }
+    let best = means.iter().fold(means[0], |b, m| if m.1 > b.1 { *m } else { b });
+    let metrics = read(&p, &f, "probe", "metrics");
+    assert_eq!(f64_col(&metrics, "c"), best.0, "{means:?}");
+    // without a grid, the cv table is empty and C is the fixed one
+    let g = p.pipeline(
+        "fixed",
+        "name: fixed\nstages:\n  dataset: {kind: mock.dataset, classes: 3, per_class: 20}\n  features: {kind: mock.features, from: dataset}\n  split: {kind: split, from: dataset, folds: 4}\n  probe: {kind: probe, features: features, split: split, c: 0.5}\n",
+    );
+    assert_eq!(p.run(&["run", &g]).code, 0);
+    assert_eq!(read(&p, &g, "probe", "cv").num_rows(), 0);
+    assert_eq!(f64_col(&read(&p, &g, "probe", "metrics"), "c"), 0.5);
 }

@@ -22,7 +22,7 @@ use super::signature::{ParamSpec, ParamType, Signature, input, output, param};
 use crate::engine::EngineError;
 use crate::engine::job::{Job, Member, TableInput};
 use crate::plan::Coords;
-use crate::probe::{Csr, Dense, LogRegConfig, Scale, Scaling, classification_metrics, fit};
+use crate::probe::{Csr, Dense, Design, LogRegConfig, Scale, Scaling, classification_metrics, fit};
 use crate::spec::Value;
 
 pub struct Probe;
@@ -205,6 +205,14 @@ impl Stage for Probe {
                     "column scaling fitted on the training rows, without centering",
                 ),
                 param("fit_intercept", ParamType::Bool, Some(Value::Bool(true)), "fit an unpenalised intercept per class"),
+                param(
+                    "c_grid",
+                    ParamType::List(Box::new(ParamType::Float)),
+                    Some(Value::Null),
+                    "choose C from these values by inner stratified cross-validation on the training rows (warm starts along the grid); unset: use `c`",
+                ),
+                param("cv_folds", ParamType::Int { min: Some(2), max: Some(50) }, Some(Value::Int(5)), "inner folds for `c_grid`"),
+                param("seed", ParamType::Int { min: Some(0), max: None }, Some(Value::Int(0)), "seed of the inner folds"),
                 ParamSpec {
                     name: "threads",
                     ty: ParamType::Int { min: Some(1), max: Some(256) },
@@ -223,6 +231,11 @@ impl Stage for Probe {
                 output("per_class", "probe_classes", "coordinates, label, label_name, precision, recall, f1, support"),
                 output("confusion", "probe_confusion", "coordinates, true_label, pred_label, count (non-zero cells)"),
                 output("predictions", "probe_predictions", "image_id, label, pred, prob (of the prediction) for every test image"),
+                output(
+                    "cv",
+                    "probe_cv",
+                    "coordinates, c, fold, macro_f1, chosen — one row per grid value and inner fold (empty without `c_grid`)",
+                ),
             ],
             fuse_axes: vec![],
             validate: None,
@@ -236,6 +249,90 @@ impl Stage for Probe {
         }
         Ok(())
     }
+}
+
+/// How `C` is chosen: fixed (`grid: None`), or the grid value with the best mean macro F1 over
+/// `folds` stratified inner folds of the training rows (ties: the smaller C), fitted along the
+/// grid in ascending order with warm starts.
+struct CvSpec {
+    grid: Option<Vec<f64>>,
+    folds: usize,
+    seed: u64,
+}
+
+struct Fitted {
+    model: crate::probe::LogRegModel,
+    pred: Vec<u32>,
+    proba: Vec<f64>,
+    c: f64,
+    /// (C, inner fold, macro F1) for every grid point and fold.
+    cv_scores: Vec<(f64, usize, f64)>,
+}
+
+fn fit_and_predict<D: Design>(
+    xtr: &D,
+    xte: &D,
+    y_train: &[u32],
+    k: usize,
+    cfg: &LogRegConfig,
+    scale: Scale,
+    cv: &CvSpec,
+) -> Result<Fitted, crate::probe::ProbeError> {
+    let mut cfg = cfg.clone();
+    let mut cv_scores = Vec::new();
+    if let Some(grid) = &cv.grid {
+        let mut grid = grid.clone();
+        grid.sort_by(f64::total_cmp);
+        grid.dedup();
+        // stratified inner folds of the training rows
+        let rows: Vec<crate::stages::split::Labelled> = y_train
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| crate::stages::split::Labelled {
+                image_id: i as u32,
+                label: c as u16,
+                label_name: String::new(),
+                split: String::new(),
+            })
+            .collect();
+        let folds =
+            crate::stages::split::assign(&rows, "folds", cv.folds, 1, 0.0, cv.seed).map_err(|e| crate::probe::ProbeError::Config {
+                what: "cv_folds",
+                expected: "a stratified fold assignment",
+                actual: e,
+                fix: "check cv_folds",
+            })?;
+        let mut mean = vec![0.0; grid.len()];
+        for f in 0..cv.folds {
+            let val: Vec<usize> = (0..rows.len()).filter(|&i| folds[i].0 as usize == f).collect();
+            let fit_rows: Vec<usize> = (0..rows.len()).filter(|&i| folds[i].0 as usize != f).collect();
+            if val.is_empty() || fit_rows.is_empty() {
+                continue;
+            }
+            let (xf, xv) = (xtr.select_rows(&fit_rows)?, xtr.select_rows(&val)?);
+            let sc = Scaling::fit(&xf, scale);
+            let (xf, xv) = (sc.apply(&xf)?, sc.apply(&xv)?);
+            let yf: Vec<u32> = fit_rows.iter().map(|&i| y_train[i]).collect();
+            let yv: Vec<u32> = val.iter().map(|&i| y_train[i]).collect();
+            let mut warm: Option<crate::probe::LogRegModel> = None;
+            for (g, &c) in grid.iter().enumerate() {
+                cfg.c = c;
+                let model = fit(&xf, &yf, k, &cfg, warm.as_ref())?;
+                let score = classification_metrics(&yv, &model.predict(&xv)?, None)?.macro_f1;
+                mean[g] += score / cv.folds as f64;
+                cv_scores.push((c, f, score));
+                warm = Some(model);
+            }
+        }
+        let best = (0..grid.len()).fold(0, |b, g| if mean[g] > mean[b] { g } else { b });
+        cfg.c = grid[best];
+    }
+    let sc = Scaling::fit(xtr, scale);
+    let (xtr, xte) = (sc.apply(xtr)?, sc.apply(xte)?);
+    let model = fit(&xtr, y_train, k, &cfg, None)?;
+    let pred = model.predict(&xte)?;
+    let proba = model.predict_proba(&xte)?;
+    Ok(Fitted { model, pred, proba, c: cfg.c, cv_scores })
 }
 
 fn run_one(m: &mut Member) -> Result<(), EngineError> {
@@ -276,26 +373,22 @@ fn run_one(m: &mut Member) -> Result<(), EngineError> {
     };
     let features = read_features(m.input("features")?, &row_of, rows.len())?;
     let k = classes.len();
-    let (model, pred, proba, n_features) = match &features {
+    let grid: Option<Vec<f64>> = match m.param("c_grid")? {
+        Value::List(items) => Some(items.iter().filter_map(Value::as_f64).collect()),
+        _ => None,
+    };
+    let cv = CvSpec { grid, folds: m.int("cv_folds")? as usize, seed: m.int("seed")? as u64 };
+    let (fitted, n_features) = match &features {
         Features::Sparse { per_row, n_cols, .. } => {
             let (xtr, xte) = (csr(per_row, &train, *n_cols)?, csr(per_row, &test, *n_cols)?);
-            let sc = Scaling::fit(&xtr, scale);
-            let (xtr, xte) = (sc.apply(&xtr).map_err(|e| err(e.to_string()))?, sc.apply(&xte).map_err(|e| err(e.to_string()))?);
-            let model = fit(&xtr, &y_train, k, &cfg, None).map_err(|e| err(format!("{}: {e}", m.id)))?;
-            let pred = model.predict(&xte).map_err(|e| err(e.to_string()))?;
-            let proba = model.predict_proba(&xte).map_err(|e| err(e.to_string()))?;
-            (model, pred, proba, *n_cols)
+            (fit_and_predict(&xtr, &xte, &y_train, k, &cfg, scale, &cv).map_err(|e| err(format!("{}: {e}", m.id)))?, *n_cols)
         }
         Features::Dense { data, width } => {
             let (xtr, xte) = (dense(data, *width, &train)?, dense(data, *width, &test)?);
-            let sc = Scaling::fit(&xtr, scale);
-            let (xtr, xte) = (sc.apply(&xtr).map_err(|e| err(e.to_string()))?, sc.apply(&xte).map_err(|e| err(e.to_string()))?);
-            let model = fit(&xtr, &y_train, k, &cfg, None).map_err(|e| err(format!("{}: {e}", m.id)))?;
-            let pred = model.predict(&xte).map_err(|e| err(e.to_string()))?;
-            let proba = model.predict_proba(&xte).map_err(|e| err(e.to_string()))?;
-            (model, pred, proba, *width)
+            (fit_and_predict(&xtr, &xte, &y_train, k, &cfg, scale, &cv).map_err(|e| err(format!("{}: {e}", m.id)))?, *width)
         }
     };
+    let Fitted { model, pred, proba, c: chosen_c, cv_scores } = fitted;
     let metrics = classification_metrics(&y_test, &pred, None).map_err(|e| err(e.to_string()))?;
     let label = |c: u32| classes[c as usize];
 
@@ -316,7 +409,7 @@ fn run_one(m: &mut Member) -> Result<(), EngineError> {
             ("n_features", Arc::new(UInt64Array::from(vec![n_features as u64]))),
             ("n_classes", Arc::new(UInt64Array::from(vec![k as u64]))),
             ("nnz", Arc::new(UInt64Array::from(vec![nnz]))),
-            ("c", Arc::new(Float64Array::from(vec![cfg.c]))),
+            ("c", Arc::new(Float64Array::from(vec![chosen_c]))),
             ("iterations", Arc::new(UInt64Array::from(vec![model.n_iter as u64]))),
             ("converged", Arc::new(BooleanArray::from(vec![model.converged]))),
             ("objective", Arc::new(Float64Array::from(vec![model.objective]))),
@@ -355,7 +448,18 @@ fn run_one(m: &mut Member) -> Result<(), EngineError> {
             ("prob", Arc::new(Float32Array::from_iter_values(pred.iter().enumerate().map(|(j, &c)| proba[j * k + c as usize] as f32)))),
         ],
     )?;
-    for (name, b) in [("metrics", metrics_batch), ("per_class", per_class), ("confusion", confusion), ("predictions", predictions)] {
+    let cv_batch = batch(
+        coord_columns(&m.id, &m.coords, cv_scores.len()),
+        vec![
+            ("c", Arc::new(Float64Array::from_iter_values(cv_scores.iter().map(|x| x.0))) as ArrayRef),
+            ("fold", Arc::new(UInt64Array::from_iter_values(cv_scores.iter().map(|x| x.1 as u64)))),
+            ("macro_f1", Arc::new(Float64Array::from_iter_values(cv_scores.iter().map(|x| x.2)))),
+            ("chosen", Arc::new(BooleanArray::from_iter(cv_scores.iter().map(|x| Some(x.0 == chosen_c))))),
+        ],
+    )?;
+    for (name, b) in
+        [("metrics", metrics_batch), ("per_class", per_class), ("confusion", confusion), ("predictions", predictions), ("cv", cv_batch)]
+    {
         let schema = b.schema();
         m.output(name)?.write_part(0, schema, &[b])?;
     }
