@@ -210,6 +210,8 @@ stages:
   probe: {kind: probe, features: features, split: split, c_grid: [0.001, 0.1, 10.0], cv_folds: 3}
 "#,
     );
+    let plan = p.run(&["plan", &f]);
+    assert!(plan.stdout.contains("1 probe (10 fits)"), "plan counts 3 grid values × 3 folds + the final fit: {}", plan.stdout);
     let r = p.run(&["run", &f]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let cv = read(&p, &f, "probe", "cv");

@@ -204,6 +204,7 @@ fn cmd_plan(cache: &Option<PathBuf>, registry: &Registry, file: &Path, json: boo
             plan.instances.len() - to_run,
             to_run
         );
+        print_cost(&plan, &assessed);
         for (inst, a) in plan.instances.iter().zip(&assessed) {
             let (st, reason) = match a.status {
                 Status::Cached => ("cached", String::new()),
@@ -616,4 +617,57 @@ fn kinds_markdown(sigs: &[&saeflow::stages::Signature]) -> String {
         out += "\n";
     }
     out
+}
+
+/// What would run, per kind: instances, the kind's own work units (probe fits), and the rows of
+/// their inputs where those are already cached — so a 20,000-fit grid is seen before it starts.
+fn print_cost(plan: &Plan, assessed: &[saeflow::engine::status::Assessment]) {
+    let mut per_kind: std::collections::BTreeMap<&str, (usize, u64, &str, u64, usize)> = std::collections::BTreeMap::new();
+    for (inst, a) in plan.instances.iter().zip(assessed) {
+        if a.status != Status::Run {
+            continue;
+        }
+        let stage = plan.stages.iter().find(|s| s.name == inst.stage);
+        let e = per_kind.entry(inst.kind).or_insert((0, 0, "", 0, 0));
+        e.0 += 1;
+        if let Some((units, name)) = stage.and_then(|s| s.signature.estimate).map(|f| f(&inst.params)) {
+            e.1 += units;
+            e.2 = name;
+        }
+        // rows of inputs already in the cache (unknown for inputs that will run first)
+        for b in &inst.inputs {
+            for it in &b.items {
+                if let Some(r) = assessed[it.instance].rows.filter(|_| assessed[it.instance].status == Status::Cached) {
+                    e.3 += r;
+                } else {
+                    e.4 += 1;
+                }
+            }
+        }
+    }
+    if per_kind.is_empty() {
+        return;
+    }
+    let parts: Vec<String> = per_kind
+        .iter()
+        .map(|(kind, (n, units, unit, rows, unknown))| {
+            let mut s = format!("{n} {kind}");
+            let mut extra = Vec::new();
+            if *units > 0 {
+                extra.push(format!("{} {unit}", fmt_rows(*units)));
+            }
+            if *rows > 0 {
+                extra.push(format!(
+                    "{} cached input rows{}",
+                    fmt_rows(*rows),
+                    if *unknown > 0 { " + inputs still to compute" } else { "" }
+                ));
+            }
+            if !extra.is_empty() {
+                s += &format!(" ({})", extra.join(", "));
+            }
+            s
+        })
+        .collect();
+    println!("to run: {}", parts.join(", "));
 }

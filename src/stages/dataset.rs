@@ -132,6 +132,7 @@ impl Stage for Dataset {
             outputs: vec![output("images", "dataset", "image_id u32, label u16, label_name utf8, split utf8, source utf8")],
             fuse_axes: vec![],
             validate: Some(validate),
+            estimate: None,
         }
     }
 

@@ -115,6 +115,7 @@ impl Stage for Source {
             outputs: vec![output("table", "mock", "row u32, value f64")],
             fuse_axes: vec![],
             validate: None,
+            estimate: None,
         }
     }
 
@@ -177,6 +178,7 @@ impl Stage for Map {
             outputs: vec![output("table", "mock", "row u32, value f64")],
             fuse_axes: vec![],
             validate: None,
+            estimate: None,
         }
     }
 
@@ -249,6 +251,7 @@ impl Stage for Gather {
             outputs: vec![output("table", "mock_summary", "instance utf8, coords utf8, rows u64, sum f64")],
             fuse_axes: vec![],
             validate: None,
+            estimate: None,
         }
     }
 
@@ -310,6 +313,7 @@ impl Stage for Fused {
             outputs: vec![output("table", "mock", "row u32, value f64"), output("summary", "mock", "row u32, value f64")],
             fuse_axes: vec!["layer"],
             validate: None,
+            estimate: None,
         }
     }
 
@@ -357,6 +361,7 @@ impl Stage for Concat {
             outputs: vec![output("table", "mock", "row u32, value f64")],
             fuse_axes: vec![],
             validate: None,
+            estimate: None,
         }
     }
 
@@ -400,6 +405,7 @@ impl Stage for MockDataset {
             outputs: vec![output("images", "dataset", "image_id u32, label u16, label_name utf8, split utf8, source utf8")],
             fuse_axes: vec![],
             validate: None,
+            estimate: None,
         }
     }
 
@@ -454,6 +460,7 @@ impl Stage for MockFeatures {
             outputs: vec![output("pooled", "pooled", "image_id u32, feature u32, value f32")],
             fuse_axes: vec!["layer"],
             validate: None,
+            estimate: None,
         }
     }
 

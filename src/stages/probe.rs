@@ -239,6 +239,14 @@ impl Stage for Probe {
             ],
             fuse_axes: vec![],
             validate: None,
+            estimate: Some(|p| {
+                let grid = match p.get("c_grid") {
+                    Some(Value::List(g)) => g.len() as u64,
+                    _ => 0,
+                };
+                let folds = p.get("cv_folds").and_then(Value::as_i64).unwrap_or(5) as u64;
+                (1 + grid * folds, "fits")
+            }),
         }
     }
 

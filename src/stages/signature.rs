@@ -24,7 +24,13 @@ pub struct Signature {
     /// Plan-time checks across parameters (e.g. `train_folds < folds`), run on every instance's
     /// resolved parameters, so mistakes surface in `saeflow plan` with a position, not hours in.
     pub validate: Option<Validate>,
+    /// Work an instance will do, for `plan`'s cost summary: (units, unit name), e.g. the number of
+    /// logistic-regression fits a probe with a C grid makes.
+    pub estimate: Option<Estimate>,
 }
+
+/// See [`Signature::estimate`].
+pub type Estimate = fn(&BTreeMap<String, Value>) -> (u64, &'static str);
 
 /// A plan-time parameter check: `Err(problem)` names the parameter it is about.
 pub type Validate = fn(&BTreeMap<String, Value>) -> Result<(), ParamProblem>;

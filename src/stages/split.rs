@@ -185,6 +185,7 @@ impl Stage for Split {
             outputs: vec![output("split", "split", "image_id u32, label u16, label_name utf8, fold u8, role utf8 (train|test)")],
             fuse_axes: vec![],
             validate: Some(validate),
+            estimate: None,
         }
     }
 

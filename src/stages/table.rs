@@ -28,6 +28,7 @@ impl Stage for Table {
             outputs: vec![output("table", "$type", "the rows as they are in the file(s)")],
             fuse_axes: vec![],
             validate: None,
+            estimate: None,
         }
     }
 
