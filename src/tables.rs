@@ -27,6 +27,15 @@ pub fn columns(table: &str) -> &'static [Column] {
             const C: &[Column] = &[col("image_id", UInt32), col("token", UInt16), col("feature", UInt32), col("value", Float32)];
             C
         }
+        "totals" => {
+            const C: &[Column] =
+                &[col("image_id", UInt32), col("feature", UInt32), col("sum", Float32), col("max", Float32), col("count", UInt32)];
+            C
+        }
+        "features" => {
+            const C: &[Column] = &[col("feature", UInt32)];
+            C
+        }
         "pooled" => {
             const C: &[Column] = &[col("image_id", UInt32), col("feature", UInt32), col("value", Float32)];
             C
@@ -81,4 +90,36 @@ mod tests {
         let s = Schema::new(vec![Field::new("image_id", DataType::UInt32, false)]);
         assert!(check("pooled", &s, "t").unwrap_err().contains("needs a column 'feature'"));
     }
+}
+
+/// A typed column of a batch, or an error naming the column, the table and the type wanted.
+pub fn column<'a, T: 'static>(b: &'a arrow_array::RecordBatch, name: &str, what: &str) -> Result<&'a T, crate::engine::EngineError> {
+    b.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<T>()).ok_or_else(|| {
+        crate::engine::EngineError::Stage(format!(
+            "{what}: column '{name}' is missing or not {}",
+            std::any::type_name::<T>().rsplit("::").next().unwrap_or("?")
+        ))
+    })
+}
+
+/// Schema of a `pooled` table.
+pub fn pooled_schema() -> arrow_schema::SchemaRef {
+    std::sync::Arc::new(Schema::new(vec![
+        arrow_schema::Field::new("image_id", DataType::UInt32, false),
+        arrow_schema::Field::new("feature", DataType::UInt32, false),
+        arrow_schema::Field::new("value", DataType::Float32, false),
+    ]))
+}
+
+/// A `pooled` batch from (image, feature, value) rows, which the caller sorted.
+pub fn pooled_batch(rows: &[(u32, u32, f32)]) -> Result<arrow_array::RecordBatch, crate::engine::EngineError> {
+    use arrow_array::{Float32Array, UInt32Array};
+    Ok(arrow_array::RecordBatch::try_new(
+        pooled_schema(),
+        vec![
+            std::sync::Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.0))),
+            std::sync::Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.1))),
+            std::sync::Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.2))),
+        ],
+    )?)
 }

@@ -2,8 +2,12 @@
 //! inputs and parameters through a [`Job`] and writes tables; it never reads YAML, never sees the
 //! cache layout and never calls another stage.
 
+pub mod binarize;
+pub mod clean;
 pub mod dataset;
+pub mod fuse;
 pub mod mock;
+pub mod pool;
 pub mod probe;
 pub mod signature;
 pub mod split;
@@ -42,6 +46,10 @@ impl Registry {
         r.register(Box::new(split::Split));
         r.register(Box::new(probe::Probe));
         r.register(Box::new(table::Table));
+        r.register(Box::new(pool::Pool));
+        r.register(Box::new(binarize::Binarize));
+        r.register(Box::new(clean::Clean));
+        r.register(Box::new(fuse::Fuse));
         r
     }
 

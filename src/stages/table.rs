@@ -11,7 +11,7 @@ use crate::engine::table::read_file;
 
 pub struct Table;
 
-pub const TYPES: &[&str] = &["dataset", "codes", "pooled", "eoi", "vit", "dense", "split"];
+pub const TYPES: &[&str] = &["dataset", "codes", "totals", "pooled", "features", "eoi", "vit", "dense", "split"];
 
 impl Stage for Table {
     fn signature(&self) -> Signature {
