@@ -77,21 +77,6 @@ pub fn check(table: &str, schema: &Schema, what: &str) -> Result<(), String> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use arrow_schema::Field;
-
-    #[test]
-    fn names_the_missing_or_mistyped_column() {
-        let s = Schema::new(vec![Field::new("image_id", DataType::UInt32, false), Field::new("feature", DataType::UInt64, false)]);
-        let e = check("pooled", &s, "t").unwrap_err();
-        assert!(e.contains("column 'feature'") && e.contains("UInt32"), "{e}");
-        let s = Schema::new(vec![Field::new("image_id", DataType::UInt32, false)]);
-        assert!(check("pooled", &s, "t").unwrap_err().contains("needs a column 'feature'"));
-    }
-}
-
 /// A typed column of a batch, or an error naming the column, the table and the type wanted.
 pub fn column<'a, T: 'static>(b: &'a arrow_array::RecordBatch, name: &str, what: &str) -> Result<&'a T, crate::engine::EngineError> {
     b.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<T>()).ok_or_else(|| {
@@ -122,4 +107,19 @@ pub fn pooled_batch(rows: &[(u32, u32, f32)]) -> Result<arrow_array::RecordBatch
             std::sync::Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.2))),
         ],
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_schema::Field;
+
+    #[test]
+    fn names_the_missing_or_mistyped_column() {
+        let s = Schema::new(vec![Field::new("image_id", DataType::UInt32, false), Field::new("feature", DataType::UInt64, false)]);
+        let e = check("pooled", &s, "t").unwrap_err();
+        assert!(e.contains("column 'feature'") && e.contains("UInt32"), "{e}");
+        let s = Schema::new(vec![Field::new("image_id", DataType::UInt32, false)]);
+        assert!(check("pooled", &s, "t").unwrap_err().contains("needs a column 'feature'"));
+    }
 }
