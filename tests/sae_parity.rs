@@ -239,3 +239,27 @@ fn plan_check_against_the_model() {
     assert_eq!(warnings.len(), 1);
     assert!(warnings[0].to_string().starts_with("sae hook layer 10 (blocks.10.hook_resid_post) differs from the tapped layer 12"));
 }
+
+#[test]
+fn broken_folders_name_file_and_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cfg.json"), r#"{"d_sae": 64}"#).unwrap();
+    let spec = resolve(dir.path().to_str().unwrap(), None).unwrap();
+    let err = load(&spec, dir.path(), &Device::Cpu).unwrap_err().to_string();
+    assert_eq!(err, format!("{}: sae cfg.json: d_in: missing", dir.path().display()));
+
+    std::fs::copy(fixtures().join("pre6_nobdec/cfg.json"), dir.path().join("cfg.json")).unwrap();
+    let err = load(&spec, dir.path(), &Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("sae_weights.safetensors") && err.contains("No such file"), "{err}");
+
+    let tensors = candle_core::safetensors::load(fixtures().join("pre6_nobdec/sae_weights.safetensors"), &Device::Cpu).unwrap();
+    let without_b_enc: HashMap<_, _> = tensors.into_iter().filter(|(k, _)| k != "b_enc").collect();
+    candle_core::safetensors::save(&without_b_enc, dir.path().join("sae_weights.safetensors")).unwrap();
+    let err = load(&spec, dir.path(), &Device::Cpu).unwrap_err().to_string();
+    assert_eq!(err, format!("{}: cannot find tensor b_enc", dir.path().display()));
+
+    std::fs::write(dir.path().join("sae_weights.safetensors"), b"not a safetensors file").unwrap();
+    let err = load(&spec, dir.path(), &Device::Cpu).unwrap_err().to_string();
+    assert!(err.starts_with(&format!("{}: {}: ", dir.path().display(), dir.path().join("sae_weights.safetensors").display())), "{err}");
+    assert!(!err.contains('\n'), "one line: {err}");
+}

@@ -142,8 +142,25 @@ pub enum SaeError {
     /// Codes that are not finite.
     #[error("sae codes: token {token}, feature {feature} is {value}; the SAE input probably contains NaN or inf")]
     NotFinite { token: usize, feature: usize, value: f32 },
+    /// A candle error (a missing tensor, a wrong shape, a device failure), without the backtrace
+    /// candle appends when `RUST_BACKTRACE` is set.
     #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
+}
+
+impl From<candle_core::Error> for SaeError {
+    fn from(e: candle_core::Error) -> SaeError {
+        SaeError::Candle(without_backtrace(e))
+    }
+}
+
+/// Drop the backtrace candle attaches to its errors when `RUST_BACKTRACE` is set: its `Display`
+/// would print the whole trace inside a one-line message.
+pub fn without_backtrace(mut e: candle_core::Error) -> candle_core::Error {
+    while let candle_core::Error::WithBacktrace { inner, .. } = e {
+        e = *inner;
+    }
+    e
 }
 
 impl SaeConfig {
@@ -760,6 +777,15 @@ mod tests {
         assert_eq!(sparsify(&codes, Keep::Top(10)).unwrap(), all);
         let bad = Tensor::new(&[[0f32, f32::NAN]], &Device::Cpu).unwrap();
         assert!(matches!(sparsify(&bad, Keep::All), Err(SaeError::NotFinite { token: 0, feature: 1, .. })));
+    }
+
+    #[test]
+    fn candle_backtraces_stay_out_of_messages() {
+        let e = candle_core::Error::WithBacktrace {
+            inner: Box::new(candle_core::Error::Msg("cannot find tensor b_enc".into())),
+            backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+        };
+        assert_eq!(SaeError::from(e).to_string(), "cannot find tensor b_enc");
     }
 
     #[test]

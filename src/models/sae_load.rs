@@ -21,7 +21,7 @@ use candle_nn::VarBuilder;
 
 use super::hub::{self, HubCache, HubError};
 use super::releases;
-use super::sae::{Sae, SaeConfig, SaeError, layer_of_hook};
+use super::sae::{Sae, SaeConfig, SaeError, layer_of_hook, without_backtrace};
 
 /// The SAELens file names.
 pub const CFG_FILE: &str = "cfg.json";
@@ -94,9 +94,9 @@ pub enum SaeLoadError {
     /// A reference that names nothing.
     #[error("sae reference '{reference}': {reason}")]
     Reference { reference: String, reason: String },
-    #[error("sae {subject}: {source}")]
+    #[error("{subject}: {source}")]
     Config { subject: String, source: SaeError },
-    #[error("sae {subject}: {}: {source}", path.display())]
+    #[error("{subject}: {}: {source}", path.display())]
     Io { subject: String, path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Hub(#[from] HubError),
@@ -251,9 +251,12 @@ pub fn load(spec: &SaeSpec, dir: &Path, device: &Device) -> Result<(SaeConfig, S
     let cfg = read_config(spec, dir)?;
     let path = dir.join(WEIGHTS_FILE);
     let bytes = std::fs::read(&path).map_err(|source| SaeLoadError::Io { subject: spec.subject(), path: path.clone(), source })?;
-    let tensors: HashMap<String, candle_core::Tensor> = candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| {
-        SaeLoadError::Io { subject: spec.subject(), path: path.clone(), source: std::io::Error::new(std::io::ErrorKind::InvalidData, e) }
-    })?;
+    let tensors: HashMap<String, candle_core::Tensor> =
+        candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| SaeLoadError::Io {
+            subject: spec.subject(),
+            path: path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, without_backtrace(e)),
+        })?;
     let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
     let sae = Sae::new(&cfg, vb).map_err(|source| SaeLoadError::Config { subject: spec.subject(), source })?;
     Ok((cfg, sae))
