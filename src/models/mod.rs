@@ -1,0 +1,18 @@
+//! Models (candle, f32 on CPU; CUDA behind the `cuda` feature).
+//!
+//! Model code does no I/O: a model is built from its typed config and a candle `VarBuilder`, and
+//! its methods take and return tensors. Loading (files, the Hugging Face cache, release tables) lives
+//! in separate modules beside it:
+//!
+//! - [`sae`]: SAELens-format sparse autoencoders — [`sae::SaeConfig`] (both `cfg.json` styles),
+//!   [`sae::Sae`] (`encode`/`decode`, standard and JumpReLU), [`sae::sparsify`] (per-token top-k of
+//!   the non-zeros) and the plan-time check against a model ([`sae::check_against_model`]).
+//! - [`releases`]: the built-in release table in the manner of SAELens' `pretrained_saes.yaml`.
+//! - [`sae_load`]: SAE references (`release/sae_id`, `hf://owner/repo[@rev]/folder`, a local
+//!   folder) → [`sae_load::SaeSpec`], and reading `cfg.json` + `sae_weights.safetensors`.
+//! - [`hub`]: the Python-compatible Hugging Face cache (offline lookup only for now).
+
+pub mod hub;
+pub mod releases;
+pub mod sae;
+pub mod sae_load;
