@@ -28,6 +28,7 @@ pub fn kinds() -> Vec<Box<dyn Stage>> {
         Box::new(Fused),
         Box::new(MockDataset),
         Box::new(MockFeatures),
+        Box::new(MockCodes),
     ]
 }
 
@@ -502,6 +503,114 @@ impl Stage for MockFeatures {
                 vec![Arc::new(UInt32Array::from(ids)), Arc::new(UInt32Array::from(feats)), Arc::new(arrow_array::Float32Array::from(vals))],
             )?;
             m.output("pooled")?.write_part(0, schema, &[batch])?;
+        }
+        Ok(())
+    }
+}
+
+/// `mock.codes`: per-token sparse codes (and their exact per-image totals) for a dataset's images,
+/// with a class signal, standing in for LLaVA forward + SAE encode: one fused computation per
+/// `layer` set, outputs shaped like the extraction's `codes` and `totals`.
+struct MockCodes;
+
+impl Stage for MockCodes {
+    fn signature(&self) -> Signature {
+        Signature {
+            kind: "mock.codes",
+            version: 1,
+            doc: "stand-in extraction: per-token codes and exact totals carrying a class signal; fused over `layer`",
+            inputs: vec![input("from", &["dataset"], "the images to make codes for")],
+            params: vec![
+                param("layer", ParamType::Int { min: Some(0), max: None }, Some(Value::Int(0)), "which layer (changes the codes)"),
+                param("features", ParamType::Int { min: Some(1), max: Some(1 << 24) }, Some(Value::Int(1024)), "SAE width"),
+                param("tokens", ParamType::Int { min: Some(1), max: Some(65_535) }, Some(Value::Int(16)), "image tokens per image"),
+                param("active", ParamType::Int { min: Some(1), max: None }, Some(Value::Int(6)), "active features per token"),
+                param("signal", ParamType::Float, Some(Value::Float(0.3)), "fraction of active features drawn from the class's block"),
+            ],
+            open_params: false,
+            outputs: vec![
+                output("codes", "codes", "image_id u32, token u16, feature u32, value f32"),
+                output("totals", "totals", "image_id u32, feature u32, sum f32, max f32, count u32"),
+            ],
+            fuse_axes: vec!["layer"],
+            validate: None,
+            estimate: None,
+        }
+    }
+
+    fn run(&self, job: &mut Job) -> Result<(), EngineError> {
+        for m in &mut job.members {
+            log_execution(&m.id);
+            let rows = crate::stages::split::read_labels(m.input("from")?)?;
+            let (n_feat, tokens, active) = (m.int("features")? as u64, m.int("tokens")? as u64, m.int("active")? as u64);
+            let signal = m.param("signal")?.as_f64().unwrap_or(0.3);
+            let s = seed(m, b"codes");
+            let classes = rows.iter().map(|r| r.label as u64).max().unwrap_or(0) + 1;
+            let block = (n_feat / classes).max(1);
+            let (mut ci, mut ct, mut cf, mut cv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut totals: Vec<(u32, u32, f32, f32, u32)> = Vec::new();
+            for r in &rows {
+                let mut per_image: std::collections::BTreeMap<u32, (f32, f32, u32)> = std::collections::BTreeMap::new();
+                for t in 0..tokens {
+                    let mut chosen: std::collections::BTreeMap<u32, f32> = std::collections::BTreeMap::new();
+                    for j in 0..active {
+                        let base = ((r.image_id as u64) << 32) | (t << 12) | j;
+                        let f = if unit(s, base.wrapping_mul(3)) < signal {
+                            (r.label as u64 * block + (splitmix(s ^ base) % block)) % n_feat
+                        } else {
+                            splitmix(s ^ base ^ 0xC0DE) % n_feat
+                        };
+                        chosen.insert(f as u32, 0.25 + 2.0 * unit(s, base.wrapping_mul(3) + 1) as f32);
+                    }
+                    // a few dense features fire on most images, as real SAEs have: `clean` drops them
+                    if unit(s, ((r.image_id as u64) << 32) | (t << 12) | 0xFFF) < 0.6 {
+                        chosen.insert((t % 4) as u32, 3.0);
+                    }
+                    for (f, v) in chosen {
+                        ci.push(r.image_id);
+                        ct.push(t as u16);
+                        cf.push(f);
+                        cv.push(v);
+                        let e = per_image.entry(f).or_insert((0.0, 0.0, 0));
+                        *e = (e.0 + v, e.1.max(v), e.2 + 1);
+                    }
+                }
+                totals.extend(per_image.into_iter().map(|(f, (sum, max, n))| (r.image_id, f, sum, max, n)));
+            }
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("image_id", DataType::UInt32, false),
+                Field::new("token", DataType::UInt16, false),
+                Field::new("feature", DataType::UInt32, false),
+                Field::new("value", DataType::Float32, false),
+            ]));
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(UInt32Array::from(ci)),
+                    Arc::new(arrow_array::UInt16Array::from(ct)),
+                    Arc::new(UInt32Array::from(cf)),
+                    Arc::new(arrow_array::Float32Array::from(cv)),
+                ],
+            )?;
+            m.output("codes")?.write_part(0, schema, &[batch])?;
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("image_id", DataType::UInt32, false),
+                Field::new("feature", DataType::UInt32, false),
+                Field::new("sum", DataType::Float32, false),
+                Field::new("max", DataType::Float32, false),
+                Field::new("count", DataType::UInt32, false),
+            ]));
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(UInt32Array::from_iter_values(totals.iter().map(|t| t.0))),
+                    Arc::new(UInt32Array::from_iter_values(totals.iter().map(|t| t.1))),
+                    Arc::new(arrow_array::Float32Array::from_iter_values(totals.iter().map(|t| t.2))),
+                    Arc::new(arrow_array::Float32Array::from_iter_values(totals.iter().map(|t| t.3))),
+                    Arc::new(UInt32Array::from_iter_values(totals.iter().map(|t| t.4))),
+                ],
+            )?;
+            m.output("totals")?.write_part(0, schema, &[batch])?;
         }
         Ok(())
     }
