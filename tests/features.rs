@@ -194,3 +194,92 @@ fn pooling_a_cleaned_table_keeps_only_kept_features_and_bad_methods_fail_at_plan
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("unknown pooling 'top'"), "{}", r.stderr);
 }
+
+fn write_labels(p: &Project, names: &[&str]) {
+    let n = 30u32;
+    let schema = Schema::new(vec![
+        Field::new("image_id", DataType::UInt32, false),
+        Field::new("label", DataType::UInt16, false),
+        Field::new("label_name", DataType::Utf8, false),
+        Field::new("split", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+    ]);
+    let batch = RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(UInt32Array::from_iter_values(0..n)),
+            Arc::new(UInt16Array::from_iter_values((0..n).map(|i| (i % 3) as u16))),
+            Arc::new(arrow_array::StringArray::from_iter_values((0..n).map(|i| names[(i % 3) as usize]))),
+            Arc::new(arrow_array::StringArray::from_iter_values((0..n).map(|_| "test"))),
+            Arc::new(arrow_array::StringArray::from_iter_values((0..n).map(|i| format!("img:{i}")))),
+        ],
+    )
+    .unwrap();
+    write(&p.root().join("data/labels.parquet"), batch);
+    let ex = p.root().join("data/explanations");
+    std::fs::create_dir_all(&ex).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/features/explanations/batch-0.jsonl.gz"),
+        ex.join("batch-0.jsonl.gz"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn class_feature_tables_match_numpy_with_neuronpedia_explanations() {
+    let g = golden();
+    let p = Project::new();
+    setup(&p, &g);
+    let names: Vec<&str> = g["label_names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    write_labels(&p, &names);
+    let f = p.pipeline(
+        "classes",
+        r#"
+name: classes
+stages:
+  codes: {kind: table, path: data/codes.parquet, type: codes}
+  labels: {kind: table, path: data/labels.parquet, type: dataset}
+  classes:
+    kind: class_features
+    codes: codes
+    labels: labels
+    top_k: 3
+    explanations: data/explanations
+    neuronpedia: gemma-2b/6-res-jb
+    matrix: {occurrence: [top1, any]}
+  dolphin: {kind: class_features, codes: codes, labels: labels, top_k: 3, only: [dolphin]}
+"#,
+    );
+    let r = p.run(&["run", &f]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    for occ in ["top1", "any"] {
+        let b = &output(&p, &f, &format!("classes[occurrence={occ}]"), "classes")[0];
+        let want = g["class_tables"][occ].as_array().unwrap();
+        assert_eq!(b.num_rows(), want.len(), "{occ}");
+        let col = |n: &str| b.column_by_name(n).unwrap().clone();
+        let (label, name, rank, feat, n_img, l_img, expl) =
+            (col("label"), col("label_name"), col("rank"), col("feature"), col("n_images"), col("label_images"), col("explanation"));
+        let s = |a: &arrow_array::ArrayRef, i: usize| a.as_any().downcast_ref::<arrow_array::StringArray>().unwrap().value(i).to_string();
+        for (i, w) in want.iter().enumerate() {
+            assert_eq!(label.as_any().downcast_ref::<UInt16Array>().unwrap().value(i) as u64, w[0].as_u64().unwrap());
+            assert_eq!(s(&name, i), w[1].as_str().unwrap());
+            assert_eq!(rank.as_any().downcast_ref::<UInt16Array>().unwrap().value(i) as u64, w[2].as_u64().unwrap());
+            assert_eq!(feat.as_any().downcast_ref::<UInt32Array>().unwrap().value(i) as u64, w[3].as_u64().unwrap(), "{occ} row {i}");
+            assert_eq!(n_img.as_any().downcast_ref::<UInt32Array>().unwrap().value(i) as u64, w[4].as_u64().unwrap(), "{occ} row {i}");
+            assert_eq!(l_img.as_any().downcast_ref::<UInt32Array>().unwrap().value(i) as u64, w[5].as_u64().unwrap());
+            match w[6].as_str() {
+                Some(text) => assert_eq!(s(&expl, i), text, "{occ} row {i}"),
+                None => assert!(expl.is_null(i), "{occ} row {i}: no explanation is a null"),
+            }
+        }
+    }
+    let only = &output(&p, &f, "dolphin", "classes")[0];
+    assert_eq!(only.num_rows(), 3);
+    let bad = p.pipeline(
+        "bad",
+        "name: bad\nstages:\n  codes: {kind: table, path: data/codes.parquet, type: codes}\n  labels: {kind: table, path: data/labels.parquet, type: dataset}\n  c: {kind: class_features, codes: codes, labels: labels, only: [dolphn]}\n",
+    );
+    let r = p.run(&["run", &bad]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("label 'dolphn' is not in the dataset; did you mean 'dolphin'?"), "{}", r.stdout);
+}

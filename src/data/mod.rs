@@ -17,6 +17,7 @@
 pub mod cifar;
 pub mod decode;
 pub mod folder;
+pub mod neuronpedia;
 pub mod parquet_source;
 pub mod select;
 pub mod synthetic;

@@ -37,6 +37,39 @@ fn validate(p: &BTreeMap<String, Value>) -> Result<(), ParamProblem> {
     }
 }
 
+/// Per image (every image present in the codes): the features that occur in it — each token's
+/// top-1 feature (value descending, ties to the lower id) when `top1`, else every active feature.
+pub(crate) fn occurrences(src: &crate::engine::job::TableInput, top1: bool) -> Result<BTreeMap<u32, BTreeSet<u32>>, EngineError> {
+    let mut occurs: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+    let mut best: BTreeMap<(u32, u16), (f32, u32)> = BTreeMap::new();
+    for b in src.read() {
+        let b = b?;
+        let ids = column::<UInt32Array>(&b, "image_id", &src.instance)?;
+        let toks = column::<UInt16Array>(&b, "token", &src.instance)?;
+        let feats = column::<UInt32Array>(&b, "feature", &src.instance)?;
+        let vals = column::<Float32Array>(&b, "value", &src.instance)?;
+        for i in 0..b.num_rows() {
+            let (img, f, v) = (ids.value(i), feats.value(i), vals.value(i));
+            occurs.entry(img).or_default();
+            if v <= 0.0 {
+                continue;
+            }
+            if top1 {
+                let e = best.entry((img, toks.value(i))).or_insert((v, f));
+                if v > e.0 || (v == e.0 && f < e.1) {
+                    *e = (v, f);
+                }
+            } else {
+                occurs.entry(img).or_default().insert(f);
+            }
+        }
+    }
+    for ((img, _), (_, f)) in best {
+        occurs.entry(img).or_default().insert(f);
+    }
+    Ok(occurs)
+}
+
 impl Stage for Clean {
     fn signature(&self) -> Signature {
         Signature {
@@ -76,35 +109,7 @@ impl Stage for Clean {
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
             let top1 = m.param("occurrence")?.as_str() == Some("top1");
-            let src = m.input("from")?.clone();
-            // per image: the features that occur in it
-            let mut occurs: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
-            let mut best: BTreeMap<(u32, u16), (f32, u32)> = BTreeMap::new();
-            for b in src.read() {
-                let b = b?;
-                let ids = column::<UInt32Array>(&b, "image_id", &src.instance)?;
-                let toks = column::<UInt16Array>(&b, "token", &src.instance)?;
-                let feats = column::<UInt32Array>(&b, "feature", &src.instance)?;
-                let vals = column::<Float32Array>(&b, "value", &src.instance)?;
-                for i in 0..b.num_rows() {
-                    let (img, f, v) = (ids.value(i), feats.value(i), vals.value(i));
-                    occurs.entry(img).or_default();
-                    if v <= 0.0 {
-                        continue;
-                    }
-                    if top1 {
-                        let e = best.entry((img, toks.value(i))).or_insert((v, f));
-                        if v > e.0 || (v == e.0 && f < e.1) {
-                            *e = (v, f);
-                        }
-                    } else {
-                        occurs.entry(img).or_default().insert(f);
-                    }
-                }
-            }
-            for ((img, _), (_, f)) in best {
-                occurs.entry(img).or_default().insert(f);
-            }
+            let occurs = occurrences(m.input("from")?, top1)?;
             let images = occurs.len() as u64;
             let mut count: BTreeMap<u32, u64> = BTreeMap::new();
             for fs in occurs.values() {

@@ -3,6 +3,7 @@
 //! cache layout and never calls another stage.
 
 pub mod binarize;
+pub mod class_features;
 pub mod clean;
 pub mod dataset;
 pub mod fuse;
@@ -50,6 +51,7 @@ impl Registry {
         r.register(Box::new(binarize::Binarize));
         r.register(Box::new(clean::Clean));
         r.register(Box::new(fuse::Fuse));
+        r.register(Box::new(class_features::ClassFeatures));
         r
     }
 

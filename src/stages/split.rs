@@ -68,6 +68,22 @@ pub(crate) fn read_labels(t: &TableInput) -> Result<Vec<Labelled>, EngineError> 
     Ok(out)
 }
 
+/// (image_id, label, label_name) of a dataset or split table.
+pub(crate) fn read_labels_any(t: &TableInput) -> Result<Vec<(u32, u16, String)>, EngineError> {
+    let mut out = Vec::new();
+    for b in t.read() {
+        let b = b?;
+        let ids = crate::tables::column::<UInt32Array>(&b, "image_id", &t.instance)?;
+        let labels = crate::tables::column::<UInt16Array>(&b, "label", &t.instance)?;
+        let names = crate::tables::column::<StringArray>(&b, "label_name", &t.instance)?;
+        for i in 0..b.num_rows() {
+            out.push((ids.value(i), labels.value(i), names.value(i).to_string()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Fisher–Yates with a ChaCha stream (bias of `% (i+1)` on 64-bit draws is < 2⁻⁴⁰ for any dataset).
 fn shuffle<T>(v: &mut [T], rng: &mut ChaCha8Rng) {
     for i in (1..v.len()).rev() {
