@@ -68,7 +68,7 @@ fn an_injected_fault_mid_stage_resumes_to_identical_bytes() {
 #[test]
 fn a_real_sigkill_mid_stage_resumes_to_identical_bytes() {
     let p = Project::new();
-    let f = p.pipeline("crash", &fifty(30));
+    let f = p.pipeline("crash", &fifty(60));
     let key = key_of(&p, &f, "src");
     let mut child = p.command(&["run", &f]).stdout(std::process::Stdio::null()).spawn().unwrap();
     let t0 = Instant::now();
