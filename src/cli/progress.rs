@@ -84,7 +84,7 @@ impl Observer for RunLog {
             bar.enable_steady_tick(Duration::from_millis(200));
             Box::new(Bar { bar })
         } else {
-            Box::new(Plain { id: inst.id.clone(), state: Mutex::new((0, 0, String::new(), Instant::now())) })
+            Box::new(Plain { id: inst.id.clone(), started: Instant::now(), state: Mutex::new((0, 0, String::new(), Instant::now())) })
         }
     }
 
@@ -120,6 +120,8 @@ impl Drop for Bar {
 /// Without a terminal: a progress line at most every 10 seconds.
 struct Plain {
     id: String,
+    started: Instant,
+    /// (done, total, unit, last line printed)
     state: Mutex<(u64, u64, String, Instant)>,
 }
 
@@ -135,7 +137,10 @@ impl Progress for Plain {
         if let Ok(mut s) = self.state.lock() {
             s.0 += n;
             if s.3.elapsed() >= Duration::from_secs(10) {
-                println!("  {:<8}{}  {}/{} {}", "...", self.id, s.0, s.1, s.2);
+                let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+                let rate = s.0 as f64 / secs;
+                let eta = if rate > 0.0 && s.1 > s.0 { fmt_secs((s.1 - s.0) as f64 / rate) } else { "?".into() };
+                println!("  {:<8}{}  {}/{} {}  {:.1} {}/s  eta {eta}", "...", self.id, s.0, s.1, s.2, rate, s.2);
                 s.3 = Instant::now();
             }
         }
