@@ -4,7 +4,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::EngineError;
 use super::cache::{Cache, EntryState};
@@ -127,25 +126,13 @@ fn import_one(cache: &Cache, folder: &Path) -> Result<Imported, EngineError> {
         let _ = fs::remove_dir_all(&tmp);
         return Err(bad("its parts do not match its manifest.json (a part is missing, extra or altered)".into()));
     }
-    let j = |k: &str| meta_get(&meta0, k).and_then(|v| serde_json::from_str(v).ok()).unwrap_or(serde_json::Value::Null);
-    let total: u64 = rows.iter().map(|(_, r)| r).sum();
-    let m = Manifest {
-        saeflow_version: env!("CARGO_PKG_VERSION").into(),
-        key: key.clone(),
-        stage: meta_get(&meta0, "saeflow.stage").unwrap_or_default().into(),
-        instance: instance.clone(),
-        kind: meta_get(&meta0, "saeflow.kind").unwrap_or_default().into(),
-        stage_version: meta_get(&meta0, "saeflow.stage_version").and_then(|v| v.parse().ok()).unwrap_or(0),
-        output,
-        table: meta_get(&meta0, "saeflow.table").unwrap_or_default().into(),
-        coords: j("saeflow.coords"),
-        preimage,
-        inputs: j("saeflow.inputs"),
-        rows: total,
-        files,
-        created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-        seconds: exported.seconds,
-    };
+    if exported.preimage != preimage {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(bad("its manifest.json describes another computation than its parts' metadata".into()));
+    }
+    // the exported manifest, checked against the parts above, with this cache's file records
+    let total: u64 = files.iter().map(|f| f.rows).sum();
+    let m = Manifest { files, rows: total, ..exported };
     cache.publish(&m)?;
     Ok(Imported::Added { key, instance, rows: total })
 }
