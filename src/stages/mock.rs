@@ -475,7 +475,7 @@ impl Stage for MockFeatures {
             let s = seed(m, b"features");
             let classes = rows.iter().map(|r| r.label as u64).max().unwrap_or(0) + 1;
             let block = (n_feat / classes).max(1);
-            let (mut ids, mut feats, mut vals) = (Vec::new(), Vec::new(), Vec::new());
+            let mut pooled: Vec<(u32, u32, f32)> = Vec::new();
             for r in &rows {
                 let mut chosen = std::collections::BTreeMap::new();
                 for j in 0..active {
@@ -487,22 +487,9 @@ impl Stage for MockFeatures {
                     };
                     *chosen.entry(f as u32).or_insert(0.0f32) += 1.0 + unit(s, base * 3 + 1) as f32;
                 }
-                for (f, v) in chosen {
-                    ids.push(r.image_id);
-                    feats.push(f);
-                    vals.push(v);
-                }
+                pooled.extend(chosen.into_iter().map(|(f, v)| (r.image_id, f, v)));
             }
-            let schema = Arc::new(Schema::new(vec![
-                Field::new("image_id", DataType::UInt32, false),
-                Field::new("feature", DataType::UInt32, false),
-                Field::new("value", DataType::Float32, false),
-            ]));
-            let batch = RecordBatch::try_new(
-                schema.clone(),
-                vec![Arc::new(UInt32Array::from(ids)), Arc::new(UInt32Array::from(feats)), Arc::new(arrow_array::Float32Array::from(vals))],
-            )?;
-            m.output("pooled")?.write_part(0, schema, &[batch])?;
+            m.output("pooled")?.write_part(0, crate::tables::pooled_schema(), &[crate::tables::pooled_batch(&pooled)?])?;
         }
         Ok(())
     }
