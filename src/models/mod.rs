@@ -11,8 +11,10 @@
 //! - [`sae_load`]: SAE references (`release/sae_id`, `hf://owner/repo[@rev]/folder`, a local
 //!   folder) → [`sae_load::SaeSpec`], and reading `cfg.json` + `sae_weights.safetensors`.
 //! - [`hub`]: the Python-compatible Hugging Face cache (offline lookup only for now).
+//! - [`llava`]: LLaVA-Gemma (CLIP → projector → Gemma) with residual taps and early exit.
 
 pub mod hub;
+pub mod llava;
 pub mod releases;
 pub mod sae;
 pub mod sae_load;
