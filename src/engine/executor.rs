@@ -11,7 +11,7 @@ use serde_json::json;
 use super::EngineError;
 use super::cache::{Cache, EntryState};
 use super::history::{History, Record};
-use super::job::{Job, Member, OutputWriter, Progress, TableInput};
+use super::job::{Job, Member, OutputWriter, Producer, Progress, TableInput};
 use super::manifest::Manifest;
 use super::status::{Assessment, Status, assess};
 use super::table::{part_name, read_footer};
@@ -388,8 +388,10 @@ impl Executor<'_> {
         for b in &inst.inputs {
             let mut tables = Vec::new();
             for it in &b.items {
+                let producer = &self.plan.instances[it.instance];
                 tables.push(TableInput {
-                    instance: self.plan.instances[it.instance].id.clone(),
+                    instance: producer.id.clone(),
+                    producer: Arc::new(Producer { kind: producer.kind, params: producer.params.clone(), paths: producer.paths.clone() }),
                     coords: it.coords.clone(),
                     key: it.key.clone(),
                     dir: self.cache.entry_dir(&it.key),

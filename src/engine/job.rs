@@ -77,10 +77,21 @@ impl Member {
     }
 }
 
+/// Who wrote an input table.
+#[derive(Clone, Debug, Default)]
+pub struct Producer {
+    pub kind: &'static str,
+    pub params: BTreeMap<String, Value>,
+    pub paths: BTreeMap<String, PathBuf>,
+}
+
 /// A published table to read: its parts in order, streamed as record batches.
 #[derive(Clone, Debug)]
 pub struct TableInput {
     pub instance: String,
+    /// The producing instance's resolved parameters and paths: a stage that reads a `dataset`
+    /// table reopens the same source with them (the table lists records; images stay on disk).
+    pub producer: Arc<Producer>,
     pub coords: Coords,
     pub key: String,
     pub dir: PathBuf,

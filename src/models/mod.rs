@@ -11,6 +11,7 @@
 //! - [`sae_load`]: SAE references (`release/sae_id`, `hf://owner/repo[@rev]/folder`, a local
 //!   folder) → [`sae_load::SaeSpec`], and reading `cfg.json` + `sae_weights.safetensors`.
 //! - [`hub`]: the Python-compatible Hugging Face cache (offline lookup only for now).
+//! - [`source`]: model and SAE references → a folder here + what identifies it in a cache key.
 //! - [`llava`]: LLaVA-Gemma (CLIP → projector → Gemma) with residual taps and early exit.
 
 pub mod hub;
@@ -18,3 +19,4 @@ pub mod llava;
 pub mod releases;
 pub mod sae;
 pub mod sae_load;
+pub mod source;

@@ -787,6 +787,32 @@ impl<'a> Builder<'a> {
                             }
                             paths.insert(ps.name.to_string(), path);
                         }
+                        if let (ParamType::Artifact(kind), Value::Str(text)) = (&ps.ty, &checked) {
+                            let located = crate::models::source::locate(*kind, text, project_root, || {
+                                crate::models::hub::HubCache::from_env().map_err(|e| e.to_string())
+                            });
+                            let resolved = match located {
+                                Ok(crate::models::source::Located::Hub { dir, pinned }) => Ok((dir, pinned)),
+                                Ok(crate::models::source::Located::Local(dir)) => {
+                                    memo.fingerprint(&dir).map(|fp| (dir, fp)).map_err(|e| format!("cannot read '{text}': {e}"))
+                                }
+                                Err(e) => Err(e),
+                            };
+                            match resolved {
+                                Ok((dir, external)) => {
+                                    externals.insert(ps.name.to_string(), external);
+                                    paths.insert(ps.name.to_string(), dir);
+                                }
+                                Err(e) => {
+                                    self.err(
+                                        Diagnostic::new(*pos, format!("parameter '{}': {e}", ps.name))
+                                            .stage(name)
+                                            .help(format!("expected {}; relative folders resolve against the project folder", kind.describe())),
+                                    );
+                                    return None;
+                                }
+                            }
+                        }
                         if let (ParamType::OutputDir, Value::Str(rel)) = (&ps.ty, &checked) {
                             if !stays_inside(rel) {
                                 self.err(
@@ -833,7 +859,7 @@ impl<'a> Builder<'a> {
         let in_key: BTreeMap<String, Value> = sig
             .params
             .iter()
-            .filter(|ps| ps.in_key && !matches!(ps.ty, ParamType::InputPath))
+            .filter(|ps| ps.in_key && !matches!(ps.ty, ParamType::InputPath | ParamType::Artifact(_)))
             .filter_map(|ps| resolved.get(ps.name).map(|v| (ps.name.to_string(), v.clone())))
             .chain(if sig.open_params {
                 resolved.iter().filter(|(k, _)| sig.param(k).is_none()).map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>()

@@ -188,6 +188,17 @@ fn opt_u64(m: &Member, name: &str) -> Result<Option<u64>, EngineError> {
 
 /// A member's parameters as a dataset spec and a selection.
 pub fn parse(m: &Member) -> Result<(DatasetSpec, Selection), EngineError> {
+    parse_params(&m.id, &m.params, &m.paths)
+}
+
+/// A `dataset` instance's resolved parameters and paths (its own, or those a reader of its table
+/// gets through [`crate::engine::job::TableInput::producer`]) as a dataset spec and a selection.
+pub fn parse_params(
+    id: &str,
+    params: &BTreeMap<String, Value>,
+    paths: &BTreeMap<String, std::path::PathBuf>,
+) -> Result<(DatasetSpec, Selection), EngineError> {
+    let m = &Member { id: id.to_string(), coords: Default::default(), params: params.clone(), paths: paths.clone(), inputs: vec![], outputs: vec![] };
     let bad = |msg: String| EngineError::Stage(format!("{}: {msg}", m.id));
     let format = str_param(m, "format")?;
     let path = m.paths.get("path").cloned();

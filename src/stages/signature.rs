@@ -93,6 +93,9 @@ pub enum ParamType {
     InputPath,
     /// A folder the stage writes besides the cache (a report): must stay inside the project.
     OutputDir,
+    /// A model or SAE reference (`hf://…`, a release id, a local folder), resolved at plan time:
+    /// the key gets the hub commit or the folder's content fingerprint, not the text.
+    Artifact(crate::models::source::Artifact),
     List(Box<ParamType>),
     Any,
 }
@@ -109,6 +112,7 @@ impl ParamType {
             ParamType::Choice(c) => format!("one of {}", c.join(", ")),
             ParamType::InputPath => "a path to read".into(),
             ParamType::OutputDir => "a folder inside the project".into(),
+            ParamType::Artifact(a) => a.describe().into(),
             ParamType::List(t) => format!("a list of {}", t.describe().trim_start_matches("a ").trim_start_matches("an ")),
             ParamType::Any => "any value".into(),
         }
@@ -128,7 +132,7 @@ impl ParamType {
             }
             (ParamType::Float, Value::Int(i)) => Value::Float(*i as f64),
             (ParamType::Float, Value::Float(_)) => v.clone(),
-            (ParamType::Str | ParamType::InputPath | ParamType::OutputDir, Value::Str(_)) => v.clone(),
+            (ParamType::Str | ParamType::InputPath | ParamType::OutputDir | ParamType::Artifact(_), Value::Str(_)) => v.clone(),
             (ParamType::Choice(c), Value::Str(s)) if c.contains(&s.as_str()) => v.clone(),
             (ParamType::Choice(c), _) => {
                 let got = v.to_string();

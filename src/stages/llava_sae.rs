@@ -1,0 +1,631 @@
+//! `llava_sae`: the extraction stage. Images of a `dataset` table go through LLaVA-Gemma once per
+//! batch; the residual stream at every requested block is SAE-encoded token by token.
+//!
+//! Instances that differ only in `layer` run fused: one forward per batch, stopped after the
+//! deepest block any of them taps, serves them all; each publishes its own entries, so adding a
+//! layer later computes only that layer (the forward runs again, to the new depth).
+//!
+//! Outputs, per layer:
+//! - `codes`: each image token's `top_k` largest SAE features (`image_id, token, feature, value`).
+//! - `totals`: exact per-image aggregates over every image token before truncation
+//!   (`image_id, feature, sum, max, count`), so sum pooling never depends on `top_k`.
+//! - `eoi`: the residual at the End-of-Image position (`image_id, resid [d_model]`).
+//! - `health`: how well the text-trained SAE fits image tokens, next to the prompt's text tokens
+//!   (BOS excluded): per part and scope, exact sufficient statistics — token count, L0 sum and
+//!   histogram, reconstruction error, residual norms and sums — that `saeflow show` and the
+//!   report aggregate into L0 quantiles, MSE, variance explained and norm ratios.
+//! - `errors`: images that could not be read or decoded (`image_id, source, reason`); they are
+//!   skipped, every other image's rows stay as they would have been.
+//!
+//! Parts are fixed ranges of `part_images` rows of the dataset table and batches fixed ranges of
+//! `batch` rows within a part; an unreadable image keeps its slot (zeros) so no other image's
+//! batch changes. A crash resumes at the first missing part, and the files are byte-identical to
+//! an uninterrupted run's. Images decode on worker threads while the model computes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::mpsc::sync_channel;
+
+use arrow_array::builder::{ListBuilder, UInt32Builder};
+use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, Float64Array, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use candle_core::{D, DType, Device, Tensor};
+
+use super::Stage;
+use super::signature::{ParamProblem, ParamSpec, ParamType, Signature, input, output, param};
+use crate::data::{self, ImageSource};
+use crate::engine::EngineError;
+use crate::engine::job::{Job, Member, PartGuard};
+use crate::models::clip_image::{ImageProcessor, ImageProcessorConfig};
+use crate::models::hub::HubCache;
+use crate::models::llava::prompt::{DEFAULT_QUESTION, GEMMA_IT_TEMPLATE};
+use crate::models::llava::{Checkpoint, EoiPosition, ImageScale, LlavaGemma, Prompt, Request, TapPoint, Tokenizer};
+use crate::models::sae::{self, Keep, Sae};
+use crate::models::sae_load;
+use crate::models::source::Artifact;
+use crate::spec::Value;
+
+/// The outputs, in the order every member's writers are opened.
+const OUTPUTS: [&str; 5] = ["codes", "totals", "eoi", "health", "errors"];
+
+pub struct LlavaSae;
+
+fn not_in_key(mut p: ParamSpec) -> ParamSpec {
+    p.in_key = false;
+    p
+}
+
+fn validate(p: &BTreeMap<String, Value>) -> Result<(), ParamProblem> {
+    match p.get("top_k") {
+        Some(Value::Int(k)) if *k >= 1 => Ok(()),
+        Some(Value::Str(s)) if s == "all" => Ok(()),
+        other => Err(ParamProblem {
+            param: "top_k",
+            message: format!("top_k is {}, expected a positive integer or \"all\"", other.map(|v| v.to_string()).unwrap_or_default()),
+            help: "write `top_k: 64` (the default; enough for every top-N pooling) or `top_k: all` to keep every non-zero".into(),
+        }),
+    }
+}
+
+impl Stage for LlavaSae {
+    fn signature(&self) -> Signature {
+        Signature {
+            kind: "llava_sae",
+            version: 1,
+            doc: "LLaVA forward + SAE encode of every image token: per-layer codes, exact totals, EoI residuals, SAE health; fused over `layer`",
+            inputs: vec![input("from", &["dataset"], "the images (a dataset table)")],
+            params: vec![
+                param("model", ParamType::Artifact(Artifact::Model), None, "the LLaVA-Gemma checkpoint: hf://Intel/llava-gemma-2b or a local folder"),
+                param("layer", ParamType::Int { min: Some(0), max: None }, None, "the decoder block whose residual is read (0-based)"),
+                param(
+                    "sae",
+                    ParamType::Artifact(Artifact::Sae),
+                    None,
+                    "the SAE for this layer: release/sae_id, hf://owner/repo/folder or a folder (use ${layer})",
+                ),
+                param(
+                    "hook",
+                    ParamType::Choice(vec!["resid_post", "resid_pre"]),
+                    Some(Value::Str("resid_post".into())),
+                    "resid_post: the output of block `layer` (the SAE's hook point); resid_pre: its input, hidden_states[layer] (MOSAIC's choice)",
+                ),
+                param("top_k", ParamType::Any, Some(Value::Int(64)), "features kept per token in `codes` (a positive integer, or all)"),
+                param(
+                    "input_scale",
+                    ParamType::Float,
+                    Some(Value::Null),
+                    "the SAE's activation-norm scaling factor, when its cfg asks for one the release table lacks",
+                ),
+                param(
+                    "image_scale",
+                    ParamType::Choice(vec!["scaled", "unscaled"]),
+                    Some(Value::Str("scaled".into())),
+                    "scaled: image rows × √hidden as the model was trained (transformers < 5.4); unscaled: as transformers ≥ 5.4 runs it",
+                ),
+                param(
+                    "eoi",
+                    ParamType::Choice(vec!["after_image", "last_image"]),
+                    Some(Value::Str("after_image".into())),
+                    "the End-of-Image position: the first token after the image, or the last image token",
+                ),
+                param("template", ParamType::Str, Some(Value::Str(GEMMA_IT_TEMPLATE.into())), "the prompt: one <image>, and {question}"),
+                param("question", ParamType::Str, Some(Value::Str(DEFAULT_QUESTION.into())), "the question put in the template"),
+                param(
+                    "dtype",
+                    ParamType::Choice(vec!["f32", "bf16", "f16"]),
+                    Some(Value::Str("f32".into())),
+                    "the model's compute dtype (f32 on CPU; bf16 on a GPU); norms, softmax and RoPE stay f32",
+                ),
+                param("part_images", ParamType::Int { min: Some(1), max: None }, Some(Value::Int(1024)), "images per part (the unit of resume)"),
+                not_in_key(param("batch", ParamType::Int { min: Some(1), max: Some(4096) }, Some(Value::Int(8)), "images per forward")),
+                not_in_key(param(
+                    "device",
+                    ParamType::Choice(vec!["auto", "cpu", "cuda"]),
+                    Some(Value::Str("auto".into())),
+                    "where to run: auto uses CUDA when built with --features cuda and a GPU is present",
+                )),
+                not_in_key(param("workers", ParamType::Int { min: Some(1), max: Some(256) }, Some(Value::Int(2)), "image decoding threads")),
+            ],
+            open_params: false,
+            outputs: vec![
+                output("codes", "codes", "image_id u32, token u16, feature u32, value f32: each image token's top_k features"),
+                output("totals", "totals", "image_id u32, feature u32, sum f32, max f32, count u32: exact, over all image tokens"),
+                output("eoi", "eoi", "image_id u32, resid fixed_size_list<f32>[d_model]: the End-of-Image residual"),
+                output("health", "health", "per part and scope (image/text): L0, reconstruction error and norm statistics of the SAE"),
+                output("errors", "errors", "image_id u32, source utf8, reason utf8: images skipped"),
+            ],
+            fuse_axes: vec!["layer"],
+            validate: Some(validate),
+            estimate: None,
+        }
+    }
+
+    fn run(&self, job: &mut Job) -> Result<(), EngineError> {
+        let setup = Setup::new(&job.members)?;
+        let ids = read_ids(&job.members[0])?;
+        let n_parts = ids.len().div_ceil(setup.part_images).max(1);
+        for m in &mut job.members {
+            for o in OUTPUTS {
+                m.output(o)?.set_parts(n_parts)?;
+            }
+        }
+        let todo: Vec<usize> =
+            (0..n_parts).filter(|&p| job.members.iter().any(|m| m.outputs.iter().any(|o| !o.has_part(p)))).collect();
+        job.progress.add_total(ids.len() as u64, "images");
+        let done_images: usize = (0..n_parts).filter(|p| !todo.contains(p)).map(|p| part_range(p, setup.part_images, ids.len()).len()).sum();
+        job.progress.advance(done_images as u64);
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let model = setup.load_model(&job.members)?;
+        let saes = setup.load_saes(&job.members, model.config().text.hidden_size)?;
+        let (h, w) = setup.processor.output_size();
+        let d_model = model.config().text.hidden_size;
+        let progress = job.progress;
+        let members = &mut job.members;
+        std::thread::scope(|scope| -> Result<(), EngineError> {
+            // Decoding runs ahead of the model by up to two batches.
+            let (tx, rx) = sync_channel::<Decoded>(2);
+            let (setup_ref, ids_ref, todo_ref) = (&setup, &ids, &todo);
+            scope.spawn(move || {
+                for &p in todo_ref {
+                    let range = part_range(p, setup_ref.part_images, ids_ref.len());
+                    for chunk in ids_ref[range].chunks(setup_ref.batch) {
+                        if tx.send(setup_ref.decode(p, chunk, (h, w))).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+            let mut current: Option<(usize, Vec<Vec<PartGuard<'_>>>, Vec<HealthStats>)> = None;
+            for decoded in rx {
+                if current.as_ref().map(|c| c.0) != Some(decoded.part) {
+                    if let Some((p, guards, health)) = current.take() {
+                        finish_part(p, guards, health)?;
+                    }
+                    let guards = open_part(members, decoded.part, d_model)?;
+                    let health = (0..saes.len()).map(|_| HealthStats::default()).collect();
+                    current = Some((decoded.part, guards, health));
+                }
+                let (_, guards, health) = current.as_mut().expect("opened above");
+                let n = decoded.ids.len();
+                process_batch(&setup, &model, &saes, &decoded, guards, health)?;
+                progress.advance(n as u64);
+            }
+            if let Some((p, guards, health)) = current.take() {
+                finish_part(p, guards, health)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// What every member of a fused job shares, parsed once.
+struct Setup {
+    id: String,
+    model_dir: std::path::PathBuf,
+    source: Box<dyn ImageSource>,
+    processor: ImageProcessor,
+    hook: TapPoint,
+    keep: Keep,
+    image_scale: ImageScale,
+    eoi: EoiPosition,
+    template: String,
+    question: String,
+    dtype: DType,
+    device: Device,
+    part_images: usize,
+    batch: usize,
+    workers: usize,
+}
+
+fn stage_err(id: &str, e: impl std::fmt::Display) -> EngineError {
+    EngineError::Stage(format!("{id}: {e}"))
+}
+
+fn str_param<'a>(m: &'a Member, name: &str) -> Result<&'a str, EngineError> {
+    m.param(name)?.as_str().ok_or_else(|| stage_err(&m.id, format!("parameter '{name}' is not a string")))
+}
+
+impl Setup {
+    fn new(members: &[Member]) -> Result<Setup, EngineError> {
+        let m = &members[0];
+        let id = m.id.clone();
+        let input = m.input("from")?;
+        let (spec, _) = super::dataset::parse_params(&input.instance, &input.producer.params, &input.producer.paths)?;
+        let source = data::open(&spec).map_err(|e| stage_err(&id, e))?;
+        let model_dir = m.paths.get("model").cloned().ok_or_else(|| stage_err(&id, "parameter 'model' was not resolved"))?;
+        let processor = image_processor(&model_dir).map_err(|e| stage_err(&id, e))?;
+        let keep = match m.param("top_k")? {
+            Value::Int(k) => Keep::Top(*k as usize),
+            _ => Keep::All,
+        };
+        let dtype = match str_param(m, "dtype")? {
+            "bf16" => DType::BF16,
+            "f16" => DType::F16,
+            _ => DType::F32,
+        };
+        let device = match str_param(m, "device")? {
+            "cpu" => Device::Cpu,
+            "cuda" => Device::new_cuda(0).map_err(|e| {
+                stage_err(&id, format!("device cuda: {e}; build with `cargo build --release --features cuda` on a machine with a GPU"))
+            })?,
+            _ => Device::cuda_if_available(0).unwrap_or(Device::Cpu),
+        };
+        Ok(Setup {
+            model_dir,
+            source,
+            processor,
+            hook: TapPoint::parse(str_param(m, "hook")?).unwrap_or(TapPoint::ResidPost),
+            keep,
+            image_scale: ImageScale::parse(str_param(m, "image_scale")?).unwrap_or(ImageScale::Scaled),
+            eoi: EoiPosition::parse(str_param(m, "eoi")?).unwrap_or(EoiPosition::AfterImage),
+            template: str_param(m, "template")?.to_string(),
+            question: str_param(m, "question")?.to_string(),
+            dtype,
+            device,
+            part_images: m.int("part_images")? as usize,
+            batch: m.int("batch")? as usize,
+            workers: m.int("workers")? as usize,
+            id,
+        })
+    }
+
+    fn load_model(&self, members: &[Member]) -> Result<LlavaGemma, EngineError> {
+        let err = |e: &dyn std::fmt::Display| stage_err(&self.id, format!("model {}: {e}", self.model_dir.display()));
+        let checkpoint = Checkpoint::open(&self.model_dir).map_err(|e| err(&e))?;
+        let tokenizer = Tokenizer::from_file(&self.model_dir.join("tokenizer.json")).map_err(|e| err(&e))?;
+        let cfg = &checkpoint.config;
+        let prompt = Prompt::build(&tokenizer, &self.template, &self.question, cfg.image_token_index, cfg.image_tokens(), self.eoi)
+            .map_err(|e| err(&e))?;
+        let blocks = members.iter().map(|m| m.int("layer").map(|l| l as usize)).collect::<Result<Vec<_>, _>>()?;
+        let request = Request { blocks, point: self.hook, final_norm: false, vit: false, image_scale: self.image_scale };
+        LlavaGemma::load(&checkpoint, prompt, request, self.dtype, &self.device).map_err(|e| err(&e))
+    }
+
+    fn load_saes(&self, members: &[Member], width: usize) -> Result<Vec<LoadedSae>, EngineError> {
+        let cache = || HubCache::from_env().ok();
+        members
+            .iter()
+            .map(|m| {
+                let reference = str_param(m, "sae")?;
+                let scale = m.param("input_scale")?.as_f64();
+                let spec = sae_load::resolve(reference, scale).map_err(|e| stage_err(&m.id, e))?;
+                let dir = m.paths.get("sae").cloned().or_else(|| cache().and_then(|c| sae_load::locate(&spec, &c).ok().map(|l| l.dir)));
+                let dir = dir.ok_or_else(|| stage_err(&m.id, format!("sae '{reference}' was not resolved")))?;
+                let (cfg, sae) = sae_load::load(&spec, &dir, &self.device).map_err(|e| stage_err(&m.id, e))?;
+                let layer = m.int("layer")? as usize;
+                sae::check_against_model(&cfg, width, layer, &spec.subject()).map_err(|e| stage_err(&m.id, e))?;
+                let assumed_norm = match cfg.normalize {
+                    sae::Normalization::None => None,
+                    _ => cfg.effective_input_scale(&spec.subject()).ok().map(|s| (cfg.d_in as f64).sqrt() / s),
+                };
+                Ok(LoadedSae { sae, assumed_norm })
+            })
+            .collect()
+    }
+
+    /// Read and preprocess one batch on `workers` threads. An image that fails keeps its slot
+    /// (zeros) and is reported.
+    fn decode(&self, part: usize, ids: &[u32], (h, w): (usize, usize)) -> Decoded {
+        let len = 3 * h * w;
+        let mut pixels = vec![0f32; ids.len() * len];
+        let mut failures: Vec<Option<String>> = vec![None; ids.len()];
+        let per = ids.len().div_ceil(self.workers.max(1)).max(1);
+        std::thread::scope(|s| {
+            for ((chunk_ids, chunk_px), chunk_fail) in ids.chunks(per).zip(pixels.chunks_mut(per * len)).zip(failures.chunks_mut(per)) {
+                s.spawn(move || {
+                    for ((id, px), fail) in chunk_ids.iter().zip(chunk_px.chunks_mut(len)).zip(chunk_fail.iter_mut()) {
+                        let result = self.source.read(*id).map_err(|e| e.to_string()).and_then(|img| {
+                            self.processor.preprocess_into(&img, px).map_err(|e| format!("image {id} ({}): {e}", self.source.source(*id)))
+                        });
+                        if let Err(reason) = result {
+                            px.fill(0.0);
+                            *fail = Some(reason);
+                        }
+                    }
+                });
+            }
+        });
+        let sources = ids.iter().map(|&id| self.source.source(id)).collect();
+        Decoded { part, ids: ids.to_vec(), pixels, failures, sources, hw: (h, w) }
+    }
+}
+
+/// The preprocessor config of a checkpoint: `preprocessor_config.json`, or the `image_processor`
+/// section of transformers 5's `processor_config.json`.
+pub fn image_processor(dir: &std::path::Path) -> Result<ImageProcessor, String> {
+    let pre = dir.join("preprocessor_config.json");
+    let cfg = if pre.is_file() {
+        let text = std::fs::read_to_string(&pre).map_err(|e| format!("{}: {e}", pre.display()))?;
+        ImageProcessorConfig::from_json(&text).map_err(|e| format!("{}: {e}", pre.display()))?
+    } else {
+        let proc = dir.join("processor_config.json");
+        let text = std::fs::read_to_string(&proc)
+            .map_err(|e| format!("{}: {e} (a checkpoint needs preprocessor_config.json or processor_config.json)", proc.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", proc.display()))?;
+        let section = v.get("image_processor").and_then(|s| s.as_object()).ok_or_else(|| {
+            format!("{}: no \"image_processor\" section (and no preprocessor_config.json next to it)", proc.display())
+        })?;
+        ImageProcessorConfig::from_map(section).map_err(|e| format!("{}: {e}", proc.display()))?
+    };
+    ImageProcessor::new(cfg).map_err(|e| e.to_string())
+}
+
+struct LoadedSae {
+    sae: Sae,
+    /// The raw residual norm the SAE's input scale assumes (`√d_in / scale`), if it has one.
+    assumed_norm: Option<f64>,
+}
+
+struct Decoded {
+    part: usize,
+    ids: Vec<u32>,
+    pixels: Vec<f32>,
+    failures: Vec<Option<String>>,
+    sources: Vec<String>,
+    hw: (usize, usize),
+}
+
+fn part_range(p: usize, per: usize, n: usize) -> std::ops::Range<usize> {
+    (p * per).min(n)..((p + 1) * per).min(n)
+}
+
+/// Image ids of the dataset table, in table order.
+fn read_ids(m: &Member) -> Result<Vec<u32>, EngineError> {
+    let input = m.input("from")?;
+    let mut ids = Vec::with_capacity(input.rows() as usize);
+    for b in input.read() {
+        let b = b?;
+        ids.extend(crate::tables::column::<UInt32Array>(&b, "image_id", &input.instance)?.values().iter().copied());
+    }
+    Ok(ids)
+}
+
+fn open_part(members: &mut [Member], p: usize, d_model: usize) -> Result<Vec<Vec<PartGuard<'_>>>, EngineError> {
+    members
+        .iter_mut()
+        .map(|m| {
+            let mut by_name: Vec<(usize, &mut crate::engine::job::OutputWriter)> = m
+                .outputs
+                .iter_mut()
+                .map(|o| (OUTPUTS.iter().position(|n| *n == o.name).unwrap_or(usize::MAX), o))
+                .collect();
+            by_name.sort_by_key(|(i, _)| *i);
+            by_name.into_iter().map(|(i, o)| o.part(p, schema(OUTPUTS.get(i).copied().unwrap_or(""), d_model as i32))).collect()
+        })
+        .collect()
+}
+
+fn finish_part(p: usize, guards: Vec<Vec<PartGuard<'_>>>, health: Vec<HealthStats>) -> Result<(), EngineError> {
+    for (mut member, stats) in guards.into_iter().zip(health) {
+        member[3].write(&stats.batch(p as u32)?)?;
+        for g in member {
+            g.finish()?;
+        }
+    }
+    Ok(())
+}
+
+/// The Arrow schema of an output (`d_model` matters for `eoi` only; 0 = any, from the data).
+fn schema(output: &str, d_model: i32) -> SchemaRef {
+    let f = |n: &str, t: DataType| Field::new(n, t, false);
+    Arc::new(Schema::new(match output {
+        "codes" => vec![f("image_id", DataType::UInt32), f("token", DataType::UInt16), f("feature", DataType::UInt32), f("value", DataType::Float32)],
+        "totals" => vec![
+            f("image_id", DataType::UInt32),
+            f("feature", DataType::UInt32),
+            f("sum", DataType::Float32),
+            f("max", DataType::Float32),
+            f("count", DataType::UInt32),
+        ],
+        "eoi" => vec![
+            f("image_id", DataType::UInt32),
+            f("resid", DataType::FixedSizeList(Arc::new(Field::new_list_field(DataType::Float32, false)), d_model)),
+        ],
+        "health" => vec![
+            f("part", DataType::UInt32),
+            f("scope", DataType::Utf8),
+            f("tokens", DataType::UInt64),
+            f("l0_sum", DataType::Float64),
+            f("l0_hist", DataType::List(Arc::new(Field::new_list_field(DataType::UInt32, true)))),
+            f("mse_sum", DataType::Float64),
+            f("sse", DataType::Float64),
+            f("sum_sq", DataType::Float64),
+            f("norm_sum", DataType::Float64),
+            f("sum_x", DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)))),
+            Field::new("assumed_norm", DataType::Float64, true),
+        ],
+        _ => vec![f("image_id", DataType::UInt32), f("source", DataType::Utf8), f("reason", DataType::Utf8)],
+    }))
+}
+
+/// Sufficient statistics of one scope (image or text tokens) over a part.
+#[derive(Default)]
+struct ScopeStats {
+    tokens: u64,
+    l0_sum: f64,
+    l0_hist: Vec<u32>,
+    mse_sum: f64,
+    sse: f64,
+    sum_sq: f64,
+    norm_sum: f64,
+    sum_x: Vec<f64>,
+}
+
+#[derive(Default)]
+struct HealthStats {
+    image: ScopeStats,
+    text: ScopeStats,
+    assumed_norm: Option<f64>,
+}
+
+impl HealthStats {
+    fn batch(&self, part: u32) -> Result<RecordBatch, EngineError> {
+        let scopes = [("image", &self.image), ("text", &self.text)];
+        let mut hist = ListBuilder::new(UInt32Builder::new()).with_field(Arc::new(Field::new_list_field(DataType::UInt32, true)));
+        let mut sums = ListBuilder::new(arrow_array::builder::Float64Builder::new())
+            .with_field(Arc::new(Field::new_list_field(DataType::Float64, true)));
+        for (_, s) in &scopes {
+            hist.append_value(s.l0_hist.iter().map(|&c| Some(c)));
+            sums.append_value(s.sum_x.iter().map(|&c| Some(c)));
+        }
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(UInt32Array::from(vec![part; 2])),
+            Arc::new(StringArray::from_iter_values(scopes.iter().map(|(n, _)| *n))),
+            Arc::new(UInt64Array::from_iter_values(scopes.iter().map(|(_, s)| s.tokens))),
+            Arc::new(Float64Array::from_iter_values(scopes.iter().map(|(_, s)| s.l0_sum))),
+            Arc::new(hist.finish()),
+            Arc::new(Float64Array::from_iter_values(scopes.iter().map(|(_, s)| s.mse_sum))),
+            Arc::new(Float64Array::from_iter_values(scopes.iter().map(|(_, s)| s.sse))),
+            Arc::new(Float64Array::from_iter_values(scopes.iter().map(|(_, s)| s.sum_sq))),
+            Arc::new(Float64Array::from_iter_values(scopes.iter().map(|(_, s)| s.norm_sum))),
+            Arc::new(sums.finish()),
+            Arc::new(Float64Array::from(vec![self.assumed_norm; 2])),
+        ];
+        Ok(RecordBatch::try_new(schema("health", 0), cols)?)
+    }
+}
+
+/// Encode `x [n, d]` with the SAE and add the tokens of rows `keep_rows` (all when `None`) to `stats`.
+/// Returns the dense codes `[n, d_sae]` (f32).
+fn encode_with_stats(sae: &Sae, x: &Tensor, keep_row: &dyn Fn(usize) -> bool, stats: &mut ScopeStats) -> Result<Tensor, EngineError> {
+    let err = |e: sae::SaeError| EngineError::Stage(format!("sae: {e}"));
+    let x = x.to_dtype(DType::F32)?.contiguous()?;
+    let codes = sae.encode(&x).map_err(err)?;
+    let recon = sae.decode(&codes).map_err(err)?;
+    let l0 = codes.gt(0f32)?.to_dtype(DType::F32)?.sum(D::Minus1)?.to_vec1::<f32>()?;
+    let sse = (&recon - &x)?.sqr()?.sum(D::Minus1)?.to_vec1::<f32>()?;
+    let sq = x.sqr()?.sum(D::Minus1)?.to_vec1::<f32>()?;
+    let xs = x.to_vec2::<f32>()?;
+    let d = x.dim(1)?;
+    if stats.sum_x.len() != d {
+        stats.sum_x = vec![0.0; d];
+    }
+    for (i, row) in xs.iter().enumerate() {
+        if !keep_row(i) {
+            continue;
+        }
+        let l = l0[i] as usize;
+        if stats.l0_hist.len() <= l {
+            stats.l0_hist.resize(l + 1, 0);
+        }
+        stats.l0_hist[l] += 1;
+        stats.tokens += 1;
+        stats.l0_sum += l as f64;
+        stats.sse += sse[i] as f64;
+        stats.mse_sum += sse[i] as f64 / d as f64;
+        stats.sum_sq += sq[i] as f64;
+        stats.norm_sum += (sq[i] as f64).sqrt();
+        for (acc, v) in stats.sum_x.iter_mut().zip(row) {
+            *acc += *v as f64;
+        }
+    }
+    Ok(codes)
+}
+
+fn process_batch(
+    setup: &Setup,
+    model: &LlavaGemma,
+    saes: &[LoadedSae],
+    batch: &Decoded,
+    guards: &mut [Vec<PartGuard<'_>>],
+    health: &mut [HealthStats],
+) -> Result<(), EngineError> {
+    let b = batch.ids.len();
+    let (h, w) = batch.hw;
+    let pixels = Tensor::from_slice(&batch.pixels, (b, 3, h, w), &setup.device)?;
+    let out = model.forward(&pixels).map_err(|e| stage_err(&setup.id, e))?;
+    let ok: Vec<bool> = batch.failures.iter().map(Option::is_none).collect();
+    let prompt = model.prompt();
+    let n_img = prompt.image.len();
+    let t_len = prompt.ids.len();
+    // text positions: every prompt token outside the image run, except <bos> at 0
+    let text_pos: Vec<u32> = (1..t_len).filter(|p| !prompt.image.contains(p)).map(|p| p as u32).collect();
+    for (i, (loaded, member)) in saes.iter().zip(guards.iter_mut()).enumerate() {
+        let tap = &out.taps[i];
+        let d = tap.dim(2)?;
+        let stats = &mut health[i];
+        stats.assumed_norm = loaded.assumed_norm;
+        // image tokens
+        let x = model.image_rows(tap).map_err(|e| stage_err(&setup.id, e))?.reshape((b * n_img, d))?;
+        let codes = encode_with_stats(&loaded.sae, &x, &|row| ok[row / n_img], &mut stats.image)?;
+        // text tokens (image-dependent after the image; BOS excluded)
+        if !text_pos.is_empty() {
+            let idx = Tensor::from_slice(&text_pos, text_pos.len(), tap.device())?;
+            let xt = tap.index_select(&idx, 1)?.reshape((b * text_pos.len(), d))?;
+            let nt = text_pos.len();
+            encode_with_stats(&loaded.sae, &xt, &|row| ok[row / nt], &mut stats.text)?;
+        }
+        // totals: exact over every image token
+        let dense = codes.reshape((b, n_img, ()))?;
+        let sums = dense.sum(1)?.to_vec2::<f32>()?;
+        let maxs = dense.max(1)?.to_vec2::<f32>()?;
+        let counts = dense.gt(0f32)?.to_dtype(DType::F32)?.sum(1)?.to_vec2::<f32>()?;
+        let (mut ti, mut tf, mut ts, mut tm, mut tc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (bi, &id) in batch.ids.iter().enumerate() {
+            if !ok[bi] {
+                continue;
+            }
+            for (f, &c) in counts[bi].iter().enumerate() {
+                if c > 0.0 {
+                    ti.push(id);
+                    tf.push(f as u32);
+                    ts.push(sums[bi][f]);
+                    tm.push(maxs[bi][f]);
+                    tc.push(c as u32);
+                }
+            }
+        }
+        // codes: each token's top_k
+        let sparse = sae::sparsify(&codes, setup.keep).map_err(|e| stage_err(&setup.id, e))?;
+        let (mut ci, mut ct, mut cf, mut cv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (bi, &id) in batch.ids.iter().enumerate() {
+            if !ok[bi] {
+                continue;
+            }
+            for t in 0..n_img {
+                let (fs, vs) = sparse.token(bi * n_img + t);
+                ci.extend(std::iter::repeat_n(id, fs.len()));
+                ct.extend(std::iter::repeat_n(t as u16, fs.len()));
+                cf.extend_from_slice(fs);
+                cv.extend_from_slice(vs);
+            }
+        }
+        // eoi
+        let eoi = model.eoi_row(tap).map_err(|e| stage_err(&setup.id, e))?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let eoi_ids: Vec<u32> = batch.ids.iter().zip(&ok).filter(|(_, k)| **k).map(|(id, _)| *id).collect();
+        let eoi_vals: Vec<f32> = eoi.iter().zip(&ok).filter(|(_, k)| **k).flat_map(|(r, _)| r.iter().copied()).collect();
+        let list = FixedSizeListArray::try_new(
+            Arc::new(Field::new_list_field(DataType::Float32, false)),
+            d as i32,
+            Arc::new(Float32Array::from(eoi_vals)),
+            None,
+        )?;
+        member[0].write(&RecordBatch::try_new(
+            schema("codes", 0),
+            vec![Arc::new(UInt32Array::from(ci)), Arc::new(UInt16Array::from(ct)), Arc::new(UInt32Array::from(cf)), Arc::new(Float32Array::from(cv))],
+        )?)?;
+        member[1].write(&RecordBatch::try_new(
+            schema("totals", 0),
+            vec![
+                Arc::new(UInt32Array::from(ti)),
+                Arc::new(UInt32Array::from(tf)),
+                Arc::new(Float32Array::from(ts)),
+                Arc::new(Float32Array::from(tm)),
+                Arc::new(UInt32Array::from(tc)),
+            ],
+        )?)?;
+        member[2].write(&RecordBatch::try_new(schema("eoi", d as i32), vec![Arc::new(UInt32Array::from(eoi_ids)), Arc::new(list)])?)?;
+        let failed: Vec<usize> = (0..b).filter(|&bi| !ok[bi]).collect();
+        member[4].write(&RecordBatch::try_new(
+            schema("errors", 0),
+            vec![
+                Arc::new(UInt32Array::from_iter_values(failed.iter().map(|&bi| batch.ids[bi]))),
+                Arc::new(StringArray::from_iter_values(failed.iter().map(|&bi| batch.sources[bi].as_str()))),
+                Arc::new(StringArray::from_iter_values(failed.iter().map(|&bi| batch.failures[bi].as_deref().unwrap_or("")))),
+            ],
+        )?)?;
+    }
+    Ok(())
+}
