@@ -11,7 +11,11 @@
 //! - [`sae_load`]: SAE references (`release/sae_id`, `hf://owner/repo[@rev]/folder`, a local
 //!   folder) → [`sae_load::SaeSpec`], and reading `cfg.json` + `sae_weights.safetensors`.
 //! - [`hub`]: the Python-compatible Hugging Face cache (offline lookup only for now).
+//! - [`clip_image`]: CLIP's image preprocessing (`preprocessor_config.json` →
+//!   [`clip_image::ImageProcessor`]: Pillow-exact resize, center crop, rescale, normalize → CHW
+//!   `f32`), in parity with transformers' PIL-backed processor. No candle.
 
+pub mod clip_image;
 pub mod hub;
 pub mod releases;
 pub mod sae;
