@@ -1,6 +1,7 @@
 //! Datasets: readers that list labelled image records and decode an image lazily by record.
 //!
-//! One module per concept: [`decode`] (bytes → RGB8 as PIL does it, no I/O), [`select`] (split,
+//! One module per concept: [`decode`] (bytes → RGB8 as PIL does it, no I/O), [`resample`]
+//! (RGB8 → resized RGB8, pixel for pixel as Pillow's `Image.resize`), [`select`] (split,
 //! per-class and limit selection), and one module per on-disk format: [`cifar`] (the official
 //! binary files and the hub Parquet layout), [`folder`] (class-per-subfolder image folders such
 //! as ImageNet's), [`parquet_source`] (any Parquet with an image-bytes column) and [`synthetic`]
@@ -19,6 +20,7 @@ pub mod decode;
 pub mod folder;
 pub mod neuronpedia;
 pub mod parquet_source;
+pub mod resample;
 pub mod select;
 pub mod synthetic;
 

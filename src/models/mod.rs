@@ -13,7 +13,11 @@
 //! - [`hub`]: the Python-compatible Hugging Face cache (offline lookup only for now).
 //! - [`source`]: model and SAE references → a folder here + what identifies it in a cache key.
 //! - [`llava`]: LLaVA-Gemma (CLIP → projector → Gemma) with residual taps and early exit.
+//! - [`clip_image`]: CLIP's image preprocessing (`preprocessor_config.json` →
+//!   [`clip_image::ImageProcessor`]: Pillow-exact resize, center crop, rescale, normalize → CHW
+//!   `f32`), in parity with transformers' PIL-backed processor. No candle.
 
+pub mod clip_image;
 pub mod hub;
 pub mod llava;
 pub mod releases;
