@@ -173,7 +173,8 @@ fn main() {
     }
 
     if let Ok(path) = std::env::var("LLAVA_BENCH_TORCH") {
-        let torch: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap();
+        let torch: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap();
         let torch_ips = torch["images_per_s"].as_f64().expect("images_per_s in the torch JSON");
         for key in ["batch", "threads", "lm_blocks_run", "vision_layers_run", "T"] {
             if torch[key] != result[key] {

@@ -44,6 +44,14 @@ pub fn columns(table: &str) -> &'static [Column] {
             const C: &[Column] = &[col("image_id", UInt32), Column { name: "resid", ty: None }];
             C
         }
+        "health" => {
+            const C: &[Column] = &[col("part", UInt32), col("scope", Utf8), col("tokens", UInt64), col("l0_sum", Float64)];
+            C
+        }
+        "errors" => {
+            const C: &[Column] = &[col("image_id", UInt32), col("source", Utf8), col("reason", Utf8)];
+            C
+        }
         "split" => {
             const C: &[Column] =
                 &[col("image_id", UInt32), col("label", UInt16), col("label_name", Utf8), col("fold", UInt8), col("role", Utf8)];

@@ -326,3 +326,37 @@ fn requests_outside_the_model_are_refused() {
     let msg = LlavaGemma::load(&checkpoint, fx.prompt(&checkpoint), request, DType::F32, &Device::Cpu).err().unwrap().to_string();
     assert!(msg.contains(&format!("block {layers} does not exist")), "{msg}");
 }
+
+/// The fixture's image files through saeflow's decoder and CLIP preprocessing give the
+/// `pixel_values` transformers' PIL-backed processor gave.
+#[test]
+fn images_preprocess_to_the_goldens_pixel_values() {
+    for variant in VARIANTS {
+        let fx = Fixture::load(variant);
+        let processor = saeflow::stages::llava_sae::image_processor(&fx.model_dir()).unwrap();
+        let golden = fx.golden("pixel_values");
+        let order: Vec<String> = fx.meta["image_order"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        for (i, name) in order.iter().enumerate() {
+            let want = values(&golden.get(i).unwrap());
+            let max_diff = |file: &str| {
+                let bytes = std::fs::read(fx.root.join("images").join(file)).unwrap();
+                let got = processor.preprocess(&saeflow::data::decode::decode_rgb8(&bytes).unwrap()).unwrap();
+                got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max)
+            };
+            match name.strip_suffix(".jpg") {
+                // JPEG decoders differ by a few levels (zune-jpeg vs libjpeg-turbo; see data::decode):
+                // at most 4 of 255 over the smallest CLIP std; PIL's own decode is exact.
+                Some(stem) => {
+                    let max = max_diff(name);
+                    assert!(max > 0.0 && max <= 4.0 / 255.0 / 0.2613, "{variant} {name}: max |Δ| = {max}");
+                    let max = max_diff(&format!("{stem}.pil.png"));
+                    assert!(max <= 1e-6, "{variant} {stem}.pil.png: max |Δ| = {max}");
+                }
+                None => {
+                    let max = max_diff(name);
+                    assert!(max <= 1e-6, "{variant} {name}: max |Δ| = {max}");
+                }
+            }
+        }
+    }
+}

@@ -38,3 +38,9 @@ impl From<arrow_schema::ArrowError> for EngineError {
         EngineError::Parquet(e.to_string())
     }
 }
+
+impl From<candle_core::Error> for EngineError {
+    fn from(e: candle_core::Error) -> Self {
+        EngineError::Stage(format!("model computation: {}", crate::models::sae::without_backtrace(e)))
+    }
+}

@@ -43,18 +43,19 @@ pub enum Located {
 }
 
 /// Resolve `reference` (relative paths against `project_root`).
-pub fn locate(kind: Artifact, reference: &str, project_root: &Path, cache: impl FnOnce() -> Result<HubCache, String>) -> Result<Located, String> {
+pub fn locate(
+    kind: Artifact,
+    reference: &str,
+    project_root: &Path,
+    cache: impl FnOnce() -> Result<HubCache, String>,
+) -> Result<Located, String> {
     let local = |p: &str| {
         let path = Path::new(p);
         let path = if path.is_absolute() { path.to_path_buf() } else { project_root.join(path) };
         if path.is_dir() {
             Ok(Located::Local(path))
         } else {
-            Err(format!(
-                "'{}' is not a folder; expected {}",
-                path.display(),
-                kind.describe()
-            ))
+            Err(format!("'{}' is not a folder; expected {}", path.display(), kind.describe()))
         }
     };
     match kind {
@@ -76,7 +77,8 @@ pub fn locate(kind: Artifact, reference: &str, project_root: &Path, cache: impl 
                     let cache = cache()?;
                     let found = sae_load::locate(&spec, &cache).map_err(|e| e.to_string())?;
                     let commit = found.commit.unwrap_or_default();
-                    let mut pinned = if folder.is_empty() { format!("hf://{repo}@{commit}") } else { format!("hf://{repo}@{commit}/{folder}") };
+                    let mut pinned =
+                        if folder.is_empty() { format!("hf://{repo}@{commit}") } else { format!("hf://{repo}@{commit}/{folder}") };
                     if let Some((release, id)) = &spec.release {
                         // a release also brings its table's input scale and Neuronpedia id
                         pinned = format!("{release}/{id} = {pinned}");

@@ -804,11 +804,10 @@ impl<'a> Builder<'a> {
                                     paths.insert(ps.name.to_string(), dir);
                                 }
                                 Err(e) => {
-                                    self.err(
-                                        Diagnostic::new(*pos, format!("parameter '{}': {e}", ps.name))
-                                            .stage(name)
-                                            .help(format!("expected {}; relative folders resolve against the project folder", kind.describe())),
-                                    );
+                                    self.err(Diagnostic::new(*pos, format!("parameter '{}': {e}", ps.name)).stage(name).help(format!(
+                                        "expected {}; relative folders resolve against the project folder",
+                                        kind.describe()
+                                    )));
                                     return None;
                                 }
                             }

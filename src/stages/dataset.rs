@@ -198,7 +198,14 @@ pub fn parse_params(
     params: &BTreeMap<String, Value>,
     paths: &BTreeMap<String, std::path::PathBuf>,
 ) -> Result<(DatasetSpec, Selection), EngineError> {
-    let m = &Member { id: id.to_string(), coords: Default::default(), params: params.clone(), paths: paths.clone(), inputs: vec![], outputs: vec![] };
+    let m = &Member {
+        id: id.to_string(),
+        coords: Default::default(),
+        params: params.clone(),
+        paths: paths.clone(),
+        inputs: vec![],
+        outputs: vec![],
+    };
     let bad = |msg: String| EngineError::Stage(format!("{}: {msg}", m.id));
     let format = str_param(m, "format")?;
     let path = m.paths.get("path").cloned();

@@ -27,7 +27,9 @@ use std::sync::Arc;
 use std::sync::mpsc::sync_channel;
 
 use arrow_array::builder::{ListBuilder, UInt32Builder};
-use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, Float64Array, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array};
+use arrow_array::{
+    ArrayRef, FixedSizeListArray, Float32Array, Float64Array, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array,
+};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use candle_core::{D, DType, Device, Tensor};
 
@@ -75,7 +77,12 @@ impl Stage for LlavaSae {
             doc: "LLaVA forward + SAE encode of every image token: per-layer codes, exact totals, EoI residuals, SAE health; fused over `layer`",
             inputs: vec![input("from", &["dataset"], "the images (a dataset table)")],
             params: vec![
-                param("model", ParamType::Artifact(Artifact::Model), None, "the LLaVA-Gemma checkpoint: hf://Intel/llava-gemma-2b or a local folder"),
+                param(
+                    "model",
+                    ParamType::Artifact(Artifact::Model),
+                    None,
+                    "the LLaVA-Gemma checkpoint: hf://Intel/llava-gemma-2b or a local folder",
+                ),
                 param("layer", ParamType::Int { min: Some(0), max: None }, None, "the decoder block whose residual is read (0-based)"),
                 param(
                     "sae",
@@ -116,7 +123,12 @@ impl Stage for LlavaSae {
                     Some(Value::Str("f32".into())),
                     "the model's compute dtype (f32 on CPU; bf16 on a GPU); norms, softmax and RoPE stay f32",
                 ),
-                param("part_images", ParamType::Int { min: Some(1), max: None }, Some(Value::Int(1024)), "images per part (the unit of resume)"),
+                param(
+                    "part_images",
+                    ParamType::Int { min: Some(1), max: None },
+                    Some(Value::Int(1024)),
+                    "images per part (the unit of resume)",
+                ),
                 not_in_key(param("batch", ParamType::Int { min: Some(1), max: Some(4096) }, Some(Value::Int(8)), "images per forward")),
                 not_in_key(param(
                     "device",
@@ -124,7 +136,12 @@ impl Stage for LlavaSae {
                     Some(Value::Str("auto".into())),
                     "where to run: auto uses CUDA when built with --features cuda and a GPU is present",
                 )),
-                not_in_key(param("workers", ParamType::Int { min: Some(1), max: Some(256) }, Some(Value::Int(2)), "image decoding threads")),
+                not_in_key(param(
+                    "workers",
+                    ParamType::Int { min: Some(1), max: Some(256) },
+                    Some(Value::Int(2)),
+                    "image decoding threads",
+                )),
             ],
             open_params: false,
             outputs: vec![
@@ -149,10 +166,10 @@ impl Stage for LlavaSae {
                 m.output(o)?.set_parts(n_parts)?;
             }
         }
-        let todo: Vec<usize> =
-            (0..n_parts).filter(|&p| job.members.iter().any(|m| m.outputs.iter().any(|o| !o.has_part(p)))).collect();
+        let todo: Vec<usize> = (0..n_parts).filter(|&p| job.members.iter().any(|m| m.outputs.iter().any(|o| !o.has_part(p)))).collect();
         job.progress.add_total(ids.len() as u64, "images");
-        let done_images: usize = (0..n_parts).filter(|p| !todo.contains(p)).map(|p| part_range(p, setup.part_images, ids.len()).len()).sum();
+        let done_images: usize =
+            (0..n_parts).filter(|p| !todo.contains(p)).map(|p| part_range(p, setup.part_images, ids.len()).len()).sum();
         job.progress.advance(done_images as u64);
         if todo.is_empty() {
             return Ok(());
@@ -344,9 +361,10 @@ pub fn image_processor(dir: &std::path::Path) -> Result<ImageProcessor, String> 
         let text = std::fs::read_to_string(&proc)
             .map_err(|e| format!("{}: {e} (a checkpoint needs preprocessor_config.json or processor_config.json)", proc.display()))?;
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", proc.display()))?;
-        let section = v.get("image_processor").and_then(|s| s.as_object()).ok_or_else(|| {
-            format!("{}: no \"image_processor\" section (and no preprocessor_config.json next to it)", proc.display())
-        })?;
+        let section = v
+            .get("image_processor")
+            .and_then(|s| s.as_object())
+            .ok_or_else(|| format!("{}: no \"image_processor\" section (and no preprocessor_config.json next to it)", proc.display()))?;
         ImageProcessorConfig::from_map(section).map_err(|e| format!("{}: {e}", proc.display()))?
     };
     ImageProcessor::new(cfg).map_err(|e| e.to_string())
@@ -386,11 +404,8 @@ fn open_part(members: &mut [Member], p: usize, d_model: usize) -> Result<Vec<Vec
     members
         .iter_mut()
         .map(|m| {
-            let mut by_name: Vec<(usize, &mut crate::engine::job::OutputWriter)> = m
-                .outputs
-                .iter_mut()
-                .map(|o| (OUTPUTS.iter().position(|n| *n == o.name).unwrap_or(usize::MAX), o))
-                .collect();
+            let mut by_name: Vec<(usize, &mut crate::engine::job::OutputWriter)> =
+                m.outputs.iter_mut().map(|o| (OUTPUTS.iter().position(|n| *n == o.name).unwrap_or(usize::MAX), o)).collect();
             by_name.sort_by_key(|(i, _)| *i);
             by_name.into_iter().map(|(i, o)| o.part(p, schema(OUTPUTS.get(i).copied().unwrap_or(""), d_model as i32))).collect()
         })
@@ -411,7 +426,12 @@ fn finish_part(p: usize, guards: Vec<Vec<PartGuard<'_>>>, health: Vec<HealthStat
 fn schema(output: &str, d_model: i32) -> SchemaRef {
     let f = |n: &str, t: DataType| Field::new(n, t, false);
     Arc::new(Schema::new(match output {
-        "codes" => vec![f("image_id", DataType::UInt32), f("token", DataType::UInt16), f("feature", DataType::UInt32), f("value", DataType::Float32)],
+        "codes" => vec![
+            f("image_id", DataType::UInt32),
+            f("token", DataType::UInt16),
+            f("feature", DataType::UInt32),
+            f("value", DataType::Float32),
+        ],
         "totals" => vec![
             f("image_id", DataType::UInt32),
             f("feature", DataType::UInt32),
@@ -604,7 +624,12 @@ fn process_batch(
         )?;
         member[0].write(&RecordBatch::try_new(
             schema("codes", 0),
-            vec![Arc::new(UInt32Array::from(ci)), Arc::new(UInt16Array::from(ct)), Arc::new(UInt32Array::from(cf)), Arc::new(Float32Array::from(cv))],
+            vec![
+                Arc::new(UInt32Array::from(ci)),
+                Arc::new(UInt16Array::from(ct)),
+                Arc::new(UInt32Array::from(cf)),
+                Arc::new(Float32Array::from(cv)),
+            ],
         )?)?;
         member[1].write(&RecordBatch::try_new(
             schema("totals", 0),

@@ -7,6 +7,7 @@ pub mod class_features;
 pub mod clean;
 pub mod dataset;
 pub mod fuse;
+pub mod llava_sae;
 pub mod mock;
 pub mod pool;
 pub mod probe;
@@ -41,6 +42,7 @@ impl Registry {
     pub fn builtin() -> Registry {
         let mut r = Registry::empty();
         r.register(Box::new(dataset::Dataset));
+        r.register(Box::new(llava_sae::LlavaSae));
         for s in mock::kinds() {
             r.register(s);
         }

@@ -1,0 +1,306 @@
+//! The `llava_sae` extraction stage end to end on the tiny LLaVA-Gemma fixture (`tests/fixtures/
+//! llava/a`): `saeflow run` on an image folder of the fixture's images, then the published tables
+//! against the goldens of transformers + SAELens (`make_fixtures.py`).
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use arrow_array::{Array, FixedSizeListArray, Float32Array, Float64Array, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array};
+use candle_core::{Device, Tensor};
+use common::Project;
+
+/// The fixture images in the goldens' batch order, and the class folder each goes into (sorted
+/// so that image ids follow the golden order). The JPEG is fed as PIL decoded it (`wide.pil.png`):
+/// JPEG decoders differ by a few levels, which the model parity tests bound separately.
+const IMAGES: [(&str, &str); 4] = [("square.png", "c0"), ("wide.pil.png", "c1"), ("gray.png", "c2"), ("rgba.png", "c3")];
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llava/a")
+}
+
+fn goldens() -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixture().join("goldens.safetensors"), &Device::Cpu).unwrap()
+}
+
+fn meta() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture().join("meta.json")).unwrap()).unwrap()
+}
+
+/// A project with the fixture images as an image folder (`data/imgs/<class>/<file>`), plus
+/// `extra` files (relative path → bytes).
+fn project(extra: &[(&str, &[u8])]) -> Project {
+    let p = Project::new();
+    for (name, class) in IMAGES {
+        let dir = p.root().join("data/imgs").join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(fixture().join("images").join(name), dir.join(name)).unwrap();
+    }
+    for (rel, bytes) in extra {
+        let path = p.root().join("data/imgs").join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    p
+}
+
+fn pipeline(p: &Project, layers: &str, extra: &str) -> String {
+    let yaml = format!(
+        r#"
+name: extraction
+stages:
+  images:
+    kind: dataset
+    format: imagefolder
+    path: data/imgs
+  codes:
+    kind: llava_sae
+    from: images.images
+    model: {model}
+    matrix:
+      layer: [{layers}]
+    sae: {fixture}/saes/blocks.${{layer}}.hook_resid_post
+{extra}
+"#,
+        model = fixture().join("model").display(),
+        fixture = fixture().display(),
+    );
+    p.pipeline("extraction", &yaml)
+}
+
+/// Output name → key of one instance, from `plan --json`.
+fn outputs(p: &Project, file: &str, instance: &str) -> BTreeMap<String, String> {
+    let plan = p.run(&["plan", file, "--json"]).json();
+    let inst = plan.as_array().unwrap().iter().find(|o| o["instance"] == instance).unwrap_or_else(|| panic!("no {instance}"));
+    inst["outputs"].as_array().unwrap().iter().map(|o| (o["name"].as_str().unwrap().into(), o["key"].as_str().unwrap().into())).collect()
+}
+
+/// Every part of a cache entry, in part order.
+fn read(p: &Project, key: &str) -> Vec<RecordBatch> {
+    let dir = p.cache().join(key);
+    let mut parts: Vec<PathBuf> =
+        std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect();
+    parts.sort();
+    parts
+        .iter()
+        .flat_map(|f| {
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(std::fs::File::open(f).unwrap(), 8192)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> &'a T {
+    b.column_by_name(name).unwrap_or_else(|| panic!("no column {name}")).as_any().downcast_ref::<T>().unwrap()
+}
+
+fn run_ok(p: &Project, file: &str) -> String {
+    let r = p.run(&["run", file]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    r.stdout
+}
+
+/// (image, token) → feature → value, from `codes` rows.
+fn code_map(batches: &[RecordBatch]) -> BTreeMap<(u32, u16), BTreeMap<u32, f32>> {
+    let mut out: BTreeMap<(u32, u16), BTreeMap<u32, f32>> = BTreeMap::new();
+    for b in batches {
+        let (i, t, f, v) = (
+            col::<UInt32Array>(b, "image_id"),
+            col::<UInt16Array>(b, "token"),
+            col::<UInt32Array>(b, "feature"),
+            col::<Float32Array>(b, "value"),
+        );
+        for r in 0..b.num_rows() {
+            out.entry((i.value(r), t.value(r))).or_default().insert(f.value(r), v.value(r));
+        }
+    }
+    out
+}
+
+#[test]
+fn codes_totals_eoi_and_health_match_transformers_and_saelens() {
+    let p = project(&[]);
+    let f = pipeline(&p, "1, 3", "    top_k: all\n    part_images: 3\n    batch: 2");
+    run_ok(&p, &f);
+    let g = goldens();
+    let image = &meta()["image_positions"];
+    let eoi_pos = meta()["eoi_position"].as_u64().unwrap() as usize;
+    let n_img = (image["end_exclusive"].as_u64().unwrap() - image["start"].as_u64().unwrap()) as usize;
+    for layer in [1usize, 3] {
+        let keys = outputs(&p, &f, &format!("codes[layer={layer}]"));
+        let dense = g[&format!("sae.l{layer}.codes")].to_vec3::<f32>().unwrap();
+        // codes: every non-zero of the dense golden, and nothing else
+        let codes = code_map(&read(&p, &keys["codes"]));
+        let mut checked = 0;
+        for (b, per_token) in dense.iter().enumerate() {
+            for (t, row) in per_token.iter().enumerate() {
+                let got = codes.get(&(b as u32, t as u16)).cloned().unwrap_or_default();
+                let want: BTreeMap<u32, f32> = row.iter().enumerate().filter(|(_, v)| **v > 0.0).map(|(f, v)| (f as u32, *v)).collect();
+                assert_eq!(
+                    got.keys().collect::<Vec<_>>(),
+                    want.keys().collect::<Vec<_>>(),
+                    "layer {layer} image {b} token {t}: active features"
+                );
+                for (f, v) in &want {
+                    assert!(
+                        (got[f] - v).abs() <= 1e-4 * v.abs().max(1.0),
+                        "layer {layer} image {b} token {t} feature {f}: {} vs {v}",
+                        got[f]
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 100, "the goldens are sparse but not empty ({checked})");
+        // totals: exact sums, maxima and counts over every image token
+        let totals = read(&p, &keys["totals"]);
+        let mut rows = 0;
+        for t in &totals {
+            let (i, fe, s, m, c) = (
+                col::<UInt32Array>(t, "image_id"),
+                col::<UInt32Array>(t, "feature"),
+                col::<Float32Array>(t, "sum"),
+                col::<Float32Array>(t, "max"),
+                col::<UInt32Array>(t, "count"),
+            );
+            for r in 0..t.num_rows() {
+                let column: Vec<f32> = dense[i.value(r) as usize].iter().map(|tok| tok[fe.value(r) as usize]).collect();
+                let sum: f32 = column.iter().sum();
+                let max = column.iter().cloned().fold(0f32, f32::max);
+                assert!((s.value(r) - sum).abs() <= 1e-4 * sum.abs().max(1.0), "sum {} vs {sum}", s.value(r));
+                assert!((m.value(r) - max).abs() <= 1e-4 * max.max(1.0));
+                assert_eq!(c.value(r) as usize, column.iter().filter(|v| **v > 0.0).count());
+                rows += 1;
+            }
+        }
+        let active_pairs: usize = dense.iter().map(|img| (0..256).filter(|&f| img.iter().any(|tok| tok[f] > 0.0)).count()).sum();
+        assert_eq!(rows, active_pairs, "one totals row per (image, active feature)");
+        // eoi: the residual at the End-of-Image position
+        let want = g[&format!("scaled.resid_post.{layer}")].narrow(1, eoi_pos, 1).unwrap().squeeze(1).unwrap().to_vec2::<f32>().unwrap();
+        let eoi = read(&p, &keys["eoi"]);
+        let lists: Vec<&FixedSizeListArray> = eoi.iter().map(|b| col::<FixedSizeListArray>(b, "resid")).collect();
+        let got: Vec<f32> =
+            lists.iter().flat_map(|l| l.values().as_any().downcast_ref::<Float32Array>().unwrap().values().to_vec()).collect();
+        let want: Vec<f32> = want.concat();
+        let err = got.iter().zip(&want).map(|(a, b)| (a - b).powi(2)).sum::<f32>().sqrt() / want.iter().map(|b| b * b).sum::<f32>().sqrt();
+        assert_eq!(got.len(), want.len());
+        assert!(err <= 1e-4, "eoi rel err {err}");
+        // health: image-token statistics over both parts
+        let health = read(&p, &keys["health"]);
+        let (mut tokens, mut l0, mut mse) = (0u64, 0f64, 0f64);
+        for h in &health {
+            let scope = col::<StringArray>(h, "scope");
+            for r in 0..h.num_rows() {
+                if scope.value(r) == "image" {
+                    tokens += col::<UInt64Array>(h, "tokens").value(r);
+                    l0 += col::<Float64Array>(h, "l0_sum").value(r);
+                    mse += col::<Float64Array>(h, "mse_sum").value(r);
+                }
+            }
+        }
+        assert_eq!(tokens as usize, 4 * n_img);
+        let want_l0: usize = dense.iter().flatten().map(|tok| tok.iter().filter(|v| **v > 0.0).count()).sum();
+        assert_eq!(l0 as usize, want_l0);
+        let want_mse: f64 = g[&format!("sae.l{layer}.recon_mse")].to_vec2::<f32>().unwrap().concat().iter().map(|v| *v as f64).sum();
+        assert!((mse - want_mse).abs() <= 1e-3 * want_mse, "mse {mse} vs {want_mse}");
+        // errors: none
+        assert_eq!(read(&p, &keys["errors"]).iter().map(RecordBatch::num_rows).sum::<usize>(), 0);
+    }
+}
+
+#[test]
+fn top_k_keeps_each_tokens_largest_features() {
+    let p = project(&[]);
+    let f = pipeline(&p, "1", "    top_k: 3");
+    run_ok(&p, &f);
+    let keys = outputs(&p, &f, "codes[layer=1]");
+    let codes = code_map(&read(&p, &keys["codes"]));
+    let dense = goldens()["sae.l1.codes"].to_vec3::<f32>().unwrap();
+    for ((b, t), got) in &codes {
+        let mut row: Vec<(usize, f32)> = dense[*b as usize][*t as usize].iter().cloned().enumerate().filter(|(_, v)| *v > 0.0).collect();
+        row.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let want: Vec<u32> = row.iter().take(3).map(|(f, _)| *f as u32).collect();
+        let mut have: Vec<u32> = got.keys().copied().collect();
+        let mut want_sorted = want.clone();
+        have.sort();
+        want_sorted.sort();
+        assert_eq!(have, want_sorted, "image {b} token {t}");
+    }
+    // totals do not depend on top_k
+    let all = project(&[]);
+    let g = pipeline(&all, "1", "    top_k: all");
+    run_ok(&all, &g);
+    let a = read(&p, &keys["totals"]);
+    let b = read(&all, &outputs(&all, &g, "codes[layer=1]")["totals"]);
+    assert_eq!(a, b);
+}
+
+/// An unreadable image is recorded and skipped; every other image's rows are unchanged.
+#[test]
+fn a_bad_image_is_recorded_and_leaves_the_others_untouched() {
+    let clean = project(&[]);
+    let f = pipeline(&clean, "1", "    batch: 2");
+    run_ok(&clean, &f);
+    let bad = project(&[("c1/broken.png", b"\x89PNG\r\n\x1a\nnot really a png")]);
+    let g = pipeline(&bad, "1", "    batch: 2");
+    let out = run_ok(&bad, &g);
+    let keys = outputs(&bad, &g, "codes[layer=1]");
+    let errors = read(&bad, &keys["errors"]);
+    let sources: Vec<String> =
+        errors.iter().flat_map(|b| col::<StringArray>(b, "source").iter().map(|s| s.unwrap().to_string()).collect::<Vec<_>>()).collect();
+    assert_eq!(sources, ["c1/broken.png"], "{out}");
+    // ids: c1/broken.png sorts before c1/wide.pil.png, so images after it shift by one
+    let clean_codes = code_map(&read(&clean, &outputs(&clean, &f, "codes[layer=1]")["codes"]));
+    let bad_codes = code_map(&read(&bad, &keys["codes"]));
+    let shift = |id: u32| if id >= 1 { id + 1 } else { id };
+    assert_eq!(bad_codes.len(), clean_codes.len());
+    for ((id, t), features) in &clean_codes {
+        let other = &bad_codes[&(shift(*id), *t)];
+        let bits = |m: &BTreeMap<u32, f32>| m.iter().map(|(f, v)| (*f, v.to_bits())).collect::<Vec<_>>();
+        assert_eq!(bits(other), bits(features), "image {id} token {t}: bit-identical");
+    }
+}
+
+/// A run killed after a part resumes there, and the entries are byte-identical to a clean run's.
+#[test]
+fn a_killed_extraction_resumes_to_identical_files() {
+    let clean = project(&[]);
+    let f = pipeline(&clean, "1, 3", "    part_images: 1");
+    run_ok(&clean, &f);
+    let crashed = project(&[]);
+    let g = pipeline(&crashed, "1, 3", "    part_images: 1");
+    let r = crashed.run_env(&["run", &g], &[("SAEFLOW_FAULT", "exit-after-part:codes*:1")]);
+    assert_eq!(r.code, 86, "{}{}", r.stdout, r.stderr);
+    let resumed = run_ok(&crashed, &g);
+    assert!(resumed.contains("ran"), "{resumed}");
+    for layer in [1, 3] {
+        let inst = format!("codes[layer={layer}]");
+        let (a, b) = (outputs(&clean, &f, &inst), outputs(&crashed, &g, &inst));
+        assert_eq!(a, b, "same keys");
+        for key in a.values() {
+            let strip = |m: BTreeMap<String, Vec<u8>>| -> BTreeMap<String, Vec<u8>> {
+                m.into_iter().filter(|(k, _)| k.ends_with(".parquet")).collect()
+            };
+            assert_eq!(strip(common::files(&clean.cache().join(key))), strip(common::files(&crashed.cache().join(key))), "{inst} {key}");
+        }
+    }
+}
+
+/// Adding a layer computes only that layer; the cached one is not recomputed.
+#[test]
+fn adding_a_layer_computes_only_that_layer() {
+    let p = project(&[]);
+    let f = pipeline(&p, "1", "");
+    let first = run_ok(&p, &f);
+    assert!(first.contains("done: 2 ran, 0 cached"), "{first}");
+    let keys1 = outputs(&p, &f, "codes[layer=1]");
+    let before = common::files(&p.cache().join(&keys1["codes"]));
+    let f = pipeline(&p, "1, 3", "");
+    let second = run_ok(&p, &f);
+    assert!(second.contains("done: 1 ran, 2 cached"), "{second}");
+    assert_eq!(outputs(&p, &f, "codes[layer=1]"), keys1, "layer 1's keys do not depend on the other layers");
+    assert_eq!(common::files(&p.cache().join(&keys1["codes"])), before);
+}
