@@ -2,11 +2,12 @@
 //!
 //! Data flows one way: [`spec`] (YAML → typed spec) → [`plan`] (matrix expansion, DAG, cache
 //! keys) → [`engine`] (executor, content-addressed Parquet cache) → tables. [`stages`] holds one
-//! file per stage kind, registered in one place; [`data`] holds the dataset readers they use; [`models`] the candle models (SAEs). See ARCHITECTURE.md for the codemap.
+//! file per stage kind, registered in one place; [`data`] holds the dataset readers they use; [`models`] the candle models (LLaVA-Gemma, SAEs); [`health`] the SAE-fit statistics. See ARCHITECTURE.md for the codemap.
 
 pub mod data;
 pub mod engine;
 pub mod glob;
+pub mod health;
 pub mod models;
 pub mod plan;
 pub mod probe;

@@ -206,6 +206,17 @@ fn codes_totals_eoi_and_health_match_transformers_and_saelens() {
         assert_eq!(l0 as usize, want_l0);
         let want_mse: f64 = g[&format!("sae.l{layer}.recon_mse")].to_vec2::<f32>().unwrap().concat().iter().map(|v| *v as f64).sum();
         assert!((mse - want_mse).abs() <= 1e-3 * want_mse, "mse {mse} vs {want_mse}");
+        // the summary: variance explained around the image tokens' mean, from the goldens
+        let summary = saeflow::health::summarize(&health).unwrap();
+        assert_eq!(summary[0].scope, "image");
+        let x = g[&format!("scaled.resid_post.{layer}")].narrow(1, image["start"].as_u64().unwrap() as usize, n_img).unwrap();
+        let rows: Vec<Vec<f32>> = x.reshape((4 * n_img, ())).unwrap().to_vec2::<f32>().unwrap();
+        let d = rows[0].len();
+        let mean: Vec<f64> = (0..d).map(|j| rows.iter().map(|r| r[j] as f64).sum::<f64>() / rows.len() as f64).collect();
+        let var: f64 = rows.iter().map(|r| (0..d).map(|j| (r[j] as f64 - mean[j]).powi(2)).sum::<f64>()).sum();
+        let want_ve = 1.0 - want_mse * d as f64 / var;
+        assert!((summary[0].variance_explained - want_ve).abs() <= 1e-4, "{} vs {want_ve}", summary[0].variance_explained);
+        assert!((summary[0].l0_mean - want_l0 as f64 / tokens as f64).abs() < 1e-9);
         // errors: none
         assert_eq!(read(&p, &keys["errors"]).iter().map(RecordBatch::num_rows).sum::<usize>(), 0);
     }

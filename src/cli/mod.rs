@@ -393,8 +393,33 @@ fn cmd_show(cache: &Option<PathBuf>, registry: &Registry, file: &Path, id: &str,
             left -= take;
         }
     }
-    println!("first {} rows:", limit.min(m.rows as usize));
-    println!("{}", arrow_cast::pretty::pretty_format_batches(&batches)?);
+    if m.table != "health" {
+        println!("first {} rows:", limit.min(m.rows as usize));
+        println!("{}", arrow_cast::pretty::pretty_format_batches(&batches)?);
+    } else {
+        // the raw rows are sufficient statistics (histograms, sums): print what they add up to
+        let all = m.files.iter().map(|f| table::read_file(&dir.join(&f.name))).collect::<Result<Vec<_>, _>>()?;
+        let all = all.into_iter().flatten().collect::<Result<Vec<_>, _>>()?;
+        println!("SAE health over {} part(s):", m.files.len());
+        println!(
+            "  {:<6} {:>9} {:>8} {:>18} {:>10} {:>9} {:>10} {:>10}",
+            "scope", "tokens", "L0 mean", "L0 p10/50/90/99", "MSE", "var.expl", "‖x‖ mean", "‖x‖/SAE"
+        );
+        for s in saeflow::health::summarize(&all)? {
+            let q = s.l0_quantiles;
+            println!(
+                "  {:<6} {:>9} {:>8.1} {:>18} {:>10.4} {:>9.3} {:>10.2} {:>10}",
+                s.scope,
+                s.tokens,
+                s.l0_mean,
+                format!("{}/{}/{}/{}", q[0], q[1], q[2], q[3]),
+                s.mse,
+                s.variance_explained,
+                s.norm_mean,
+                s.norm_ratio.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into())
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -26,10 +26,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::mpsc::sync_channel;
 
-use arrow_array::builder::{ListBuilder, UInt32Builder};
-use arrow_array::{
-    ArrayRef, FixedSizeListArray, Float32Array, Float64Array, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array,
-};
+use arrow_array::{FixedSizeListArray, Float32Array, RecordBatch, StringArray, UInt16Array, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use candle_core::{D, DType, Device, Tensor};
 
@@ -38,6 +35,7 @@ use super::signature::{ParamProblem, ParamSpec, ParamType, Signature, input, out
 use crate::data::{self, ImageSource};
 use crate::engine::EngineError;
 use crate::engine::job::{Job, Member, PartGuard};
+use crate::health::{HealthStats, ScopeStats};
 use crate::models::clip_image::{ImageProcessor, ImageProcessorConfig};
 use crate::models::hub::HubCache;
 use crate::models::llava::prompt::{DEFAULT_QUESTION, GEMMA_IT_TEMPLATE};
@@ -443,68 +441,9 @@ fn schema(output: &str, d_model: i32) -> SchemaRef {
             f("image_id", DataType::UInt32),
             f("resid", DataType::FixedSizeList(Arc::new(Field::new_list_field(DataType::Float32, false)), d_model)),
         ],
-        "health" => vec![
-            f("part", DataType::UInt32),
-            f("scope", DataType::Utf8),
-            f("tokens", DataType::UInt64),
-            f("l0_sum", DataType::Float64),
-            f("l0_hist", DataType::List(Arc::new(Field::new_list_field(DataType::UInt32, true)))),
-            f("mse_sum", DataType::Float64),
-            f("sse", DataType::Float64),
-            f("sum_sq", DataType::Float64),
-            f("norm_sum", DataType::Float64),
-            f("sum_x", DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)))),
-            Field::new("assumed_norm", DataType::Float64, true),
-        ],
+        "health" => return crate::health::schema(),
         _ => vec![f("image_id", DataType::UInt32), f("source", DataType::Utf8), f("reason", DataType::Utf8)],
     }))
-}
-
-/// Sufficient statistics of one scope (image or text tokens) over a part.
-#[derive(Default)]
-struct ScopeStats {
-    tokens: u64,
-    l0_sum: f64,
-    l0_hist: Vec<u32>,
-    mse_sum: f64,
-    sse: f64,
-    sum_sq: f64,
-    norm_sum: f64,
-    sum_x: Vec<f64>,
-}
-
-#[derive(Default)]
-struct HealthStats {
-    image: ScopeStats,
-    text: ScopeStats,
-    assumed_norm: Option<f64>,
-}
-
-impl HealthStats {
-    fn batch(&self, part: u32) -> Result<RecordBatch, EngineError> {
-        let scopes = [("image", &self.image), ("text", &self.text)];
-        let mut hist = ListBuilder::new(UInt32Builder::new()).with_field(Arc::new(Field::new_list_field(DataType::UInt32, true)));
-        let mut sums = ListBuilder::new(arrow_array::builder::Float64Builder::new())
-            .with_field(Arc::new(Field::new_list_field(DataType::Float64, true)));
-        for (_, s) in &scopes {
-            hist.append_value(s.l0_hist.iter().map(|&c| Some(c)));
-            sums.append_value(s.sum_x.iter().map(|&c| Some(c)));
-        }
-        let cols: Vec<ArrayRef> = vec![
-            Arc::new(UInt32Array::from(vec![part; 2])),
-            Arc::new(StringArray::from_iter_values(scopes.iter().map(|(n, _)| *n))),
-            Arc::new(UInt64Array::from_iter_values(scopes.iter().map(|(_, s)| s.tokens))),
-            Arc::new(Float64Array::from_iter_values(scopes.iter().map(|(_, s)| s.l0_sum))),
-            Arc::new(hist.finish()),
-            Arc::new(Float64Array::from_iter_values(scopes.iter().map(|(_, s)| s.mse_sum))),
-            Arc::new(Float64Array::from_iter_values(scopes.iter().map(|(_, s)| s.sse))),
-            Arc::new(Float64Array::from_iter_values(scopes.iter().map(|(_, s)| s.sum_sq))),
-            Arc::new(Float64Array::from_iter_values(scopes.iter().map(|(_, s)| s.norm_sum))),
-            Arc::new(sums.finish()),
-            Arc::new(Float64Array::from(vec![self.assumed_norm; 2])),
-        ];
-        Ok(RecordBatch::try_new(schema("health", 0), cols)?)
-    }
 }
 
 /// Encode `x [n, d]` with the SAE and add the tokens of rows `keep_rows` (all when `None`) to `stats`.
@@ -518,27 +457,9 @@ fn encode_with_stats(sae: &Sae, x: &Tensor, keep_row: &dyn Fn(usize) -> bool, st
     let sse = (&recon - &x)?.sqr()?.sum(D::Minus1)?.to_vec1::<f32>()?;
     let sq = x.sqr()?.sum(D::Minus1)?.to_vec1::<f32>()?;
     let xs = x.to_vec2::<f32>()?;
-    let d = x.dim(1)?;
-    if stats.sum_x.len() != d {
-        stats.sum_x = vec![0.0; d];
-    }
     for (i, row) in xs.iter().enumerate() {
-        if !keep_row(i) {
-            continue;
-        }
-        let l = l0[i] as usize;
-        if stats.l0_hist.len() <= l {
-            stats.l0_hist.resize(l + 1, 0);
-        }
-        stats.l0_hist[l] += 1;
-        stats.tokens += 1;
-        stats.l0_sum += l as f64;
-        stats.sse += sse[i] as f64;
-        stats.mse_sum += sse[i] as f64 / d as f64;
-        stats.sum_sq += sq[i] as f64;
-        stats.norm_sum += (sq[i] as f64).sqrt();
-        for (acc, v) in stats.sum_x.iter_mut().zip(row) {
-            *acc += *v as f64;
+        if keep_row(i) {
+            stats.add(l0[i] as usize, sse[i] as f64, sq[i] as f64, row);
         }
     }
     Ok(codes)
