@@ -315,3 +315,67 @@ fn adding_a_layer_computes_only_that_layer() {
     assert_eq!(outputs(&p, &f, "codes[layer=1]"), keys1, "layer 1's keys do not depend on the other layers");
     assert_eq!(common::files(&p.cache().join(&keys1["codes"])), before);
 }
+
+/// `pipelines/cifar100.yaml` (the real study) plans against a Hugging Face cache laid out as Python
+/// lays it out: the six SAE instances run as one fused computation, and the resolved commit —
+/// not the branch name — is in the key.
+#[test]
+fn the_study_pipeline_plans_against_the_hub_cache_and_pins_commits() {
+    let p = Project::new();
+    let study = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/cifar100.yaml")).unwrap();
+    let file = p.pipeline("cifar100", &study);
+    std::fs::create_dir_all(p.root().join("data/cifar-100-binary")).unwrap();
+    let hf = p.root().join("hf");
+    let set_main = |repo: &str, sha: &str, files: &[&str]| {
+        let dir = hf.join(format!("models--{}", repo.replace('/', "--")));
+        std::fs::create_dir_all(dir.join("refs")).unwrap();
+        std::fs::write(dir.join("refs/main"), sha).unwrap();
+        for f in files {
+            let path = dir.join("snapshots").join(sha).join(f);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"{}").unwrap();
+        }
+    };
+    let sha1 = "1111111111111111111111111111111111111111";
+    let jb: Vec<String> = saeflow::models::releases::release("gemma-2b-res-jb")
+        .unwrap()
+        .saes
+        .iter()
+        .flat_map(|s| [format!("{}/cfg.json", s.folder), format!("{}/sae_weights.safetensors", s.folder)])
+        .collect();
+    let it: Vec<String> = saeflow::models::releases::release("gemma-2b-it-res-jb")
+        .unwrap()
+        .saes
+        .iter()
+        .flat_map(|s| [format!("{}/cfg.json", s.folder), format!("{}/sae_weights.safetensors", s.folder)])
+        .collect();
+    set_main("Intel/llava-gemma-2b", sha1, &["config.json"]);
+    set_main("jbloom/Gemma-2b-Residual-Stream-SAEs", sha1, &jb.iter().map(String::as_str).collect::<Vec<_>>());
+    set_main("jbloom/Gemma-2b-IT-Residual-Stream-SAEs", sha1, &it.iter().map(String::as_str).collect::<Vec<_>>());
+    let hf_env = hf.display().to_string();
+    let plan = |p: &Project| {
+        let r = p.run_env(&["plan", &file, "--json"], &[("HF_HUB_CACHE", &hf_env), ("HF_HUB_OFFLINE", "1")]);
+        assert_eq!(r.code, 10, "{}", r.stderr);
+        r.json()
+    };
+    let first = plan(&p);
+    let codes: Vec<&serde_json::Value> = first.as_array().unwrap().iter().filter(|o| o["kind"] == "llava_sae").collect();
+    assert_eq!(codes.len(), 6);
+    assert!(codes.iter().all(|o| o["fused"] == codes[0]["fused"] && !o["fused"].is_null()), "one fused group: {:?}", codes[0]["fused"]);
+    let key = |plan: &serde_json::Value, id: &str| {
+        plan.as_array().unwrap().iter().find(|o| o["instance"] == id).unwrap()["key"].as_str().unwrap().to_string()
+    };
+    let id = "codes[layer=12,release=gemma-2b-res-jb]";
+    // the model's main moves to another commit: every extraction key changes
+    set_main("Intel/llava-gemma-2b", "2222222222222222222222222222222222222222", &["config.json"]);
+    let second = plan(&p);
+    assert_ne!(key(&first, id), key(&second, id));
+    assert_eq!(key(&first, "dataset"), key(&second, "dataset"));
+    // and a model that is not cached is a plan-time error that says how to fetch it
+    std::fs::remove_dir_all(hf.join("models--Intel--llava-gemma-2b")).unwrap();
+    let r = p.run_env(&["plan", &file], &[("HF_HUB_CACHE", &hf_env), ("HF_HUB_OFFLINE", "1")]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("huggingface-cli download Intel/llava-gemma-2b"), "{}", r.stderr);
+    let line = study.lines().position(|l| l.trim_start().starts_with("model: hf://")).unwrap() + 1;
+    assert!(r.stderr.contains(&format!("cifar100.yaml:{line}:")), "names the line of `model:`: {}", r.stderr);
+}

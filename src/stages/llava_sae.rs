@@ -1,7 +1,7 @@
 //! `llava_sae`: the extraction stage. Images of a `dataset` table go through LLaVA-Gemma once per
 //! batch; the residual stream at every requested block is SAE-encoded token by token.
 //!
-//! Instances that differ only in `layer` run fused: one forward per batch, stopped after the
+//! Instances that differ only in `layer` (or a `release` axis naming SAE sets) run fused: one forward per batch, stopped after the
 //! deepest block any of them taps, serves them all; each publishes its own entries, so adding a
 //! layer later computes only that layer (the forward runs again, to the new depth).
 //!
@@ -149,7 +149,9 @@ impl Stage for LlavaSae {
                 output("health", "health", "per part and scope (image/text): L0, reconstruction error and norm statistics of the SAE"),
                 output("errors", "errors", "image_id u32, source utf8, reason utf8: images skipped"),
             ],
-            fuse_axes: vec!["layer"],
+            // `release`: an axis naming the SAE set (e.g. the base-model and the -it SAEs of
+            // layer 12) — one forward serves them too
+            fuse_axes: vec!["layer", "release"],
             validate: Some(validate),
             estimate: None,
         }
