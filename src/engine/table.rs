@@ -11,7 +11,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 
 use super::EngineError;
 
@@ -31,12 +31,28 @@ pub fn part_index(name: &str) -> Option<usize> {
 /// Writer properties shared by every table: zstd, fixed `created_by`, the entry's metadata.
 /// Nothing time-dependent goes in, so the same rows give the same bytes.
 pub fn writer_properties(metadata: &[(String, String)]) -> Result<WriterProperties, EngineError> {
+    Ok(writer_properties_builder(metadata)?.build())
+}
+
+fn writer_properties_builder(metadata: &[(String, String)]) -> Result<WriterPropertiesBuilder, EngineError> {
     let kv = metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
     Ok(WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| EngineError::Parquet(e.to_string()))?))
         .set_created_by(format!("saeflow {}", env!("CARGO_PKG_VERSION")))
-        .set_key_value_metadata(Some(kv))
-        .build())
+        .set_key_value_metadata(Some(kv)))
+}
+
+/// Float columns (SAE values, residuals) as BYTE_STREAM_SPLIT without dictionaries: the
+/// exponent bytes of nearby values line up and zstd compresses them well.
+fn float_encodings(schema: &arrow_schema::Schema, mut b: WriterPropertiesBuilder) -> Result<WriterPropertiesBuilder, EngineError> {
+    use parquet::basic::{Encoding, Type};
+    let descr = parquet::arrow::ArrowSchemaConverter::new().convert(schema).map_err(|e| EngineError::Parquet(e.to_string()))?;
+    for col in descr.columns() {
+        if matches!(col.physical_type(), Type::FLOAT | Type::DOUBLE) {
+            b = b.set_column_dictionary_enabled(col.path().clone(), false).set_column_encoding(col.path().clone(), Encoding::BYTE_STREAM_SPLIT);
+        }
+    }
+    Ok(b)
 }
 
 /// Streams batches into `<dir>/part-NNNNN.parquet.partial`; `finish` fsyncs and renames it into
@@ -53,7 +69,7 @@ impl PartWriter {
         let done = dir.join(part_name(index));
         let partial = dir.join(format!("{}.partial", part_name(index)));
         let file = File::create(&partial).map_err(|e| EngineError::io(&partial, e))?;
-        let props = writer_properties(metadata)?;
+        let props = float_encodings(&schema, writer_properties_builder(metadata)?)?.build();
         let writer = ArrowWriter::try_new(BufWriter::new(file), schema, Some(props)).map_err(|e| EngineError::Parquet(e.to_string()))?;
         Ok(PartWriter { writer, partial, done, rows: 0 })
     }
