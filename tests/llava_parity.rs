@@ -360,3 +360,57 @@ fn images_preprocess_to_the_goldens_pixel_values() {
         }
     }
 }
+
+/// LLaVA's own answer: each label's log-likelihood after the zero-shot prompt, and greedy
+/// generation with a KV cache, token for token (the generator checked every step's top-1/top-2
+/// margin exceeds 1e-3).
+#[test]
+fn zero_shot_scores_and_greedy_answers_match_transformers() {
+    use saeflow::models::llava::zeroshot::LlavaLm;
+    for variant in VARIANTS {
+        let fx = Fixture::load(variant);
+        let zs = &fx.meta["zeroshot"];
+        let checkpoint = Checkpoint::open(&fx.model_dir()).unwrap();
+        let tokenizer = Tokenizer::from_file(&fx.model_dir().join("tokenizer.json")).unwrap();
+        let cfg = &checkpoint.config;
+        let question = zs["question"].as_str().unwrap();
+        let prompt =
+            Prompt::build(&tokenizer, GEMMA_IT_TEMPLATE, question, cfg.image_token_index, cfg.image_tokens(), EoiPosition::AfterImage)
+                .unwrap();
+        let want_ids: Vec<u32> = fx.golden("zeroshot.input_ids").to_vec1::<i64>().unwrap().into_iter().map(|i| i as u32).collect();
+        assert_eq!(prompt.ids, want_ids, "{variant}: zero-shot prompt");
+        let lm = LlavaLm::load(&checkpoint, prompt, ImageScale::Scaled, DType::F32, &Device::Cpu).unwrap();
+        // the labels as saeflow tokenizes them
+        let labels: Vec<Vec<u32>> =
+            zs["labels"].as_array().unwrap().iter().map(|l| tokenizer.encode(l.as_str().unwrap()).unwrap()).collect();
+        let want_labels: Vec<Vec<u32>> = zs["label_token_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect())
+            .collect();
+        assert_eq!(labels, want_labels, "{variant}: label tokens");
+        let pixels = fx.golden("pixel_values");
+        let got = lm.score(pixels, &labels).unwrap();
+        let want = fx.golden("zeroshot.loglik").to_vec2::<f32>().unwrap();
+        for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+            assert!((g - w).abs() <= 1e-4 * w.abs().max(1.0), "{variant}: loglik {g} vs {w}");
+        }
+        let max_new = zs["max_new_tokens"].as_u64().unwrap() as usize;
+        let stop: Vec<u32> = zs["stop_token_ids"].as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect();
+        let generated = lm.generate(pixels, max_new, &stop).unwrap();
+        for (b, g) in generated.iter().enumerate() {
+            let want: Vec<u32> =
+                fx.golden(&format!("zeroshot.generated.{b}")).to_vec1::<i64>().unwrap().into_iter().map(|i| i as u32).collect();
+            assert_eq!(g, &want, "{variant}: image {b} generation");
+        }
+        // stopping: a stop token ends that image's answer (included), the others go on
+        let third = generated[0][2];
+        let stopped = lm.generate(pixels, max_new, &[third]).unwrap();
+        assert!(stopped[0].len() <= 3 && stopped[0].last() == Some(&third));
+        for (s, g) in stopped.iter().zip(&generated) {
+            let cut = g.iter().position(|t| *t == third).map(|i| i + 1).unwrap_or(g.len());
+            assert_eq!(s[..], g[..cut]);
+        }
+    }
+}

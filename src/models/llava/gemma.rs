@@ -74,25 +74,39 @@ impl Attention {
         })
     }
 
-    /// `x`: `[B, T, hidden]`; `cos`/`sin`: `[T, head_dim/2]` f32; `mask`: `[T, T]` additive f32.
-    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    /// `x`: `[B, T, hidden]`; `cos`/`sin`: `[T, head_dim/2]` f32 for the new positions; `mask`:
+    /// `[T, past + T]` additive f32; `past`: cached keys and values `[B, kv, past, head_dim]`.
+    /// Returns the output and this layer's keys and values including the past.
+    fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+        past: Option<&(Tensor, Tensor)>,
+    ) -> Result<(Tensor, (Tensor, Tensor))> {
         let (b, t, _) = x.dims3()?;
         let (h, kv, hd) = (self.heads, self.kv_heads, self.head_dim);
         let dtype = x.dtype();
         let heads = |y: Tensor, n: usize| y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous();
         let rope = |y: Tensor| candle_nn::rotary_emb::rope(&y.to_dtype(DType::F32)?, cos, sin)?.to_dtype(dtype);
         let q = rope(heads(self.q.forward(x)?, h)?)?;
-        let k = rope(heads(self.k.forward(x)?, kv)?)?;
-        let v = heads(self.v.forward(x)?, kv)?;
+        let mut k = rope(heads(self.k.forward(x)?, kv)?)?;
+        let mut v = heads(self.v.forward(x)?, kv)?;
+        if let Some((pk, pv)) = past {
+            k = Tensor::cat(&[pk, &k], 2)?;
+            v = Tensor::cat(&[pv, &v], 2)?;
+        }
+        let tk = k.dim(2)?;
         // Grouped-query attention without copying K/V: the query heads that share a KV head are
         // stacked along the sequence axis, [B, kv, group·T, hd].
         let group = h / kv;
         let q = q.reshape((b, kv, group * t, hd))?;
         let scores = (q.matmul(&k.t()?)? * self.scale)?.to_dtype(DType::F32)?;
-        let scores = scores.reshape((b, kv, group, t, t))?.broadcast_add(mask)?;
-        let probs = softmax_f32(&scores)?.to_dtype(dtype)?.reshape((b, kv, group * t, t))?;
+        let scores = scores.reshape((b, kv, group, t, tk))?.broadcast_add(mask)?;
+        let probs = softmax_f32(&scores)?.to_dtype(dtype)?.reshape((b, kv, group * t, tk))?;
         let o = probs.matmul(&v)?.reshape((b, h, t, hd))?.transpose(1, 2)?.reshape((b, t, h * hd))?;
-        self.o.forward(&o)
+        Ok((self.o.forward(&o)?, (k, v)))
     }
 }
 
@@ -137,9 +151,17 @@ impl Block {
         })
     }
 
-    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let x = (x + self.attn.forward(&self.input_layernorm.forward(x)?, cos, sin, mask)?)?;
-        &x + self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?
+    fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+        past: Option<&(Tensor, Tensor)>,
+    ) -> Result<(Tensor, (Tensor, Tensor))> {
+        let (a, kv) = self.attn.forward(&self.input_layernorm.forward(x)?, cos, sin, mask, past)?;
+        let x = (x + a)?;
+        Ok(((&x + self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?)?, kv))
     }
 }
 
@@ -188,7 +210,7 @@ impl Gemma {
         };
         let mut x = embeds.clone();
         let (cos, sin) = rope_tables(self.cfg.head_dim, self.cfg.rope_theta, t, device)?;
-        let mask = causal_mask(t, device)?;
+        let mask = causal_mask(0, t, device)?;
         let mut out: Vec<Option<Tensor>> = vec![None; taps.len()];
         let mut record = |x: &Tensor, block: usize, point: TapPoint| {
             for (slot, &(b, p)) in out.iter_mut().zip(taps) {
@@ -199,7 +221,7 @@ impl Gemma {
         };
         for (l, block) in self.blocks.iter().enumerate().take(run) {
             record(&x, l, TapPoint::ResidPre);
-            x = block.forward(&x, &cos, &sin, &mask)?;
+            x = block.forward(&x, &cos, &sin, &mask, None)?.0;
             record(&x, l, TapPoint::ResidPost);
         }
         // The input of the first block not run (`resid_pre` of the deepest block needs no more).
@@ -214,14 +236,69 @@ impl Gemma {
     }
 }
 
+impl Gemma {
+    /// Run every block on `embeds` (`[B, T, hidden]`, scaled) after the positions in `past`, and
+    /// return the sequence after the final norm with the cache extended by these positions.
+    /// Needs the model built with every block and the final norm.
+    pub fn forward_cached(&self, embeds: &Tensor, past: Option<&KvCache>) -> Result<(Tensor, KvCache)> {
+        let norm = match &self.norm {
+            Some(n) if self.blocks.len() == self.cfg.num_hidden_layers => n,
+            _ => candle_core::bail!("forward_cached needs every block and the final norm: build Gemma with final_norm"),
+        };
+        let (_, t, _) = embeds.dims3()?;
+        let device = embeds.device();
+        let offset = past.map(KvCache::len).unwrap_or(0);
+        let (cos, sin) = rope_tables(self.cfg.head_dim, self.cfg.rope_theta, offset + t, device)?;
+        let (cos, sin) = (cos.narrow(0, offset, t)?, sin.narrow(0, offset, t)?);
+        let mask = causal_mask(offset, t, device)?;
+        let mut x = embeds.clone();
+        let mut layers = Vec::with_capacity(self.blocks.len());
+        for (l, block) in self.blocks.iter().enumerate() {
+            let (y, kv) = block.forward(&x, &cos, &sin, &mask, past.map(|p| &p.layers[l]))?;
+            x = y;
+            layers.push(kv);
+        }
+        Ok((norm.forward(&x)?, KvCache { layers }))
+    }
+}
+
 /// Gemma's embedding scale `√hidden` as a 1-element tensor of `dtype` (transformers rounds it to
 /// the hidden states' dtype before multiplying: 45.25 in bf16 for hidden 2048).
 pub fn normalizer(hidden: usize, dtype: DType, device: &candle_core::Device) -> Result<Tensor> {
     Tensor::new(&[(hidden as f64).sqrt() as f32], device)?.to_dtype(dtype)
 }
 
-/// `[T, T]` additive causal mask in f32 (0 on and below the diagonal, −∞ above).
-fn causal_mask(t: usize, device: &candle_core::Device) -> Result<Tensor> {
-    let mask: Vec<f32> = (0..t).flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 })).collect();
-    Tensor::from_vec(mask, (t, t), device)
+/// `[T, past + T]` additive causal mask in f32: new token `i` (at position `past + i`) sees every
+/// position up to its own (0), nothing after it (−∞).
+fn causal_mask(past: usize, t: usize, device: &candle_core::Device) -> Result<Tensor> {
+    let mask: Vec<f32> = (0..t).flat_map(|i| (0..past + t).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 })).collect();
+    Tensor::from_vec(mask, (t, past + t), device)
+}
+
+/// Keys and values of every block for the positions seen so far, `[B, kv, positions, head_dim]`.
+#[derive(Clone)]
+pub struct KvCache {
+    layers: Vec<(Tensor, Tensor)>,
+}
+
+impl KvCache {
+    /// Positions cached.
+    pub fn len(&self) -> usize {
+        self.layers.first().and_then(|(k, _)| k.dim(2).ok()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Row `i` of the batch, repeated `n` times (one image's prompt, scored against `n` answers).
+    pub fn repeat_row(&self, i: usize, n: usize) -> Result<KvCache> {
+        let rep = |t: &Tensor| -> Result<Tensor> {
+            let row = t.narrow(0, i, 1)?;
+            let mut dims = row.dims().to_vec();
+            dims[0] = n;
+            row.broadcast_as(dims)?.contiguous()
+        };
+        Ok(KvCache { layers: self.layers.iter().map(|(k, v)| Ok((rep(k)?, rep(v)?))).collect::<Result<_>>()? })
+    }
 }

@@ -6,6 +6,7 @@
 //!   every dimension checked against the headers, embedding rows read without the full table.
 //! - [`clip`], [`projector`], [`gemma`]: the three parts, `new(cfg, vb)` + `forward`.
 //! - [`prompt`]: the chat template, `<image>` expansion and the image/EoI positions from token ids.
+//! - [`zeroshot`]: LLaVA's own answer — label log-likelihoods and greedy generation with a KV cache.
 //! - [`ops`]: layer norm, RMSNorm, softmax and RoPE tables in f32 whatever the weights' dtype.
 //!
 //! [`LlavaGemma`] puts them together for one prompt: load once per run, then
@@ -18,6 +19,7 @@ pub mod gemma;
 pub mod ops;
 pub mod projector;
 pub mod prompt;
+pub mod zeroshot;
 
 use std::path::PathBuf;
 
@@ -110,14 +112,14 @@ pub struct LlavaGemma {
     config: LlavaConfig,
     vision: clip::ClipVision,
     projector: projector::Projector,
-    gemma: gemma::Gemma,
+    pub(crate) gemma: gemma::Gemma,
     prompt: Prompt,
     request: Request,
     /// Embedded prompt rows before and after the image, × √hidden, `[1, n, hidden]`.
     prefix: Tensor,
     suffix: Tensor,
     /// √hidden in the run's dtype.
-    normalizer: Tensor,
+    pub(crate) normalizer: Tensor,
     dtype: DType,
 }
 
@@ -187,6 +189,19 @@ impl LlavaGemma {
 
     /// Run a batch of preprocessed images `[B, 3, S, S]` (any float dtype; cast to the model's).
     pub fn forward(&self, pixels: &Tensor) -> Result<Forward, LlavaError> {
+        let (merged, clip, image_features) = self.embed(pixels)?;
+        let taps: Vec<(usize, TapPoint)> = self.request.blocks.iter().map(|&l| (l, self.request.point)).collect();
+        let out = self.gemma.forward(&merged, &taps)?;
+        let vit = match clip.pooled {
+            Some(pooled) => Some(VitFeatures { pooled: pooled.to_dtype(DType::F32)?, patch_mean: clip::patch_mean(&clip.selected)? }),
+            None => None,
+        };
+        Ok(Forward { taps: out.taps, final_norm: out.final_norm, vit, image_features })
+    }
+
+    /// The merged input of Gemma for a batch of images, `[B, T, hidden]` (text rows × √hidden,
+    /// image rows as [`ImageScale`] says), with the vision tower's output and the projector's.
+    fn embed(&self, pixels: &Tensor) -> Result<(Tensor, clip::ClipOutput, Tensor), LlavaError> {
         let pixels = pixels.to_dtype(self.dtype)?;
         let b = pixels.dim(0)?;
         let clip = self.vision.forward(&pixels)?;
@@ -203,13 +218,7 @@ impl LlavaGemma {
             ImageScale::Unscaled => image_features.clone(),
         };
         let merged = Tensor::cat(&[&prefix, &image_rows, &suffix], 1)?;
-        let taps: Vec<(usize, TapPoint)> = self.request.blocks.iter().map(|&l| (l, self.request.point)).collect();
-        let out = self.gemma.forward(&merged, &taps)?;
-        let vit = match clip.pooled {
-            Some(pooled) => Some(VitFeatures { pooled: pooled.to_dtype(DType::F32)?, patch_mean: clip::patch_mean(&clip.selected)? }),
-            None => None,
-        };
-        Ok(Forward { taps: out.taps, final_norm: out.final_norm, vit, image_features })
+        Ok((merged, clip, image_features))
     }
 
     /// The image-token rows of a `[B, T, hidden]` tap: `[B, image tokens, hidden]`.
