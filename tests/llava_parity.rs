@@ -333,7 +333,7 @@ fn requests_outside_the_model_are_refused() {
 fn images_preprocess_to_the_goldens_pixel_values() {
     for variant in VARIANTS {
         let fx = Fixture::load(variant);
-        let processor = saeflow::stages::llava_sae::image_processor(&fx.model_dir()).unwrap();
+        let processor = saeflow::stages::images::image_processor(&fx.model_dir()).unwrap();
         let golden = fx.golden("pixel_values");
         let order: Vec<String> = fx.meta["image_order"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
         for (i, name) in order.iter().enumerate() {

@@ -24,19 +24,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::mpsc::sync_channel;
 
-use arrow_array::{FixedSizeListArray, Float32Array, RecordBatch, StringArray, UInt16Array, UInt32Array};
+use arrow_array::{FixedSizeListArray, Float32Array, RecordBatch, UInt16Array, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use candle_core::{D, DType, Device, Tensor};
 
 use super::Stage;
+use super::images::{self, Batch, BatchStream, Images, Preprocess};
 use super::signature::{ParamProblem, ParamSpec, ParamType, Signature, input, output, param};
-use crate::data::{self, ImageSource};
 use crate::engine::EngineError;
 use crate::engine::job::{Job, Member, PartGuard};
 use crate::health::{HealthStats, ScopeStats};
-use crate::models::clip_image::{ImageProcessor, ImageProcessorConfig};
 use crate::models::hub::HubCache;
 use crate::models::llava::prompt::{DEFAULT_QUESTION, GEMMA_IT_TEMPLATE};
 use crate::models::llava::{Checkpoint, EoiPosition, ImageScale, LlavaGemma, Prompt, Request, TapPoint, Tokenizer};
@@ -159,7 +157,8 @@ impl Stage for LlavaSae {
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         let setup = Setup::new(&job.members)?;
-        let ids = read_ids(&job.members[0])?;
+        let images = Arc::new(Images::open(&job.members[0])?);
+        let ids = &images.ids.clone();
         let n_parts = ids.len().div_ceil(setup.part_images).max(1);
         for m in &mut job.members {
             for o in OUTPUTS {
@@ -169,51 +168,35 @@ impl Stage for LlavaSae {
         let todo: Vec<usize> = (0..n_parts).filter(|&p| job.members.iter().any(|m| m.outputs.iter().any(|o| !o.has_part(p)))).collect();
         job.progress.add_total(ids.len() as u64, "images");
         let done_images: usize =
-            (0..n_parts).filter(|p| !todo.contains(p)).map(|p| part_range(p, setup.part_images, ids.len()).len()).sum();
+            (0..n_parts).filter(|p| !todo.contains(p)).map(|p| images::part_range(p, setup.part_images, ids.len()).len()).sum();
         job.progress.advance(done_images as u64);
         if todo.is_empty() {
             return Ok(());
         }
         let model = setup.load_model(&job.members)?;
         let saes = setup.load_saes(&job.members, model.config().text.hidden_size)?;
-        let (h, w) = setup.processor.output_size();
         let d_model = model.config().text.hidden_size;
         let progress = job.progress;
         let members = &mut job.members;
-        std::thread::scope(|scope| -> Result<(), EngineError> {
-            // Decoding runs ahead of the model by up to two batches.
-            let (tx, rx) = sync_channel::<Decoded>(2);
-            let (setup_ref, ids_ref, todo_ref) = (&setup, &ids, &todo);
-            scope.spawn(move || {
-                for &p in todo_ref {
-                    let range = part_range(p, setup_ref.part_images, ids_ref.len());
-                    for chunk in ids_ref[range].chunks(setup_ref.batch) {
-                        if tx.send(setup_ref.decode(p, chunk, (h, w))).is_err() {
-                            return;
-                        }
-                    }
+        let mut current: Option<(usize, Vec<Vec<PartGuard<'_>>>, Vec<HealthStats>)> = None;
+        let (part_images, batch_size, workers) = (setup.part_images, setup.batch, setup.workers);
+        for batch in BatchStream::spawn(images, setup.processor.clone(), todo, part_images, batch_size, workers) {
+            if current.as_ref().map(|c| c.0) != Some(batch.part) {
+                if let Some((p, guards, health)) = current.take() {
+                    finish_part(p, guards, health)?;
                 }
-            });
-            let mut current: Option<(usize, Vec<Vec<PartGuard<'_>>>, Vec<HealthStats>)> = None;
-            for decoded in rx {
-                if current.as_ref().map(|c| c.0) != Some(decoded.part) {
-                    if let Some((p, guards, health)) = current.take() {
-                        finish_part(p, guards, health)?;
-                    }
-                    let guards = open_part(members, decoded.part, d_model)?;
-                    let health = (0..saes.len()).map(|_| HealthStats::default()).collect();
-                    current = Some((decoded.part, guards, health));
-                }
-                let (_, guards, health) = current.as_mut().expect("opened above");
-                let n = decoded.ids.len();
-                process_batch(&setup, &model, &saes, &decoded, guards, health)?;
-                progress.advance(n as u64);
+                let guards = open_part(members, batch.part, d_model)?;
+                let health = (0..saes.len()).map(|_| HealthStats::default()).collect();
+                current = Some((batch.part, guards, health));
             }
-            if let Some((p, guards, health)) = current.take() {
-                finish_part(p, guards, health)?;
-            }
-            Ok(())
-        })
+            let (_, guards, health) = current.as_mut().expect("opened above");
+            process_batch(&setup, &model, &saes, &batch, guards, health)?;
+            progress.advance(batch.ids.len() as u64);
+        }
+        if let Some((p, guards, health)) = current.take() {
+            finish_part(p, guards, health)?;
+        }
+        Ok(())
     }
 }
 
@@ -221,8 +204,7 @@ impl Stage for LlavaSae {
 struct Setup {
     id: String,
     model_dir: std::path::PathBuf,
-    source: Box<dyn ImageSource>,
-    processor: ImageProcessor,
+    processor: Arc<dyn Preprocess + Send>,
     hook: TapPoint,
     keep: Keep,
     image_scale: ImageScale,
@@ -248,11 +230,8 @@ impl Setup {
     fn new(members: &[Member]) -> Result<Setup, EngineError> {
         let m = &members[0];
         let id = m.id.clone();
-        let input = m.input("from")?;
-        let (spec, _) = super::dataset::parse_params(&input.instance, &input.producer.params, &input.producer.paths)?;
-        let source = data::open(&spec).map_err(|e| stage_err(&id, e))?;
         let model_dir = m.paths.get("model").cloned().ok_or_else(|| stage_err(&id, "parameter 'model' was not resolved"))?;
-        let processor = image_processor(&model_dir).map_err(|e| stage_err(&id, e))?;
+        let processor: Arc<dyn Preprocess + Send> = Arc::new(images::image_processor(&model_dir).map_err(|e| stage_err(&id, e))?);
         let keep = match m.param("top_k")? {
             Value::Int(k) => Keep::Top(*k as usize),
             _ => Keep::All,
@@ -271,7 +250,6 @@ impl Setup {
         };
         Ok(Setup {
             model_dir,
-            source,
             processor,
             hook: TapPoint::parse(str_param(m, "hook")?).unwrap_or(TapPoint::ResidPost),
             keep,
@@ -321,83 +299,12 @@ impl Setup {
             })
             .collect()
     }
-
-    /// Read and preprocess one batch on `workers` threads. An image that fails keeps its slot
-    /// (zeros) and is reported.
-    fn decode(&self, part: usize, ids: &[u32], (h, w): (usize, usize)) -> Decoded {
-        let len = 3 * h * w;
-        let mut pixels = vec![0f32; ids.len() * len];
-        let mut failures: Vec<Option<String>> = vec![None; ids.len()];
-        let per = ids.len().div_ceil(self.workers.max(1)).max(1);
-        std::thread::scope(|s| {
-            for ((chunk_ids, chunk_px), chunk_fail) in ids.chunks(per).zip(pixels.chunks_mut(per * len)).zip(failures.chunks_mut(per)) {
-                s.spawn(move || {
-                    for ((id, px), fail) in chunk_ids.iter().zip(chunk_px.chunks_mut(len)).zip(chunk_fail.iter_mut()) {
-                        let result = self.source.read(*id).map_err(|e| e.to_string()).and_then(|img| {
-                            self.processor.preprocess_into(&img, px).map_err(|e| format!("image {id} ({}): {e}", self.source.source(*id)))
-                        });
-                        if let Err(reason) = result {
-                            px.fill(0.0);
-                            *fail = Some(reason);
-                        }
-                    }
-                });
-            }
-        });
-        let sources = ids.iter().map(|&id| self.source.source(id)).collect();
-        Decoded { part, ids: ids.to_vec(), pixels, failures, sources, hw: (h, w) }
-    }
-}
-
-/// The preprocessor config of a checkpoint: `preprocessor_config.json`, or the `image_processor`
-/// section of transformers 5's `processor_config.json`.
-pub fn image_processor(dir: &std::path::Path) -> Result<ImageProcessor, String> {
-    let pre = dir.join("preprocessor_config.json");
-    let cfg = if pre.is_file() {
-        let text = std::fs::read_to_string(&pre).map_err(|e| format!("{}: {e}", pre.display()))?;
-        ImageProcessorConfig::from_json(&text).map_err(|e| format!("{}: {e}", pre.display()))?
-    } else {
-        let proc = dir.join("processor_config.json");
-        let text = std::fs::read_to_string(&proc)
-            .map_err(|e| format!("{}: {e} (a checkpoint needs preprocessor_config.json or processor_config.json)", proc.display()))?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", proc.display()))?;
-        let section = v
-            .get("image_processor")
-            .and_then(|s| s.as_object())
-            .ok_or_else(|| format!("{}: no \"image_processor\" section (and no preprocessor_config.json next to it)", proc.display()))?;
-        ImageProcessorConfig::from_map(section).map_err(|e| format!("{}: {e}", proc.display()))?
-    };
-    ImageProcessor::new(cfg).map_err(|e| e.to_string())
 }
 
 struct LoadedSae {
     sae: Sae,
     /// The raw residual norm the SAE's input scale assumes (`√d_in / scale`), if it has one.
     assumed_norm: Option<f64>,
-}
-
-struct Decoded {
-    part: usize,
-    ids: Vec<u32>,
-    pixels: Vec<f32>,
-    failures: Vec<Option<String>>,
-    sources: Vec<String>,
-    hw: (usize, usize),
-}
-
-fn part_range(p: usize, per: usize, n: usize) -> std::ops::Range<usize> {
-    (p * per).min(n)..((p + 1) * per).min(n)
-}
-
-/// Image ids of the dataset table, in table order.
-fn read_ids(m: &Member) -> Result<Vec<u32>, EngineError> {
-    let input = m.input("from")?;
-    let mut ids = Vec::with_capacity(input.rows() as usize);
-    for b in input.read() {
-        let b = b?;
-        ids.extend(crate::tables::column::<UInt32Array>(&b, "image_id", &input.instance)?.values().iter().copied());
-    }
-    Ok(ids)
 }
 
 fn open_part(members: &mut [Member], p: usize, d_model: usize) -> Result<Vec<Vec<PartGuard<'_>>>, EngineError> {
@@ -444,7 +351,7 @@ fn schema(output: &str, d_model: i32) -> SchemaRef {
             f("resid", DataType::FixedSizeList(Arc::new(Field::new_list_field(DataType::Float32, false)), d_model)),
         ],
         "health" => return crate::health::schema(),
-        _ => vec![f("image_id", DataType::UInt32), f("source", DataType::Utf8), f("reason", DataType::Utf8)],
+        _ => return images::errors_schema(),
     }))
 }
 
@@ -471,15 +378,14 @@ fn process_batch(
     setup: &Setup,
     model: &LlavaGemma,
     saes: &[LoadedSae],
-    batch: &Decoded,
+    batch: &Batch,
     guards: &mut [Vec<PartGuard<'_>>],
     health: &mut [HealthStats],
 ) -> Result<(), EngineError> {
     let b = batch.ids.len();
-    let (h, w) = batch.hw;
-    let pixels = Tensor::from_slice(&batch.pixels, (b, 3, h, w), &setup.device)?;
+    let pixels = batch.tensor(&setup.device)?;
     let out = model.forward(&pixels).map_err(|e| stage_err(&setup.id, e))?;
-    let ok: Vec<bool> = batch.failures.iter().map(Option::is_none).collect();
+    let ok = batch.ok();
     let prompt = model.prompt();
     let n_img = prompt.image.len();
     let t_len = prompt.ids.len();
@@ -565,15 +471,7 @@ fn process_batch(
             ],
         )?)?;
         member[2].write(&RecordBatch::try_new(schema("eoi", d as i32), vec![Arc::new(UInt32Array::from(eoi_ids)), Arc::new(list)])?)?;
-        let failed: Vec<usize> = (0..b).filter(|&bi| !ok[bi]).collect();
-        member[4].write(&RecordBatch::try_new(
-            schema("errors", 0),
-            vec![
-                Arc::new(UInt32Array::from_iter_values(failed.iter().map(|&bi| batch.ids[bi]))),
-                Arc::new(StringArray::from_iter_values(failed.iter().map(|&bi| batch.sources[bi].as_str()))),
-                Arc::new(StringArray::from_iter_values(failed.iter().map(|&bi| batch.failures[bi].as_deref().unwrap_or("")))),
-            ],
-        )?)?;
+        member[4].write(&batch.errors()?)?;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod class_features;
 pub mod clean;
 pub mod dataset;
 pub mod fuse;
+pub mod images;
 pub mod llava_sae;
 pub mod mock;
 pub mod pool;

@@ -1,0 +1,199 @@
+//! Image batches for the model stages (`llava_sae`, `clip_vit`, `zeroshot`): the dataset a
+//! `dataset` table lists, reopened through the table's producer parameters; fixed, batch-aligned
+//! parts; decoding and preprocessing on worker threads, one step ahead of the model.
+//!
+//! An image that cannot be read or preprocessed keeps its slot (zeros) and is reported, so no
+//! other image's batch — and so none of its numbers — changes.
+
+use std::sync::Arc;
+use std::sync::mpsc::sync_channel;
+
+use arrow_array::{RecordBatch, StringArray, UInt32Array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use candle_core::{Device, Tensor};
+
+use crate::data::{self, ImageSource, Rgb8};
+use crate::engine::EngineError;
+use crate::engine::job::Member;
+use crate::models::clip_image::{ImageProcessor, ImageProcessorConfig};
+
+/// What turns a decoded image into the model's input (`[3, h, w]` f32, channels first).
+pub trait Preprocess: Sync {
+    fn output_size(&self) -> (usize, usize);
+    fn preprocess_into(&self, image: &Rgb8, out: &mut [f32]) -> Result<(), String>;
+}
+
+impl Preprocess for ImageProcessor {
+    fn output_size(&self) -> (usize, usize) {
+        ImageProcessor::output_size(self)
+    }
+
+    fn preprocess_into(&self, image: &Rgb8, out: &mut [f32]) -> Result<(), String> {
+        ImageProcessor::preprocess_into(self, image, out).map_err(|e| e.to_string())
+    }
+}
+
+/// The CLIP preprocessor of a checkpoint folder: `preprocessor_config.json`, or the
+/// `image_processor` section of transformers 5's `processor_config.json`.
+pub fn image_processor(dir: &std::path::Path) -> Result<ImageProcessor, String> {
+    let pre = dir.join("preprocessor_config.json");
+    let cfg = if pre.is_file() {
+        let text = std::fs::read_to_string(&pre).map_err(|e| format!("{}: {e}", pre.display()))?;
+        ImageProcessorConfig::from_json(&text).map_err(|e| format!("{}: {e}", pre.display()))?
+    } else {
+        let proc = dir.join("processor_config.json");
+        let text = std::fs::read_to_string(&proc)
+            .map_err(|e| format!("{}: {e} (a checkpoint needs preprocessor_config.json or processor_config.json)", proc.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", proc.display()))?;
+        let section = v
+            .get("image_processor")
+            .and_then(|s| s.as_object())
+            .ok_or_else(|| format!("{}: no \"image_processor\" section (and no preprocessor_config.json next to it)", proc.display()))?;
+        ImageProcessorConfig::from_map(section).map_err(|e| format!("{}: {e}", proc.display()))?
+    };
+    ImageProcessor::new(cfg).map_err(|e| e.to_string())
+}
+
+/// The images of a member's `from` input: the reopened source and the ids in table order.
+pub struct Images {
+    pub source: Box<dyn ImageSource>,
+    pub ids: Vec<u32>,
+}
+
+impl Images {
+    pub fn open(m: &Member) -> Result<Images, EngineError> {
+        let input = m.input("from")?;
+        let (spec, _) = super::dataset::parse_params(&input.instance, &input.producer.params, &input.producer.paths)?;
+        let source = data::open(&spec).map_err(|e| EngineError::Stage(format!("{}: {e}", m.id)))?;
+        let mut ids = Vec::with_capacity(input.rows() as usize);
+        for b in input.read() {
+            let b = b?;
+            ids.extend(crate::tables::column::<UInt32Array>(&b, "image_id", &input.instance)?.values().iter().copied());
+        }
+        Ok(Images { source, ids })
+    }
+}
+
+/// Rows `p·per .. (p+1)·per` of `n`, clipped.
+pub fn part_range(p: usize, per: usize, n: usize) -> std::ops::Range<usize> {
+    (p * per).min(n)..((p + 1) * per).min(n)
+}
+
+/// One preprocessed batch.
+pub struct Batch {
+    pub part: usize,
+    pub ids: Vec<u32>,
+    /// `[ids.len(), 3, h, w]`, row-major.
+    pub pixels: Vec<f32>,
+    /// Why each image failed, if it did (its pixels are zeros).
+    pub failures: Vec<Option<String>>,
+    pub sources: Vec<String>,
+    pub hw: (usize, usize),
+}
+
+impl Batch {
+    pub fn ok(&self) -> Vec<bool> {
+        self.failures.iter().map(Option::is_none).collect()
+    }
+
+    pub fn tensor(&self, device: &Device) -> Result<Tensor, EngineError> {
+        let (h, w) = self.hw;
+        Ok(Tensor::from_slice(&self.pixels, (self.ids.len(), 3, h, w), device)?)
+    }
+
+    /// The batch's rows of the `errors` table.
+    pub fn errors(&self) -> Result<RecordBatch, EngineError> {
+        let failed: Vec<usize> = (0..self.ids.len()).filter(|&i| self.failures[i].is_some()).collect();
+        Ok(RecordBatch::try_new(
+            errors_schema(),
+            vec![
+                Arc::new(UInt32Array::from_iter_values(failed.iter().map(|&i| self.ids[i]))),
+                Arc::new(StringArray::from_iter_values(failed.iter().map(|&i| self.sources[i].as_str()))),
+                Arc::new(StringArray::from_iter_values(failed.iter().map(|&i| self.failures[i].as_deref().unwrap_or("")))),
+            ],
+        )?)
+    }
+}
+
+/// The `errors` table: images skipped, and why.
+pub fn errors_schema() -> SchemaRef {
+    let f = |n: &str, t: DataType| Field::new(n, t, false);
+    Arc::new(Schema::new(vec![f("image_id", DataType::UInt32), f("source", DataType::Utf8), f("reason", DataType::Utf8)]))
+}
+
+/// Read and preprocess `ids` on `workers` threads.
+pub fn decode(source: &dyn ImageSource, pre: &dyn Preprocess, part: usize, ids: &[u32], workers: usize) -> Batch {
+    let (h, w) = pre.output_size();
+    let len = 3 * h * w;
+    let mut pixels = vec![0f32; ids.len() * len];
+    let mut failures: Vec<Option<String>> = vec![None; ids.len()];
+    let per = ids.len().div_ceil(workers.max(1)).max(1);
+    std::thread::scope(|s| {
+        for ((chunk_ids, chunk_px), chunk_fail) in ids.chunks(per).zip(pixels.chunks_mut(per * len)).zip(failures.chunks_mut(per)) {
+            s.spawn(move || {
+                for ((id, px), fail) in chunk_ids.iter().zip(chunk_px.chunks_mut(len)).zip(chunk_fail.iter_mut()) {
+                    let result = source
+                        .read(*id)
+                        .map_err(|e| e.to_string())
+                        .and_then(|img| pre.preprocess_into(&img, px).map_err(|e| format!("image {id} ({}): {e}", source.source(*id))));
+                    if let Err(reason) = result {
+                        px.fill(0.0);
+                        *fail = Some(reason);
+                    }
+                }
+            });
+        }
+    });
+    let sources = ids.iter().map(|&id| source.source(id)).collect();
+    Batch { part, ids: ids.to_vec(), pixels, failures, sources, hw: (h, w) }
+}
+
+/// Decode the batches of `parts` (ranges of `part_images` of the ids, cut in `batch`es) on a
+/// background thread, up to two batches ahead; iterate to receive them in order. Dropping the
+/// stream stops the thread after the batch it is decoding.
+pub struct BatchStream {
+    rx: std::sync::mpsc::Receiver<Batch>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BatchStream {
+    pub fn spawn(
+        images: Arc<Images>,
+        pre: Arc<dyn Preprocess + Send>,
+        parts: Vec<usize>,
+        part_images: usize,
+        batch: usize,
+        workers: usize,
+    ) -> BatchStream {
+        let (tx, rx) = sync_channel::<Batch>(2);
+        let thread = std::thread::spawn(move || {
+            for p in parts {
+                for chunk in images.ids[part_range(p, part_images, images.ids.len())].chunks(batch.max(1)) {
+                    if tx.send(decode(images.source.as_ref(), pre.as_ref(), p, chunk, workers)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        BatchStream { rx, thread: Some(thread) }
+    }
+}
+
+impl Iterator for BatchStream {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        self.rx.recv().ok()
+    }
+}
+
+impl Drop for BatchStream {
+    fn drop(&mut self) {
+        // unblock the sender, then wait for it so no decoding outlives the stage
+        let (_, rx) = sync_channel(0);
+        drop(std::mem::replace(&mut self.rx, rx));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
