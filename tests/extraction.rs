@@ -379,3 +379,96 @@ fn the_study_pipeline_plans_against_the_hub_cache_and_pins_commits() {
     let line = study.lines().position(|l| l.trim_start().starts_with("model: hf://")).unwrap() + 1;
     assert!(r.stderr.contains(&format!("cifar100.yaml:{line}:")), "names the line of `model:`: {}", r.stderr);
 }
+
+/// `clip_vit`: the pooled CLS and the patch mean of LLaVA's vision tower, as transformers.
+#[test]
+fn clip_vit_writes_the_towers_pooled_cls_and_patch_mean() {
+    let p = project(&[]);
+    let yaml = format!(
+        "name: vit\nstages:\n  images: {{kind: dataset, format: imagefolder, path: data/imgs}}\n  vit:\n    kind: clip_vit\n    from: images.images\n    model: {}\n    batch: 3\n",
+        fixture().join("model").display()
+    );
+    let f = p.pipeline("vit", &yaml);
+    run_ok(&p, &f);
+    let keys = outputs(&p, &f, "vit");
+    let g = goldens();
+    for (out, golden) in [("cls", "clip.pooled"), ("patch_mean", "clip.patch_mean")] {
+        let batches = read(&p, &keys[out]);
+        let got: Vec<f32> = batches
+            .iter()
+            .flat_map(|b| col::<FixedSizeListArray>(b, "resid").values().as_any().downcast_ref::<Float32Array>().unwrap().values().to_vec())
+            .collect();
+        let want = g[golden].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(got.len(), want.len(), "{out}");
+        let err = got.iter().zip(&want).map(|(a, b)| (a - b).powi(2)).sum::<f32>().sqrt() / want.iter().map(|b| b * b).sum::<f32>().sqrt();
+        assert!(err <= 1e-4, "{out}: rel err {err}");
+    }
+}
+
+/// `zeroshot` on the fixture images, filed under four of the fixture's candidate labels as test
+/// rows: closed-set picks the label with the highest log-likelihood (transformers' numbers), open
+/// mode decodes the greedy answer (transformers' tokens) and matches no label.
+#[test]
+fn zeroshot_closed_and_open_answer_as_transformers() {
+    let p = Project::new();
+    // test/<label>/<image>: ids follow the relative paths (uppercase sorts first)
+    let placement = [("It", "rgba.png"), ("circle", "square.png"), ("red", "gray.png"), ("square", "wide.pil.png")];
+    for (label, image) in placement {
+        let dir = p.root().join("data/imgs/test").join(label);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(fixture().join("images").join(image), dir.join(image)).unwrap();
+    }
+    let yaml = format!(
+        r#"
+name: zs
+stages:
+  images: {{kind: dataset, format: imagefolder, path: data/imgs}}
+  split: {{kind: split, from: images.images, method: predefined}}
+  zs:
+    kind: zeroshot
+    from: images.images
+    split: split
+    model: {model}
+    max_new_tokens: 8
+    matrix: {{mode: [closed, open]}}
+"#,
+        model = fixture().join("model").display()
+    );
+    let f = p.pipeline("zs", &yaml);
+    run_ok(&p, &f);
+    let g = goldens();
+    let meta = meta();
+    let zs = &meta["zeroshot"];
+    let labels: Vec<&str> = zs["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    let order: Vec<&str> = meta["image_order"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    let loglik = g["zeroshot.loglik"].to_vec2::<f32>().unwrap();
+    let golden_index = |image: &str| order.iter().position(|o| *o == image.replace(".pil.png", ".jpg")).unwrap();
+    // closed
+    let preds = read(&p, &outputs(&p, &f, "zs[mode=closed]")["predictions"]);
+    let b = &preds[0];
+    assert_eq!(b.num_rows(), 4);
+    let present: Vec<usize> = placement.iter().map(|(l, _)| labels.iter().position(|x| x == l).unwrap()).collect();
+    for (row, (_, image)) in placement.iter().enumerate() {
+        let gi = golden_index(image);
+        let best = present.iter().copied().max_by(|&a, &b| loglik[gi][a].total_cmp(&loglik[gi][b]).then(b.cmp(&a))).unwrap();
+        assert_eq!(col::<StringArray>(b, "answer").value(row), labels[best], "{image}");
+        let score = col::<Float32Array>(b, "score").value(row);
+        assert!((score - loglik[gi][best]).abs() <= 1e-4 * loglik[gi][best].abs().max(1.0), "{image}: {score} vs {}", loglik[gi][best]);
+    }
+    let metrics = read(&p, &outputs(&p, &f, "zs[mode=closed]")["metrics"]);
+    let acc = col::<Float64Array>(&metrics[0], "accuracy").value(0);
+    let right = placement.iter().enumerate().filter(|(row, (label, _))| col::<StringArray>(b, "answer").value(*row) == *label).count();
+    assert_eq!(acc, right as f64 / 4.0);
+    // open: the greedy answers decode transformers' tokens; none is a label
+    let tokenizer = saeflow::models::llava::Tokenizer::from_file(&fixture().join("model/tokenizer.json")).unwrap();
+    let preds = read(&p, &outputs(&p, &f, "zs[mode=open]")["predictions"]);
+    let b = &preds[0];
+    for (row, (_, image)) in placement.iter().enumerate() {
+        let ids: Vec<u32> =
+            g[&format!("zeroshot.generated.{}", golden_index(image))].to_vec1::<i64>().unwrap().into_iter().map(|i| i as u32).collect();
+        assert_eq!(col::<StringArray>(b, "answer").value(row), tokenizer.decode(&ids).unwrap(), "{image}");
+        assert!(col::<UInt16Array>(b, "pred").is_null(row));
+    }
+    let metrics = read(&p, &outputs(&p, &f, "zs[mode=open]")["metrics"]);
+    assert_eq!(col::<Float64Array>(&metrics[0], "macro_f1").value(0), 0.0);
+}

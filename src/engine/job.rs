@@ -186,6 +186,12 @@ impl OutputWriter {
         self.dir.join(part_name(i)).is_file()
     }
 
+    /// Read back part `i` written by this run or an interrupted earlier one (a stage that
+    /// summarises its own parts at the end, after a resume skipped some of them).
+    pub fn read_part(&self, i: usize) -> Result<impl Iterator<Item = Result<RecordBatch, EngineError>> + use<>, EngineError> {
+        table::read_file(&self.dir.join(part_name(i)))
+    }
+
     /// Start writing part `i` (streaming). The metadata of the entry goes into the footer.
     pub fn part(&mut self, i: usize, schema: SchemaRef) -> Result<PartGuard<'_>, EngineError> {
         if let Some(n) = self.expected_parts

@@ -10,12 +10,14 @@ use std::sync::mpsc::sync_channel;
 
 use arrow_array::{RecordBatch, StringArray, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
+use super::signature::{ParamSpec, ParamType, param};
 use crate::data::{self, ImageSource, Rgb8};
 use crate::engine::EngineError;
 use crate::engine::job::Member;
 use crate::models::clip_image::{ImageProcessor, ImageProcessorConfig};
+use crate::spec::Value;
 
 /// What turns a decoded image into the model's input (`[3, h, w]` f32, channels first).
 pub trait Preprocess: Sync {
@@ -196,4 +198,56 @@ impl Drop for BatchStream {
             let _ = t.join();
         }
     }
+}
+
+/// The parameters every model stage has: `dtype` and `part_images` (in the key), `batch`,
+/// `device` and `workers` (execution only).
+pub fn runtime_params() -> Vec<ParamSpec> {
+    let not_in_key = |mut p: ParamSpec| {
+        p.in_key = false;
+        p
+    };
+    vec![
+        param(
+            "dtype",
+            ParamType::Choice(vec!["f32", "bf16", "f16"]),
+            Some(Value::Str("f32".into())),
+            "the model's compute dtype (f32 on CPU; bf16 on a GPU); norms, softmax and RoPE stay f32",
+        ),
+        param("part_images", ParamType::Int { min: Some(1), max: None }, Some(Value::Int(1024)), "images per part (the unit of resume)"),
+        not_in_key(param("batch", ParamType::Int { min: Some(1), max: Some(4096) }, Some(Value::Int(8)), "images per forward")),
+        not_in_key(param(
+            "device",
+            ParamType::Choice(vec!["auto", "cpu", "cuda"]),
+            Some(Value::Str("auto".into())),
+            "where to run: auto uses CUDA when built with --features cuda and a GPU is present",
+        )),
+        not_in_key(param("workers", ParamType::Int { min: Some(1), max: Some(256) }, Some(Value::Int(2)), "image decoding threads")),
+    ]
+}
+
+/// A member's `dtype` and `device`.
+pub fn dtype_device(m: &Member) -> Result<(DType, Device), EngineError> {
+    let get = |n: &str| m.param(n).ok().and_then(Value::as_str).unwrap_or("").to_string();
+    let dtype = match get("dtype").as_str() {
+        "bf16" => DType::BF16,
+        "f16" => DType::F16,
+        _ => DType::F32,
+    };
+    let device = match get("device").as_str() {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::new_cuda(0).map_err(|e| {
+            EngineError::Stage(format!(
+                "{}: device cuda: {e}; build with `cargo build --release --features cuda` on a machine with a GPU",
+                m.id
+            ))
+        })?,
+        _ => Device::cuda_if_available(0).unwrap_or(Device::Cpu),
+    };
+    Ok((dtype, device))
+}
+
+/// A member's `part_images`, `batch` and `workers`.
+pub fn sizes(m: &Member) -> Result<(usize, usize, usize), EngineError> {
+    Ok((m.int("part_images")? as usize, m.int("batch")? as usize, m.int("workers")? as usize))
 }

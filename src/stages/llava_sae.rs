@@ -31,7 +31,7 @@ use candle_core::{D, DType, Device, Tensor};
 
 use super::Stage;
 use super::images::{self, Batch, BatchStream, Images, Preprocess};
-use super::signature::{ParamProblem, ParamSpec, ParamType, Signature, input, output, param};
+use super::signature::{ParamProblem, ParamType, Signature, input, output, param};
 use crate::engine::EngineError;
 use crate::engine::job::{Job, Member, PartGuard};
 use crate::health::{HealthStats, ScopeStats};
@@ -47,11 +47,6 @@ use crate::spec::Value;
 const OUTPUTS: [&str; 5] = ["codes", "totals", "eoi", "health", "errors"];
 
 pub struct LlavaSae;
-
-fn not_in_key(mut p: ParamSpec) -> ParamSpec {
-    p.in_key = false;
-    p
-}
 
 fn validate(p: &BTreeMap<String, Value>) -> Result<(), ParamProblem> {
     match p.get("top_k") {
@@ -113,32 +108,11 @@ impl Stage for LlavaSae {
                 ),
                 param("template", ParamType::Str, Some(Value::Str(GEMMA_IT_TEMPLATE.into())), "the prompt: one <image>, and {question}"),
                 param("question", ParamType::Str, Some(Value::Str(DEFAULT_QUESTION.into())), "the question put in the template"),
-                param(
-                    "dtype",
-                    ParamType::Choice(vec!["f32", "bf16", "f16"]),
-                    Some(Value::Str("f32".into())),
-                    "the model's compute dtype (f32 on CPU; bf16 on a GPU); norms, softmax and RoPE stay f32",
-                ),
-                param(
-                    "part_images",
-                    ParamType::Int { min: Some(1), max: None },
-                    Some(Value::Int(1024)),
-                    "images per part (the unit of resume)",
-                ),
-                not_in_key(param("batch", ParamType::Int { min: Some(1), max: Some(4096) }, Some(Value::Int(8)), "images per forward")),
-                not_in_key(param(
-                    "device",
-                    ParamType::Choice(vec!["auto", "cpu", "cuda"]),
-                    Some(Value::Str("auto".into())),
-                    "where to run: auto uses CUDA when built with --features cuda and a GPU is present",
-                )),
-                not_in_key(param(
-                    "workers",
-                    ParamType::Int { min: Some(1), max: Some(256) },
-                    Some(Value::Int(2)),
-                    "image decoding threads",
-                )),
-            ],
+                // dtype, part_images, batch, device, workers
+            ]
+            .into_iter()
+            .chain(images::runtime_params())
+            .collect(),
             open_params: false,
             outputs: vec![
                 output("codes", "codes", "image_id u32, token u16, feature u32, value f32: each image token's top_k features"),
@@ -236,18 +210,7 @@ impl Setup {
             Value::Int(k) => Keep::Top(*k as usize),
             _ => Keep::All,
         };
-        let dtype = match str_param(m, "dtype")? {
-            "bf16" => DType::BF16,
-            "f16" => DType::F16,
-            _ => DType::F32,
-        };
-        let device = match str_param(m, "device")? {
-            "cpu" => Device::Cpu,
-            "cuda" => Device::new_cuda(0).map_err(|e| {
-                stage_err(&id, format!("device cuda: {e}; build with `cargo build --release --features cuda` on a machine with a GPU"))
-            })?,
-            _ => Device::cuda_if_available(0).unwrap_or(Device::Cpu),
-        };
+        let (dtype, device) = images::dtype_device(m)?;
         Ok(Setup {
             model_dir,
             processor,

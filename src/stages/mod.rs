@@ -5,6 +5,7 @@
 pub mod binarize;
 pub mod class_features;
 pub mod clean;
+pub mod clip_vit;
 pub mod dataset;
 pub mod fuse;
 pub mod images;
@@ -15,6 +16,7 @@ pub mod probe;
 pub mod signature;
 pub mod split;
 pub mod table;
+pub mod zeroshot;
 
 use std::collections::BTreeMap;
 
@@ -44,6 +46,8 @@ impl Registry {
         let mut r = Registry::empty();
         r.register(Box::new(dataset::Dataset));
         r.register(Box::new(llava_sae::LlavaSae));
+        r.register(Box::new(clip_vit::ClipVit));
+        r.register(Box::new(zeroshot::ZeroShot));
         for s in mock::kinds() {
             r.register(s);
         }

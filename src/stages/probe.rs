@@ -28,14 +28,14 @@ use crate::spec::Value;
 pub struct Probe;
 
 /// A split row.
-struct Row {
-    image_id: u32,
-    label: u16,
-    label_name: String,
-    train: bool,
+pub(crate) struct Row {
+    pub image_id: u32,
+    pub label: u16,
+    pub label_name: String,
+    pub train: bool,
 }
 
-fn read_split(t: &TableInput) -> Result<Vec<Row>, EngineError> {
+pub(crate) fn read_split(t: &TableInput) -> Result<Vec<Row>, EngineError> {
     crate::tables::check("split", t.schema()?.as_ref(), &t.instance).map_err(EngineError::Stage)?;
     let mut rows = Vec::new();
     for b in t.read() {

@@ -154,6 +154,11 @@ impl Tokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// The text of `ids`, special tokens skipped.
+    pub fn decode(&self, ids: &[u32]) -> Result<String, LlavaError> {
+        self.inner.decode(ids, true).map_err(|e| LlavaError::Prompt { message: format!("cannot decode {ids:?}: {e}") })
+    }
+
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }

@@ -1,0 +1,141 @@
+//! `clip_vit`: the ViT baseline — LLaVA's own CLIP vision tower on every image, once per dataset:
+//! the pooled CLS after `post_layernorm` (`cls`) and the mean over patches of the hidden state
+//! LLaVA feeds its projector (`hidden_states[vision_feature_layer]`, `patch_mean`). The language
+//! model is never loaded. Parts, resume and skipped images work as in `llava_sae`.
+
+use std::sync::Arc;
+
+use arrow_array::{FixedSizeListArray, Float32Array, RecordBatch, UInt32Array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+use super::Stage;
+use super::images::{self, BatchStream, Images, Preprocess};
+use super::signature::{ParamType, Signature, input, output, param};
+use crate::engine::EngineError;
+use crate::engine::job::Job;
+use crate::models::llava::Checkpoint;
+use crate::models::llava::clip::{ClipVision, patch_mean};
+use crate::models::source::Artifact;
+
+pub struct ClipVit;
+
+const OUTPUTS: [&str; 3] = ["cls", "patch_mean", "errors"];
+
+fn vit_schema(width: usize) -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("image_id", DataType::UInt32, false),
+        Field::new("resid", DataType::FixedSizeList(Arc::new(Field::new_list_field(DataType::Float32, false)), width as i32), false),
+    ]))
+}
+
+fn vit_batch(ids: Vec<u32>, rows: Vec<f32>, width: usize) -> Result<RecordBatch, EngineError> {
+    let list = FixedSizeListArray::try_new(
+        Arc::new(Field::new_list_field(DataType::Float32, false)),
+        width as i32,
+        Arc::new(Float32Array::from(rows)),
+        None,
+    )?;
+    Ok(RecordBatch::try_new(vit_schema(width), vec![Arc::new(UInt32Array::from(ids)), Arc::new(list)])?)
+}
+
+impl Stage for ClipVit {
+    fn signature(&self) -> Signature {
+        Signature {
+            kind: "clip_vit",
+            version: 1,
+            doc: "the ViT baseline: LLaVA's CLIP tower per image — pooled CLS and the mean of the patches LLaVA projects",
+            inputs: vec![input("from", &["dataset"], "the images (a dataset table)")],
+            params: [param(
+                "model",
+                ParamType::Artifact(Artifact::Model),
+                None,
+                "the LLaVA checkpoint whose vision tower to run: hf://Intel/llava-gemma-2b or a local folder",
+            )]
+            .into_iter()
+            .chain(images::runtime_params())
+            .collect(),
+            open_params: false,
+            outputs: vec![
+                output("cls", "vit", "image_id u32, resid fixed_size_list<f32>[vision hidden]: the pooled CLS (post_layernorm)"),
+                output("patch_mean", "vit", "image_id u32, resid fixed_size_list<f32>[vision hidden]: the mean of the patches LLaVA reads"),
+                output("errors", "errors", "image_id u32, source utf8, reason utf8: images skipped"),
+            ],
+            fuse_axes: vec![],
+            validate: None,
+            estimate: None,
+        }
+    }
+
+    fn run(&self, job: &mut Job) -> Result<(), EngineError> {
+        for m in &mut job.members {
+            let id = m.id.clone();
+            let err = |e: &dyn std::fmt::Display| EngineError::Stage(format!("{id}: {e}"));
+            let images = Arc::new(Images::open(m)?);
+            let (dtype, device) = images::dtype_device(m)?;
+            let (part_images, batch, workers) = images::sizes(m)?;
+            let n_parts = images.ids.len().div_ceil(part_images).max(1);
+            for o in OUTPUTS {
+                m.output(o)?.set_parts(n_parts)?;
+            }
+            let todo: Vec<usize> = (0..n_parts).filter(|&p| m.outputs.iter().any(|o| !o.has_part(p))).collect();
+            job.progress.add_total(images.ids.len() as u64, "images");
+            let done: usize =
+                (0..n_parts).filter(|p| !todo.contains(p)).map(|p| images::part_range(p, part_images, images.ids.len()).len()).sum();
+            job.progress.advance(done as u64);
+            if todo.is_empty() {
+                continue;
+            }
+            let dir = m.paths.get("model").cloned().ok_or_else(|| err(&"parameter 'model' was not resolved"))?;
+            let checkpoint = Checkpoint::open(&dir).map_err(|e| err(&e))?;
+            let cfg = checkpoint.config.clone();
+            let select = cfg.vision_hidden_state_index().map_err(|e| err(&e))?;
+            checkpoint.check(cfg.vision.num_hidden_layers, true, 0, false).map_err(|e| err(&e))?;
+            let vb = checkpoint.var_builder(dtype, &device);
+            let tower = ClipVision::new(&cfg.vision, vb.pp("vision_tower.vision_model"), select, true)?;
+            let pre: Arc<dyn Preprocess + Send> = Arc::new(images::image_processor(&dir).map_err(|e| err(&e))?);
+            let width = cfg.vision.hidden_size;
+            let mut open: Option<(usize, Vec<crate::engine::job::PartGuard<'_>>)> = None;
+            for b in BatchStream::spawn(images.clone(), pre, todo, part_images, batch, workers) {
+                if open.as_ref().map(|o| o.0) != Some(b.part) {
+                    if let Some((_, guards)) = open.take() {
+                        for g in guards {
+                            g.finish()?;
+                        }
+                    }
+                    let guards = m
+                        .outputs
+                        .iter_mut()
+                        .map(|o| {
+                            let schema = if o.name == "errors" { images::errors_schema() } else { vit_schema(width) };
+                            let rank = OUTPUTS.iter().position(|n| *n == o.name).unwrap_or(usize::MAX);
+                            o.part(b.part, schema).map(|g| (rank, g))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let mut guards = guards;
+                    guards.sort_by_key(|(i, _)| *i);
+                    open = Some((b.part, guards.into_iter().map(|(_, g)| g).collect()));
+                }
+                let out = tower.forward(&b.tensor(&device)?)?;
+                let pooled = out.pooled.ok_or_else(|| err(&"the tower was built without its pooled output"))?;
+                let pooled = pooled.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
+                let mean = patch_mean(&out.selected)?.to_vec2::<f32>()?;
+                let ok = b.ok();
+                let keep = |rows: &[Vec<f32>]| -> Vec<f32> {
+                    rows.iter().zip(&ok).filter(|(_, k)| **k).flat_map(|(r, _)| r.iter().copied()).collect()
+                };
+                let ids: Vec<u32> = b.ids.iter().zip(&ok).filter(|(_, k)| **k).map(|(i, _)| *i).collect();
+                let (_, guards) = open.as_mut().expect("opened above");
+                guards[0].write(&vit_batch(ids.clone(), keep(&pooled), width)?)?;
+                guards[1].write(&vit_batch(ids, keep(&mean), width)?)?;
+                guards[2].write(&b.errors()?)?;
+                job.progress.advance(b.ids.len() as u64);
+            }
+            if let Some((_, guards)) = open.take() {
+                for g in guards {
+                    g.finish()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,298 @@
+//! `zeroshot`: LLaVA's own answer as a baseline, on the test rows of a split — so its macro F1
+//! sits beside the probes'.
+//!
+//! - `mode: closed` — each label's answers (its name, or the synonyms `answers:` lists) are scored
+//!   by log-likelihood after the prompt; the label of the best-scoring answer wins (ties: the
+//!   lower label).
+//! - `mode: open` — greedy generation with a KV cache (up to `max_new_tokens`, stopping at
+//!   `<end_of_turn>`/`<eos>`); the answer matches a label when, lowercased with surrounding
+//!   whitespace and punctuation trimmed, it equals the label name, else one of its synonyms;
+//!   otherwise it matches none (a wrong answer).
+//!
+//! Outputs: `predictions` in parts (resumable), `metrics` (the probe's metrics columns) and
+//! `errors`. The full language model and LM head are loaded only here.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, Float32Array, Float64Array, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+use super::Stage;
+use super::images::{self, BatchStream, Images, Preprocess};
+use super::signature::{ParamProblem, ParamType, Signature, input, output, param};
+use crate::engine::EngineError;
+use crate::engine::job::{Job, Member};
+use crate::models::llava::prompt::GEMMA_IT_TEMPLATE;
+use crate::models::llava::zeroshot::LlavaLm;
+use crate::models::llava::{Checkpoint, EoiPosition, ImageScale, Prompt, Tokenizer};
+use crate::models::source::Artifact;
+use crate::probe::classification_metrics;
+use crate::spec::Value;
+
+pub struct ZeroShot;
+
+/// The question of the zero-shot prompt by default.
+pub const ZERO_SHOT_QUESTION: &str = "What is shown in this image? Answer with one word.";
+
+fn validate(p: &BTreeMap<String, Value>) -> Result<(), ParamProblem> {
+    match p.get("answers") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Map(m)) if m.values().all(|v| matches!(v, Value::List(l) if l.iter().all(|s| matches!(s, Value::Str(_))))) => Ok(()),
+        Some(other) => Err(ParamProblem {
+            param: "answers",
+            message: format!("answers is {other}, expected a map from label name to a list of answers"),
+            help: "write e.g. `answers: {aquarium_fish: [fish, aquarium fish], maple_tree: [maple, tree]}`".into(),
+        }),
+    }
+}
+
+fn predictions_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("image_id", DataType::UInt32, false),
+        Field::new("label", DataType::UInt16, false),
+        Field::new("pred", DataType::UInt16, true),
+        Field::new("answer", DataType::Utf8, false),
+        Field::new("score", DataType::Float32, true),
+    ]))
+}
+
+/// Lowercase, trimmed of whitespace and punctuation at both ends.
+pub fn normalize_answer(s: &str) -> String {
+    s.trim_matches(|c: char| c.is_whitespace() || c.is_ascii_punctuation()).to_lowercase()
+}
+
+impl Stage for ZeroShot {
+    fn signature(&self) -> Signature {
+        Signature {
+            kind: "zeroshot",
+            version: 1,
+            doc: "LLaVA's own answer on the split's test images: closed-set (label log-likelihood) or open (greedy answer matched to labels)",
+            inputs: vec![
+                input("from", &["dataset"], "the images (a dataset table)"),
+                input("split", &["split"], "which images are test rows, and their labels"),
+            ],
+            params: [
+                param(
+                    "model",
+                    ParamType::Artifact(Artifact::Model),
+                    None,
+                    "the LLaVA-Gemma checkpoint: hf://Intel/llava-gemma-2b or a local folder",
+                ),
+                param(
+                    "mode",
+                    ParamType::Choice(vec!["closed", "open"]),
+                    Some(Value::Str("closed".into())),
+                    "closed: the most likely label name; open: a greedy answer matched to label names",
+                ),
+                param("question", ParamType::Str, Some(Value::Str(ZERO_SHOT_QUESTION.into())), "the question put in the template"),
+                param("template", ParamType::Str, Some(Value::Str(GEMMA_IT_TEMPLATE.into())), "the prompt: one <image>, and {question}"),
+                param(
+                    "answers",
+                    ParamType::Any,
+                    Some(Value::Null),
+                    "label name → answers that count for it (default: the label name, underscores as spaces)",
+                ),
+                param(
+                    "max_new_tokens",
+                    ParamType::Int { min: Some(1), max: Some(256) },
+                    Some(Value::Int(10)),
+                    "open mode: answer length limit",
+                ),
+                param(
+                    "image_scale",
+                    ParamType::Choice(vec!["scaled", "unscaled"]),
+                    Some(Value::Str("scaled".into())),
+                    "scaled: image rows × √hidden as the model was trained (transformers < 5.4); unscaled: as transformers ≥ 5.4",
+                ),
+            ]
+            .into_iter()
+            .chain(images::runtime_params())
+            .collect(),
+            open_params: false,
+            outputs: vec![
+                output("metrics", "probe_metrics", "coordinates, macro_f1, accuracy, macro_precision, macro_recall, n_test, n_classes"),
+                output("predictions", "zeroshot_predictions", "image_id, label, pred (null: no label matched), answer, score"),
+                output("errors", "errors", "image_id u32, source utf8, reason utf8: images skipped"),
+            ],
+            fuse_axes: vec![],
+            validate: Some(validate),
+            estimate: None,
+        }
+    }
+
+    fn run(&self, job: &mut Job) -> Result<(), EngineError> {
+        for m in &mut job.members {
+            run_one(m, job.progress)?;
+        }
+        Ok(())
+    }
+}
+
+fn run_one(m: &mut Member, progress: &dyn crate::engine::job::Progress) -> Result<(), EngineError> {
+    let id = m.id.clone();
+    let err = |e: &dyn std::fmt::Display| EngineError::Stage(format!("{id}: {e}"));
+    let split = super::probe::read_split(m.input("split")?)?;
+    let test: BTreeMap<u32, u16> = split.iter().filter(|r| !r.train).map(|r| (r.image_id, r.label)).collect();
+    let mut names: BTreeMap<u16, String> = split.iter().map(|r| (r.label, r.label_name.clone())).collect();
+    names.retain(|_, n| !n.is_empty());
+    let classes: Vec<u16> = split.iter().map(|r| r.label).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let mut images = Images::open(m)?;
+    images.ids.retain(|i| test.contains_key(i));
+    if images.ids.is_empty() {
+        return Err(err(&"the split has no test rows among the dataset's images"));
+    }
+    let images = Arc::new(images);
+    let (dtype, device) = images::dtype_device(m)?;
+    let (part_images, batch, workers) = images::sizes(m)?;
+    let n_parts = images.ids.len().div_ceil(part_images).max(1);
+    for o in ["predictions", "errors"] {
+        m.output(o)?.set_parts(n_parts)?;
+    }
+    m.output("metrics")?.set_parts(1)?;
+    let todo: Vec<usize> = (0..n_parts)
+        .filter(|&p| ["predictions", "errors"].iter().any(|o| m.outputs.iter().any(|w| w.name == *o && !w.has_part(p))))
+        .collect();
+    progress.add_total(images.ids.len() as u64, "images");
+    let done: usize = (0..n_parts).filter(|p| !todo.contains(p)).map(|p| images::part_range(p, part_images, images.ids.len()).len()).sum();
+    progress.advance(done as u64);
+
+    // candidate answers per class
+    let answers_param: BTreeMap<String, Vec<String>> = match m.param("answers")? {
+        Value::Map(map) => map
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    match v {
+                        Value::List(l) => l.iter().filter_map(|s| s.as_str().map(str::to_string)).collect(),
+                        _ => vec![],
+                    },
+                )
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    for k in answers_param.keys() {
+        if !names.values().any(|n| n == k) {
+            return Err(err(&format!(
+                "answers names the label '{k}', which the split does not have; its labels: {}",
+                names.values().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    let candidates: Vec<(u16, String)> = classes
+        .iter()
+        .flat_map(|c| {
+            let name = names.get(c).cloned().unwrap_or_else(|| c.to_string());
+            let list = answers_param.get(&name).cloned().unwrap_or_else(|| vec![name.replace('_', " ")]);
+            list.into_iter().map(move |a| (*c, a))
+        })
+        .collect();
+
+    if !todo.is_empty() {
+        let dir = m.paths.get("model").cloned().ok_or_else(|| err(&"parameter 'model' was not resolved"))?;
+        let checkpoint = Checkpoint::open(&dir).map_err(|e| err(&e))?;
+        let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json")).map_err(|e| err(&e))?;
+        let cfg = &checkpoint.config;
+        let question = m.param("question")?.as_str().unwrap_or(ZERO_SHOT_QUESTION).to_string();
+        let template = m.param("template")?.as_str().unwrap_or(GEMMA_IT_TEMPLATE).to_string();
+        let prompt = Prompt::build(&tokenizer, &template, &question, cfg.image_token_index, cfg.image_tokens(), EoiPosition::AfterImage)
+            .map_err(|e| err(&e))?;
+        let scale = ImageScale::parse(m.param("image_scale")?.as_str().unwrap_or("scaled")).unwrap_or(ImageScale::Scaled);
+        let lm = LlavaLm::load(&checkpoint, prompt, scale, dtype, &device).map_err(|e| err(&e))?;
+        let open = m.param("mode")?.as_str() == Some("open");
+        let max_new = m.int("max_new_tokens")? as usize;
+        let tokens: Vec<Vec<u32>> = candidates.iter().map(|(_, a)| tokenizer.encode(a)).collect::<Result<_, _>>().map_err(|e| err(&e))?;
+        if let Some(i) = tokens.iter().position(Vec::is_empty) {
+            return Err(err(&format!("the answer '{}' tokenizes to nothing", candidates[i].1)));
+        }
+        let stop: Vec<u32> = ["<end_of_turn>", "<eos>"].iter().filter_map(|t| tokenizer.token_to_id(t)).collect();
+        let lookup: BTreeMap<String, u16> =
+            candidates.iter().map(|(c, a)| (normalize_answer(a), *c)).rev().collect::<Vec<_>>().into_iter().collect();
+        let by_name: BTreeMap<String, u16> = names.iter().map(|(c, n)| (normalize_answer(&n.replace('_', " ")), *c)).collect();
+        let pre: Arc<dyn Preprocess + Send> = Arc::new(images::image_processor(&dir).map_err(|e| err(&e))?);
+        let mut current: Option<(usize, Vec<RecordBatch>, Vec<RecordBatch>)> = None;
+        let flush = |m: &mut Member, cur: Option<(usize, Vec<RecordBatch>, Vec<RecordBatch>)>| -> Result<(), EngineError> {
+            if let Some((p, preds, errs)) = cur {
+                m.output("predictions")?.write_part(p, predictions_schema(), &preds)?;
+                m.output("errors")?.write_part(p, images::errors_schema(), &errs)?;
+            }
+            Ok(())
+        };
+        for b in BatchStream::spawn(images.clone(), pre, todo, part_images, batch, workers) {
+            if current.as_ref().map(|c| c.0) != Some(b.part) {
+                flush(m, current.take())?;
+                current = Some((b.part, vec![], vec![]));
+            }
+            let pixels = b.tensor(&device)?;
+            let ok = b.ok();
+            let (mut pred, mut answer, mut score): (Vec<Option<u16>>, Vec<String>, Vec<Option<f32>>) = (vec![], vec![], vec![]);
+            if open {
+                for ids in lm.generate(&pixels, max_new, &stop).map_err(|e| err(&e))? {
+                    let text = tokenizer.decode(&ids).map_err(|e| err(&e))?;
+                    let key = normalize_answer(&text);
+                    pred.push(by_name.get(&key).or_else(|| lookup.get(&key)).copied());
+                    answer.push(text);
+                    score.push(None);
+                }
+            } else {
+                for row in lm.score(&pixels, &tokens).map_err(|e| err(&e))? {
+                    // best answer; ties go to the earlier candidate (lower label)
+                    let (best, s) =
+                        row.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc });
+                    pred.push(Some(candidates[best].0));
+                    answer.push(candidates[best].1.clone());
+                    score.push(Some(s));
+                }
+            }
+            let keep: Vec<usize> = (0..b.ids.len()).filter(|&i| ok[i]).collect();
+            let cols: Vec<ArrayRef> = vec![
+                Arc::new(UInt32Array::from_iter_values(keep.iter().map(|&i| b.ids[i]))),
+                Arc::new(UInt16Array::from_iter_values(keep.iter().map(|&i| test[&b.ids[i]]))),
+                Arc::new(UInt16Array::from(keep.iter().map(|&i| pred[i]).collect::<Vec<_>>())),
+                Arc::new(StringArray::from_iter_values(keep.iter().map(|&i| answer[i].as_str()))),
+                Arc::new(Float32Array::from(keep.iter().map(|&i| score[i]).collect::<Vec<_>>())),
+            ];
+            let (_, preds, errs) = current.as_mut().expect("opened above");
+            preds.push(RecordBatch::try_new(predictions_schema(), cols)?);
+            errs.push(b.errors()?);
+            progress.advance(b.ids.len() as u64);
+        }
+        flush(m, current.take())?;
+    }
+
+    // metrics over every part's predictions (some may come from an interrupted earlier run)
+    let (mut y_true, mut y_pred) = (Vec::new(), Vec::new());
+    let class_of: BTreeMap<u16, u32> = classes.iter().enumerate().map(|(i, &c)| (c, i as u32)).collect();
+    let none = classes.len() as u32;
+    for p in 0..n_parts {
+        for b in m.output("predictions")?.read_part(p)? {
+            let b = b?;
+            let label = crate::tables::column::<UInt16Array>(&b, "label", &id)?;
+            let pred = crate::tables::column::<UInt16Array>(&b, "pred", &id)?;
+            for r in 0..b.num_rows() {
+                y_true.push(class_of[&label.value(r)]);
+                y_pred.push(if pred.is_null(r) { none } else { class_of.get(&pred.value(r)).copied().unwrap_or(none) });
+            }
+        }
+    }
+    let labels: Vec<u32> = (0..classes.len() as u32).collect();
+    let metrics = classification_metrics(&y_true, &y_pred, Some(&labels)).map_err(|e| err(&e))?;
+    let mut cols = super::probe::coord_columns(&id, &m.coords, 1);
+    for (name, arr) in [
+        ("macro_f1", Arc::new(Float64Array::from(vec![metrics.macro_f1])) as ArrayRef),
+        ("accuracy", Arc::new(Float64Array::from(vec![metrics.accuracy]))),
+        ("macro_precision", Arc::new(Float64Array::from(vec![metrics.macro_precision]))),
+        ("macro_recall", Arc::new(Float64Array::from(vec![metrics.macro_recall]))),
+        ("n_train", Arc::new(UInt64Array::from(vec![0u64]))),
+        ("n_test", Arc::new(UInt64Array::from(vec![y_true.len() as u64]))),
+        ("n_classes", Arc::new(UInt64Array::from(vec![classes.len() as u64]))),
+    ] {
+        cols.push((Field::new(name, arr.data_type().clone(), false), arr));
+    }
+    let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = cols.into_iter().unzip();
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
+    m.output("metrics")?.write_part(0, batch.schema(), &[batch])?;
+    Ok(())
+}
