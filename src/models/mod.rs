@@ -10,7 +10,8 @@
 //! - [`releases`]: the built-in release table in the manner of SAELens' `pretrained_saes.yaml`.
 //! - [`sae_load`]: SAE references (`release/sae_id`, `hf://owner/repo[@rev]/folder`, a local
 //!   folder) → [`sae_load::SaeSpec`], and reading `cfg.json` + `sae_weights.safetensors`.
-//! - [`hub`]: the Python-compatible Hugging Face cache (offline lookup only for now).
+//! - [`hub`]: the Python-compatible Hugging Face cache, and downloads into it as `huggingface_hub`
+//!   does them (`HF_ENDPOINT`, `HF_TOKEN`, `HF_HUB_OFFLINE`).
 //! - [`source`]: model and SAE references → a folder here + what identifies it in a cache key.
 //! - [`llava`]: LLaVA-Gemma (CLIP → projector → Gemma) with residual taps and early exit.
 //! - [`clip_image`]: CLIP's image preprocessing (`preprocessor_config.json` →
@@ -19,6 +20,8 @@
 
 pub mod clip_image;
 pub mod hub;
+#[cfg(test)]
+pub(crate) mod hub_mock;
 pub mod llava;
 pub mod releases;
 pub mod sae;

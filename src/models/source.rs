@@ -7,12 +7,16 @@
 //!   unchanged one does not.
 //! - a local folder (relative to the project): the key gets its content fingerprint.
 //!
-//! Resolution happens at plan time, so a model that is not there fails `saeflow plan` with the
-//! command that fetches it, not a run hours later.
+//! Resolution happens at plan time, so a model that is not there is fetched (only its
+//! `config.json`, which pins the commit; an SAE's two files) or, offline, fails `saeflow plan` with
+//! the command that fetches it, not a run hours later. [`fetch_checkpoint`] fetches the rest of a
+//! model: the safetensors its index names, the tokenizer and the preprocessor config.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::hub::HubCache;
+use super::hub::{DownloadOptions, HubCache, HubError, HubFile};
+use super::llava::checkpoint::{CONFIG_FILE, INDEX_FILE, SINGLE_FILE};
 use super::sae_load::{self, SaeSource};
 
 /// What kind of artifact a parameter names.
@@ -73,21 +77,93 @@ pub fn locate(
             let spec = sae_load::resolve(reference, None).map_err(|e| e.to_string())?;
             match &spec.source {
                 SaeSource::Local(p) => local(&p.to_string_lossy()),
-                SaeSource::Hub { repo, folder, .. } => {
+                SaeSource::Hub { repo, revision, folder } => {
+                    // plan stays cheap: only cfg.json (it pins the commit); the weights come at run
+                    // time (`ensure_sae`)
                     let cache = cache()?;
-                    let found = sae_load::locate(&spec, &cache).map_err(|e| e.to_string())?;
-                    let commit = found.commit.unwrap_or_default();
+                    let cfg_path =
+                        if folder.is_empty() { sae_load::CFG_FILE.to_string() } else { format!("{folder}/{}", sae_load::CFG_FILE) };
+                    let file = cache.file(repo, revision, &cfg_path).map_err(|e| e.to_string())?;
+                    let found = (file.path.parent().map(Path::to_path_buf).unwrap_or_default(), file.commit);
+                    let commit = found.1.clone();
                     let mut pinned =
                         if folder.is_empty() { format!("hf://{repo}@{commit}") } else { format!("hf://{repo}@{commit}/{folder}") };
                     if let Some((release, id)) = &spec.release {
                         // a release also brings its table's input scale and Neuronpedia id
                         pinned = format!("{release}/{id} = {pinned}");
                     }
-                    Ok(Located::Hub { dir: found.dir, pinned })
+                    Ok(Located::Hub { dir: found.0, pinned })
                 }
             }
         }
     }
+}
+
+/// Files of a LLaVA checkpoint fetched besides the weights; a 404 is fine (transformers 5 writes
+/// `processor_config.json` instead of `preprocessor_config.json`; `tokenizer.json` is checked by
+/// the stage that reads it).
+pub const CHECKPOINT_EXTRAS: [&str; 4] = ["tokenizer.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json"];
+
+/// A progress report over several files: (file in the repository, bytes so far, total if known).
+pub type FileProgress<'a> = &'a dyn Fn(&str, u64, Option<u64>);
+
+/// Fetch what [`super::llava::checkpoint::Checkpoint::open`] and the extraction stage read from a
+/// hub model into the cache (each file cache-first, so a complete checkpoint makes no request):
+/// `config.json` (which pins the commit: every other file comes from that commit), then
+/// `model.safetensors.index.json` and every shard it names, or `model.safetensors` without an
+/// index, then [`CHECKPOINT_EXTRAS`]. Returns the snapshot folder and the commit. `progress` gets
+/// (file, bytes so far, total) for each file downloaded.
+pub fn fetch_checkpoint(cache: &HubCache, repo: &str, revision: &str, progress: Option<FileProgress>) -> Result<HubFile, HubError> {
+    let get = |revision: &str, path: &str| {
+        let report = |done: u64, total: Option<u64>| {
+            if let Some(p) = progress {
+                p(path, done, total)
+            }
+        };
+        cache.ensure(repo, revision, path, &DownloadOptions { progress: Some(&report), force: false })
+    };
+    let config = get(revision, CONFIG_FILE)?;
+    let commit = config.commit.clone();
+    let dir = config.path.parent().map(Path::to_path_buf).unwrap_or_default();
+    match get(&commit, INDEX_FILE) {
+        Ok(index) => {
+            for shard in index_shards(&index.path)? {
+                get(&commit, &shard)?;
+            }
+        }
+        Err(e) if e.is_missing_file() => {
+            get(&commit, SINGLE_FILE)?;
+        }
+        Err(e) => return Err(e),
+    }
+    for extra in CHECKPOINT_EXTRAS {
+        match get(&commit, extra) {
+            Ok(_) => {}
+            Err(e) if e.is_missing_file() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(HubFile { path: dir, commit })
+}
+
+/// The file names an index's `weight_map` points to (the checkpoint reader checks them again).
+fn index_shards(index: &Path) -> Result<BTreeSet<String>, HubError> {
+    let bad =
+        |message: String| HubError::Io { path: index.to_path_buf(), source: std::io::Error::new(std::io::ErrorKind::InvalidData, message) };
+    let text = std::fs::read_to_string(index).map_err(|source| HubError::Io { path: index.to_path_buf(), source })?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    let map = value
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| bad("no \"weight_map\" object: expected {\"weight_map\": {tensor: file}}".into()))?;
+    map.iter()
+        .map(|(tensor, file)| match file.as_str() {
+            Some(f) if !f.is_empty() && !f.starts_with('/') && f.split('/').all(|s| !s.is_empty() && s != "." && s != "..") => {
+                Ok(f.to_string())
+            }
+            _ => Err(bad(format!("weight_map[{tensor:?}] is {file}: expected a file name inside the checkpoint"))),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -124,4 +200,90 @@ mod tests {
         let err = locate(Artifact::Sae, "saes/missing", tmp.path(), || Err("unused".into())).unwrap_err();
         assert!(err.contains("not a folder"), "{err}");
     }
+
+    #[test]
+    fn fetch_checkpoint_brings_the_index_its_shards_and_the_tokenizer() {
+        use crate::models::hub_mock::{Cdn, FakeFile, FakeHub, FakeRepo, MockHub};
+        let shard = |n: u8| FakeFile::lfs(&vec![n; 500 + n as usize], Cdn::SameHost);
+        let index = br#"{"metadata": {}, "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors", "c": "model-00001-of-00002.safetensors"}}"#;
+        let mut hub = FakeHub::default();
+        hub.repos.insert(
+            "Intel/llava-gemma-2b".into(),
+            FakeRepo::new(
+                SHA,
+                &[
+                    ("config.json", FakeFile::regular(b"{}")),
+                    ("model.safetensors.index.json", FakeFile::regular(index)),
+                    ("model-00001-of-00002.safetensors", shard(1)),
+                    ("model-00002-of-00002.safetensors", shard(2)),
+                    ("model-00003-of-00003.safetensors", shard(3)),
+                    ("pytorch_model.bin", shard(4)),
+                    ("tokenizer.json", FakeFile::regular(b"{\"model\": {}}")),
+                    ("preprocessor_config.json", FakeFile::regular(b"{}")),
+                ],
+            ),
+        );
+        hub.repos
+            .insert("o/single".into(), FakeRepo::new(SHA, &[("config.json", FakeFile::regular(b"{}")), ("model.safetensors", shard(5))]));
+        let mock = MockHub::start(hub);
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = HubCache::at(tmp.path()).online(&mock.base);
+        let seen = std::cell::RefCell::new(BTreeSet::new());
+        let progress = |file: &str, done: u64, total: Option<u64>| {
+            if Some(done) == total {
+                seen.borrow_mut().insert(file.to_string());
+            }
+        };
+        let got = fetch_checkpoint(&cache, "Intel/llava-gemma-2b", "main", Some(&progress)).unwrap();
+        assert_eq!(got.commit, SHA);
+        assert_eq!(got.path, tmp.path().join("models--Intel--llava-gemma-2b/snapshots").join(SHA));
+        let mut files: Vec<String> =
+            std::fs::read_dir(&got.path).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        files.sort();
+        assert_eq!(
+            files,
+            [
+                "config.json",
+                "model-00001-of-00002.safetensors",
+                "model-00002-of-00002.safetensors",
+                "model.safetensors.index.json",
+                "preprocessor_config.json",
+                "tokenizer.json"
+            ]
+        );
+        assert_eq!(std::fs::read(got.path.join("model-00002-of-00002.safetensors")).unwrap(), vec![2u8; 502]);
+        assert!(seen.into_inner().contains("model-00001-of-00002.safetensors"));
+        // every file after config.json is asked for at the pinned commit
+        let lines = mock.lines();
+        assert_eq!(lines[0], "HEAD /Intel/llava-gemma-2b/resolve/main/config.json");
+        assert!(lines[2..].iter().filter(|l| l.contains("/resolve/")).all(|l| l.contains(SHA)), "{lines:?}");
+        // the located model is that folder, and a second fetch makes no request (404s are remembered)
+        let n = mock.count();
+        assert_eq!(fetch_checkpoint(&cache, "Intel/llava-gemma-2b", "main", None).unwrap(), got);
+        match locate(Artifact::Model, "hf://Intel/llava-gemma-2b", Path::new("/"), || Ok(cache.clone())).unwrap() {
+            Located::Hub { dir, pinned } => assert_eq!((dir, pinned), (got.path.clone(), format!("hf://Intel/llava-gemma-2b@{SHA}"))),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(mock.count(), n, "{:?}", &mock.lines()[n..]);
+
+        // without an index: model.safetensors
+        let single = fetch_checkpoint(&cache, "o/single", "main", None).unwrap();
+        assert_eq!(std::fs::read(single.path.join("model.safetensors")).unwrap(), vec![5u8; 505]);
+
+        // offline, nothing cached: the error that says how to fetch it
+        let offline = HubCache::at(tmp.path());
+        let err = fetch_checkpoint(&offline, "o/other", "main", None).unwrap_err().to_string();
+        assert!(err.contains("huggingface-cli download o/other --revision main"), "{err}");
+    }
+}
+
+/// Run time: make sure a model parameter's checkpoint is complete on disk. For `hf://` references
+/// `dir` is the snapshot the plan resolved (`snapshots/<commit>`): the rest of the checkpoint
+/// (index, shards, tokenizer, processor config) is fetched at that commit unless it is there.
+pub fn ensure_model(reference: &str, dir: &Path) -> Result<(), String> {
+    let Some(rest) = reference.strip_prefix("hf://") else { return Ok(()) };
+    let repo = rest.split_once('@').map(|(r, _)| r).unwrap_or(rest);
+    let commit = dir.file_name().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
+    let cache = HubCache::from_env().map_err(|e| e.to_string())?;
+    fetch_checkpoint(&cache, repo, &commit, None).map(|_| ()).map_err(|e| e.to_string())
 }

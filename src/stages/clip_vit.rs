@@ -86,6 +86,10 @@ impl Stage for ClipVit {
                 continue;
             }
             let dir = m.paths.get("model").cloned().ok_or_else(|| err(&"parameter 'model' was not resolved"))?;
+            let reference = m.param("model")?.as_str().unwrap_or_default().to_string();
+            crate::models::source::ensure_model(&reference, &dir).map_err(|e| err(&e))?;
+            let reference = m.param("model")?.as_str().unwrap_or_default().to_string();
+            crate::models::source::ensure_model(&reference, &dir).map_err(|e| err(&e))?;
             let checkpoint = Checkpoint::open(&dir).map_err(|e| err(&e))?;
             let cfg = checkpoint.config.clone();
             let select = cfg.vision_hidden_state_index().map_err(|e| err(&e))?;

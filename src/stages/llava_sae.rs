@@ -177,6 +177,7 @@ impl Stage for LlavaSae {
 /// What every member of a fused job shares, parsed once.
 struct Setup {
     id: String,
+    model_ref: String,
     model_dir: std::path::PathBuf,
     processor: Arc<dyn Preprocess + Send>,
     hook: TapPoint,
@@ -212,6 +213,7 @@ impl Setup {
         };
         let (dtype, device) = images::dtype_device(m)?;
         Ok(Setup {
+            model_ref: str_param(m, "model")?.to_string(),
             model_dir,
             processor,
             hook: TapPoint::parse(str_param(m, "hook")?).unwrap_or(TapPoint::ResidPost),
@@ -231,6 +233,7 @@ impl Setup {
 
     fn load_model(&self, members: &[Member]) -> Result<LlavaGemma, EngineError> {
         let err = |e: &dyn std::fmt::Display| stage_err(&self.id, format!("model {}: {e}", self.model_dir.display()));
+        crate::models::source::ensure_model(&self.model_ref, &self.model_dir).map_err(|e| err(&e))?;
         let checkpoint = Checkpoint::open(&self.model_dir).map_err(|e| err(&e))?;
         let tokenizer = Tokenizer::from_file(&self.model_dir.join("tokenizer.json")).map_err(|e| err(&e))?;
         let cfg = &checkpoint.config;
@@ -242,15 +245,22 @@ impl Setup {
     }
 
     fn load_saes(&self, members: &[Member], width: usize) -> Result<Vec<LoadedSae>, EngineError> {
-        let cache = || HubCache::from_env().ok();
         members
             .iter()
             .map(|m| {
                 let reference = str_param(m, "sae")?;
                 let scale = m.param("input_scale")?.as_f64();
                 let spec = sae_load::resolve(reference, scale).map_err(|e| stage_err(&m.id, e))?;
-                let dir = m.paths.get("sae").cloned().or_else(|| cache().and_then(|c| sae_load::locate(&spec, &c).ok().map(|l| l.dir)));
-                let dir = dir.ok_or_else(|| stage_err(&m.id, format!("sae '{reference}' was not resolved")))?;
+                // a hub SAE's weights are fetched now (the plan fetched only its cfg.json)
+                let dir = match &spec.source {
+                    sae_load::SaeSource::Hub { .. } => {
+                        let cache = HubCache::from_env().map_err(|e| stage_err(&m.id, e))?;
+                        sae_load::locate(&spec, &cache).map_err(|e| stage_err(&m.id, e))?.dir
+                    }
+                    sae_load::SaeSource::Local(_) => {
+                        m.paths.get("sae").cloned().ok_or_else(|| stage_err(&m.id, format!("sae '{reference}' was not resolved")))?
+                    }
+                };
                 let (cfg, sae) = sae_load::load(&spec, &dir, &self.device).map_err(|e| stage_err(&m.id, e))?;
                 let layer = m.int("layer")? as usize;
                 sae::check_against_model(&cfg, width, layer, &spec.subject()).map_err(|e| stage_err(&m.id, e))?;

@@ -192,6 +192,8 @@ fn run_one(m: &mut Member, progress: &dyn crate::engine::job::Progress) -> Resul
 
     if !todo.is_empty() {
         let dir = m.paths.get("model").cloned().ok_or_else(|| err(&"parameter 'model' was not resolved"))?;
+        let reference = m.param("model")?.as_str().unwrap_or_default().to_string();
+        crate::models::source::ensure_model(&reference, &dir).map_err(|e| err(&e))?;
         let checkpoint = Checkpoint::open(&dir).map_err(|e| err(&e))?;
         let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json")).map_err(|e| err(&e))?;
         let cfg = &checkpoint.config;
