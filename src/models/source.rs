@@ -166,6 +166,17 @@ fn index_shards(index: &Path) -> Result<BTreeSet<String>, HubError> {
         .collect()
 }
 
+/// Run time: make sure a model parameter's checkpoint is complete on disk. For `hf://` references
+/// `dir` is the snapshot the plan resolved (`snapshots/<commit>`): the rest of the checkpoint
+/// (index, shards, tokenizer, processor config) is fetched at that commit unless it is there.
+pub fn ensure_model(reference: &str, dir: &Path) -> Result<(), String> {
+    let Some(rest) = reference.strip_prefix("hf://") else { return Ok(()) };
+    let repo = rest.split_once('@').map(|(r, _)| r).unwrap_or(rest);
+    let commit = dir.file_name().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
+    let cache = HubCache::from_env().map_err(|e| e.to_string())?;
+    fetch_checkpoint(&cache, repo, &commit, None).map(|_| ()).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,15 +286,4 @@ mod tests {
         let err = fetch_checkpoint(&offline, "o/other", "main", None).unwrap_err().to_string();
         assert!(err.contains("huggingface-cli download o/other --revision main"), "{err}");
     }
-}
-
-/// Run time: make sure a model parameter's checkpoint is complete on disk. For `hf://` references
-/// `dir` is the snapshot the plan resolved (`snapshots/<commit>`): the rest of the checkpoint
-/// (index, shards, tokenizer, processor config) is fetched at that commit unless it is there.
-pub fn ensure_model(reference: &str, dir: &Path) -> Result<(), String> {
-    let Some(rest) = reference.strip_prefix("hf://") else { return Ok(()) };
-    let repo = rest.split_once('@').map(|(r, _)| r).unwrap_or(rest);
-    let commit = dir.file_name().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
-    let cache = HubCache::from_env().map_err(|e| e.to_string())?;
-    fetch_checkpoint(&cache, repo, &commit, None).map(|_| ()).map_err(|e| e.to_string())
 }
