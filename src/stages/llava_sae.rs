@@ -24,15 +24,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::mpsc::sync_channel;
 
-use arrow_array::{FixedSizeListArray, Float32Array, RecordBatch, StringArray, UInt16Array, UInt32Array};
+use arrow_array::{Float32Array, RecordBatch, UInt16Array, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use candle_core::{D, DType, Device, Tensor};
 
 use super::Stage;
+use super::images::{self, Decoded, ImageReader, part_range, stage_err, str_param};
 use super::signature::{ParamProblem, ParamSpec, ParamType, Signature, input, output, param};
-use crate::data::{self, ImageSource};
 use crate::engine::EngineError;
 use crate::engine::job::{Job, Member, PartGuard};
 use crate::health::{HealthStats, ScopeStats};
@@ -159,14 +158,14 @@ impl Stage for LlavaSae {
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         let setup = Setup::new(&job.members)?;
-        let ids = read_ids(&job.members[0])?;
+        let ids = images::read_ids(&job.members[0])?;
         let n_parts = ids.len().div_ceil(setup.part_images).max(1);
         for m in &mut job.members {
             for o in OUTPUTS {
                 m.output(o)?.set_parts(n_parts)?;
             }
         }
-        let todo: Vec<usize> = (0..n_parts).filter(|&p| job.members.iter().any(|m| m.outputs.iter().any(|o| !o.has_part(p)))).collect();
+        let todo = images::parts_to_do(&job.members, n_parts);
         job.progress.add_total(ids.len() as u64, "images");
         let done_images: usize =
             (0..n_parts).filter(|p| !todo.contains(p)).map(|p| part_range(p, setup.part_images, ids.len()).len()).sum();
@@ -176,24 +175,12 @@ impl Stage for LlavaSae {
         }
         let model = setup.load_model(&job.members)?;
         let saes = setup.load_saes(&job.members, model.config().text.hidden_size)?;
-        let (h, w) = setup.processor.output_size();
         let d_model = model.config().text.hidden_size;
         let progress = job.progress;
         let members = &mut job.members;
         std::thread::scope(|scope| -> Result<(), EngineError> {
             // Decoding runs ahead of the model by up to two batches.
-            let (tx, rx) = sync_channel::<Decoded>(2);
-            let (setup_ref, ids_ref, todo_ref) = (&setup, &ids, &todo);
-            scope.spawn(move || {
-                for &p in todo_ref {
-                    let range = part_range(p, setup_ref.part_images, ids_ref.len());
-                    for chunk in ids_ref[range].chunks(setup_ref.batch) {
-                        if tx.send(setup_ref.decode(p, chunk, (h, w))).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
+            let rx = setup.reader.decode_ahead(scope, &ids, &todo, setup.part_images, setup.batch);
             let mut current: Option<(usize, Vec<Vec<PartGuard<'_>>>, Vec<HealthStats>)> = None;
             for decoded in rx {
                 if current.as_ref().map(|c| c.0) != Some(decoded.part) {
@@ -221,8 +208,7 @@ impl Stage for LlavaSae {
 struct Setup {
     id: String,
     model_dir: std::path::PathBuf,
-    source: Box<dyn ImageSource>,
-    processor: ImageProcessor,
+    reader: ImageReader,
     hook: TapPoint,
     keep: Keep,
     image_scale: ImageScale,
@@ -233,57 +219,32 @@ struct Setup {
     device: Device,
     part_images: usize,
     batch: usize,
-    workers: usize,
-}
-
-fn stage_err(id: &str, e: impl std::fmt::Display) -> EngineError {
-    EngineError::Stage(format!("{id}: {e}"))
-}
-
-fn str_param<'a>(m: &'a Member, name: &str) -> Result<&'a str, EngineError> {
-    m.param(name)?.as_str().ok_or_else(|| stage_err(&m.id, format!("parameter '{name}' is not a string")))
 }
 
 impl Setup {
     fn new(members: &[Member]) -> Result<Setup, EngineError> {
         let m = &members[0];
         let id = m.id.clone();
-        let input = m.input("from")?;
-        let (spec, _) = super::dataset::parse_params(&input.instance, &input.producer.params, &input.producer.paths)?;
-        let source = data::open(&spec).map_err(|e| stage_err(&id, e))?;
+        let source = images::open_source(m)?;
         let model_dir = m.paths.get("model").cloned().ok_or_else(|| stage_err(&id, "parameter 'model' was not resolved"))?;
         let processor = image_processor(&model_dir).map_err(|e| stage_err(&id, e))?;
         let keep = match m.param("top_k")? {
             Value::Int(k) => Keep::Top(*k as usize),
             _ => Keep::All,
         };
-        let dtype = match str_param(m, "dtype")? {
-            "bf16" => DType::BF16,
-            "f16" => DType::F16,
-            _ => DType::F32,
-        };
-        let device = match str_param(m, "device")? {
-            "cpu" => Device::Cpu,
-            "cuda" => Device::new_cuda(0).map_err(|e| {
-                stage_err(&id, format!("device cuda: {e}; build with `cargo build --release --features cuda` on a machine with a GPU"))
-            })?,
-            _ => Device::cuda_if_available(0).unwrap_or(Device::Cpu),
-        };
         Ok(Setup {
             model_dir,
-            source,
-            processor,
+            reader: ImageReader { source, processor, workers: m.int("workers")? as usize },
             hook: TapPoint::parse(str_param(m, "hook")?).unwrap_or(TapPoint::ResidPost),
             keep,
             image_scale: ImageScale::parse(str_param(m, "image_scale")?).unwrap_or(ImageScale::Scaled),
             eoi: EoiPosition::parse(str_param(m, "eoi")?).unwrap_or(EoiPosition::AfterImage),
             template: str_param(m, "template")?.to_string(),
             question: str_param(m, "question")?.to_string(),
-            dtype,
-            device,
+            dtype: images::dtype(m)?,
+            device: images::device(m)?,
             part_images: m.int("part_images")? as usize,
             batch: m.int("batch")? as usize,
-            workers: m.int("workers")? as usize,
             id,
         })
     }
@@ -321,32 +282,6 @@ impl Setup {
             })
             .collect()
     }
-
-    /// Read and preprocess one batch on `workers` threads. An image that fails keeps its slot
-    /// (zeros) and is reported.
-    fn decode(&self, part: usize, ids: &[u32], (h, w): (usize, usize)) -> Decoded {
-        let len = 3 * h * w;
-        let mut pixels = vec![0f32; ids.len() * len];
-        let mut failures: Vec<Option<String>> = vec![None; ids.len()];
-        let per = ids.len().div_ceil(self.workers.max(1)).max(1);
-        std::thread::scope(|s| {
-            for ((chunk_ids, chunk_px), chunk_fail) in ids.chunks(per).zip(pixels.chunks_mut(per * len)).zip(failures.chunks_mut(per)) {
-                s.spawn(move || {
-                    for ((id, px), fail) in chunk_ids.iter().zip(chunk_px.chunks_mut(len)).zip(chunk_fail.iter_mut()) {
-                        let result = self.source.read(*id).map_err(|e| e.to_string()).and_then(|img| {
-                            self.processor.preprocess_into(&img, px).map_err(|e| format!("image {id} ({}): {e}", self.source.source(*id)))
-                        });
-                        if let Err(reason) = result {
-                            px.fill(0.0);
-                            *fail = Some(reason);
-                        }
-                    }
-                });
-            }
-        });
-        let sources = ids.iter().map(|&id| self.source.source(id)).collect();
-        Decoded { part, ids: ids.to_vec(), pixels, failures, sources, hw: (h, w) }
-    }
 }
 
 /// The preprocessor config of a checkpoint: `preprocessor_config.json`, or the `image_processor`
@@ -376,40 +311,8 @@ struct LoadedSae {
     assumed_norm: Option<f64>,
 }
 
-struct Decoded {
-    part: usize,
-    ids: Vec<u32>,
-    pixels: Vec<f32>,
-    failures: Vec<Option<String>>,
-    sources: Vec<String>,
-    hw: (usize, usize),
-}
-
-fn part_range(p: usize, per: usize, n: usize) -> std::ops::Range<usize> {
-    (p * per).min(n)..((p + 1) * per).min(n)
-}
-
-/// Image ids of the dataset table, in table order.
-fn read_ids(m: &Member) -> Result<Vec<u32>, EngineError> {
-    let input = m.input("from")?;
-    let mut ids = Vec::with_capacity(input.rows() as usize);
-    for b in input.read() {
-        let b = b?;
-        ids.extend(crate::tables::column::<UInt32Array>(&b, "image_id", &input.instance)?.values().iter().copied());
-    }
-    Ok(ids)
-}
-
 fn open_part(members: &mut [Member], p: usize, d_model: usize) -> Result<Vec<Vec<PartGuard<'_>>>, EngineError> {
-    members
-        .iter_mut()
-        .map(|m| {
-            let mut by_name: Vec<(usize, &mut crate::engine::job::OutputWriter)> =
-                m.outputs.iter_mut().map(|o| (OUTPUTS.iter().position(|n| *n == o.name).unwrap_or(usize::MAX), o)).collect();
-            by_name.sort_by_key(|(i, _)| *i);
-            by_name.into_iter().map(|(i, o)| o.part(p, schema(OUTPUTS.get(i).copied().unwrap_or(""), d_model as i32))).collect()
-        })
-        .collect()
+    members.iter_mut().map(|m| images::open_parts(m, p, &OUTPUTS, |o| schema(o, d_model as i32))).collect()
 }
 
 fn finish_part(p: usize, guards: Vec<Vec<PartGuard<'_>>>, health: Vec<HealthStats>) -> Result<(), EngineError> {
@@ -439,12 +342,9 @@ fn schema(output: &str, d_model: i32) -> SchemaRef {
             f("max", DataType::Float32),
             f("count", DataType::UInt32),
         ],
-        "eoi" => vec![
-            f("image_id", DataType::UInt32),
-            f("resid", DataType::FixedSizeList(Arc::new(Field::new_list_field(DataType::Float32, false)), d_model)),
-        ],
+        "eoi" => return images::dense_schema(d_model as usize),
         "health" => return crate::health::schema(),
-        _ => vec![f("image_id", DataType::UInt32), f("source", DataType::Utf8), f("reason", DataType::Utf8)],
+        _ => return images::errors_schema(),
     }))
 }
 
@@ -479,7 +379,7 @@ fn process_batch(
     let (h, w) = batch.hw;
     let pixels = Tensor::from_slice(&batch.pixels, (b, 3, h, w), &setup.device)?;
     let out = model.forward(&pixels).map_err(|e| stage_err(&setup.id, e))?;
-    let ok: Vec<bool> = batch.failures.iter().map(Option::is_none).collect();
+    let ok = batch.ok();
     let prompt = model.prompt();
     let n_img = prompt.image.len();
     let t_len = prompt.ids.len();
@@ -539,12 +439,6 @@ fn process_batch(
         let eoi = model.eoi_row(tap).map_err(|e| stage_err(&setup.id, e))?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
         let eoi_ids: Vec<u32> = batch.ids.iter().zip(&ok).filter(|(_, k)| **k).map(|(id, _)| *id).collect();
         let eoi_vals: Vec<f32> = eoi.iter().zip(&ok).filter(|(_, k)| **k).flat_map(|(r, _)| r.iter().copied()).collect();
-        let list = FixedSizeListArray::try_new(
-            Arc::new(Field::new_list_field(DataType::Float32, false)),
-            d as i32,
-            Arc::new(Float32Array::from(eoi_vals)),
-            None,
-        )?;
         member[0].write(&RecordBatch::try_new(
             schema("codes", 0),
             vec![
@@ -564,16 +458,8 @@ fn process_batch(
                 Arc::new(UInt32Array::from(tc)),
             ],
         )?)?;
-        member[2].write(&RecordBatch::try_new(schema("eoi", d as i32), vec![Arc::new(UInt32Array::from(eoi_ids)), Arc::new(list)])?)?;
-        let failed: Vec<usize> = (0..b).filter(|&bi| !ok[bi]).collect();
-        member[4].write(&RecordBatch::try_new(
-            schema("errors", 0),
-            vec![
-                Arc::new(UInt32Array::from_iter_values(failed.iter().map(|&bi| batch.ids[bi]))),
-                Arc::new(StringArray::from_iter_values(failed.iter().map(|&bi| batch.sources[bi].as_str()))),
-                Arc::new(StringArray::from_iter_values(failed.iter().map(|&bi| batch.failures[bi].as_deref().unwrap_or("")))),
-            ],
-        )?)?;
+        member[2].write(&images::dense_batch(eoi_ids, eoi_vals, d)?)?;
+        member[4].write(&images::errors_batch(batch)?)?;
     }
     Ok(())
 }

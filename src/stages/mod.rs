@@ -7,10 +7,12 @@ pub mod class_features;
 pub mod clean;
 pub mod dataset;
 pub mod fuse;
+pub mod images;
 pub mod llava_sae;
 pub mod mock;
 pub mod pool;
 pub mod probe;
+pub mod resnet;
 pub mod signature;
 pub mod split;
 pub mod table;
@@ -43,6 +45,7 @@ impl Registry {
         let mut r = Registry::empty();
         r.register(Box::new(dataset::Dataset));
         r.register(Box::new(llava_sae::LlavaSae));
+        r.register(Box::new(resnet::ResNetStage));
         for s in mock::kinds() {
             r.register(s);
         }
