@@ -30,6 +30,9 @@
 //! (`CLIPImageProcessorFast`, and transformers 5's default when torchvision is installed) resizes
 //! differently; this reproduces the PIL one for either name.
 //!
+//! [`ImageProcessor`] is the engine other preprocessings map onto: ConvNeXT's
+//! ([`super::convnext_image`], what ResNet checkpoints name) is one resize + one crop too.
+//!
 //! No candle here: the model code turns the values into a tensor.
 
 use std::sync::{Arc, Mutex};
@@ -126,21 +129,21 @@ pub enum ClipImageError {
     Resample(#[from] ResampleError),
 }
 
-fn describe(v: &Value) -> String {
+pub(crate) fn describe(v: &Value) -> String {
     let s = v.to_string();
     if s.chars().count() > 60 { format!("{}…", s.chars().take(60).collect::<String>()) } else { s }
 }
 
-fn key_error(key: impl Into<String>, expected: &'static str, got: &Value) -> ClipImageError {
+pub(crate) fn key_error(key: impl Into<String>, expected: &'static str, got: &Value) -> ClipImageError {
     ClipImageError::Key { key: key.into(), expected, got: describe(got) }
 }
 
 /// A key's value, `None` when absent or `null` (transformers then uses the class default).
-fn get<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+pub(crate) fn get<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     map.get(key).filter(|v| !v.is_null())
 }
 
-fn opt_bool(map: &Map<String, Value>, key: &str, default: bool) -> Result<bool, ClipImageError> {
+pub(crate) fn opt_bool(map: &Map<String, Value>, key: &str, default: bool) -> Result<bool, ClipImageError> {
     match get(map, key) {
         None => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
@@ -148,18 +151,18 @@ fn opt_bool(map: &Map<String, Value>, key: &str, default: bool) -> Result<bool, 
     }
 }
 
-fn positive(key: &str, v: &Value) -> Result<u32, ClipImageError> {
+pub(crate) fn positive(key: &str, v: &Value) -> Result<u32, ClipImageError> {
     v.as_u64().and_then(|n| u32::try_from(n).ok()).filter(|&n| n > 0).ok_or_else(|| key_error(key, "a positive integer", v))
 }
 
 /// Keys of a size object that are set (not `null`).
-fn size_keys(obj: &Map<String, Value>) -> Vec<&str> {
+pub(crate) fn size_keys(obj: &Map<String, Value>) -> Vec<&str> {
     obj.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k.as_str()).collect()
 }
 
 /// `size`: an integer (`get_size_dict` with `default_to_square=False` → shortest edge),
 /// `{shortest_edge}` or `{height, width}`.
-fn parse_size(v: &Value) -> Result<ResizeTo, ClipImageError> {
+pub(crate) fn parse_size(v: &Value) -> Result<ResizeTo, ClipImageError> {
     const EXPECTED: &str = "an integer, {\"shortest_edge\": n} or {\"height\": h, \"width\": w}";
     match v {
         Value::Number(_) => Ok(ResizeTo::ShortestEdge(positive("size", v)?)),
@@ -184,7 +187,7 @@ fn parse_size(v: &Value) -> Result<ResizeTo, ClipImageError> {
 }
 
 /// `crop_size`: an integer (a square, as `get_size_dict` makes it) or `{height, width}`.
-fn parse_crop(v: &Value) -> Result<CropSize, ClipImageError> {
+pub(crate) fn parse_crop(v: &Value) -> Result<CropSize, ClipImageError> {
     match v {
         Value::Number(_) => {
             let n = positive("crop_size", v)?;
@@ -198,7 +201,7 @@ fn parse_crop(v: &Value) -> Result<CropSize, ClipImageError> {
 }
 
 /// `image_mean`/`image_std`: one number for every channel or a list of three.
-fn parse_channels(key: &str, v: &Value) -> Result<[f64; 3], ClipImageError> {
+pub(crate) fn parse_channels(key: &str, v: &Value) -> Result<[f64; 3], ClipImageError> {
     const EXPECTED: &str = "a number or a list of 3 numbers";
     match v {
         Value::Number(n) => n.as_f64().map(|x| [x; 3]).ok_or_else(|| key_error(key, EXPECTED, v)),
@@ -211,6 +214,46 @@ fn parse_channels(key: &str, v: &Value) -> Result<[f64; 3], ClipImageError> {
         }
         _ => Err(key_error(key, EXPECTED, v)),
     }
+}
+
+/// `resample`: a Pillow filter number (`default` when absent).
+pub(crate) fn parse_resample(map: &Map<String, Value>, default: Filter) -> Result<Filter, ClipImageError> {
+    let Some(v) = get(map, "resample") else { return Ok(default) };
+    let code = v.as_i64().ok_or_else(|| key_error("resample", "a Pillow filter number (0–7)", v))?;
+    Filter::from_pil(code).ok_or_else(|| ClipImageError::Unsupported {
+        key: "resample",
+        got: match code {
+            0 => "0 (nearest)".into(),
+            6 => "6 (mks2013)".into(),
+            7 => "7 (mks2021)".into(),
+            _ => code.to_string(),
+        },
+        help: "supported: 1 (lanczos), 2 (bilinear), 3 (bicubic), 4 (box), 5 (hamming)",
+    })
+}
+
+/// `rescale_factor`: a finite number (`default` when absent).
+pub(crate) fn parse_rescale_factor(map: &Map<String, Value>, default: f64) -> Result<f64, ClipImageError> {
+    match get(map, "rescale_factor") {
+        None => Ok(default),
+        Some(v) => v.as_f64().filter(|x| x.is_finite()).ok_or_else(|| key_error("rescale_factor", "a finite number", v)),
+    }
+}
+
+/// `image_mean` and `image_std` (the defaults when absent); a zero std is refused.
+pub(crate) fn parse_mean_std(
+    map: &Map<String, Value>,
+    default_mean: [f64; 3],
+    default_std: [f64; 3],
+) -> Result<([f64; 3], [f64; 3]), ClipImageError> {
+    let image_mean = get(map, "image_mean").map(|v| parse_channels("image_mean", v)).transpose()?.unwrap_or(default_mean);
+    let image_std = get(map, "image_std").map(|v| parse_channels("image_std", v)).transpose()?.unwrap_or(default_std);
+    if let Some(v) = get(map, "image_std")
+        && image_std.contains(&0.0)
+    {
+        return Err(key_error("image_std", "non-zero numbers (they divide)", v));
+    }
+    Ok((image_mean, image_std))
 }
 
 impl ImageProcessorConfig {
@@ -247,33 +290,9 @@ impl ImageProcessorConfig {
             }
         }
         let d = ImageProcessorConfig::default();
-        let resample = match get(map, "resample") {
-            None => d.resample,
-            Some(v) => {
-                let code = v.as_i64().ok_or_else(|| key_error("resample", "a Pillow filter number (0–7)", v))?;
-                Filter::from_pil(code).ok_or_else(|| ClipImageError::Unsupported {
-                    key: "resample",
-                    got: match code {
-                        0 => "0 (nearest)".into(),
-                        6 => "6 (mks2013)".into(),
-                        7 => "7 (mks2021)".into(),
-                        _ => code.to_string(),
-                    },
-                    help: "supported: 1 (lanczos), 2 (bilinear), 3 (bicubic), 4 (box), 5 (hamming)",
-                })?
-            }
-        };
-        let rescale_factor = match get(map, "rescale_factor") {
-            None => d.rescale_factor,
-            Some(v) => v.as_f64().filter(|x| x.is_finite()).ok_or_else(|| key_error("rescale_factor", "a finite number", v))?,
-        };
-        let image_mean = get(map, "image_mean").map(|v| parse_channels("image_mean", v)).transpose()?.unwrap_or(d.image_mean);
-        let image_std = get(map, "image_std").map(|v| parse_channels("image_std", v)).transpose()?.unwrap_or(d.image_std);
-        if let Some(v) = get(map, "image_std")
-            && image_std.contains(&0.0)
-        {
-            return Err(key_error("image_std", "non-zero numbers (they divide)", v));
-        }
+        let resample = parse_resample(map, d.resample)?;
+        let rescale_factor = parse_rescale_factor(map, d.rescale_factor)?;
+        let (image_mean, image_std) = parse_mean_std(map, d.image_mean, d.image_std)?;
         Ok(ImageProcessorConfig {
             do_resize: opt_bool(map, "do_resize", d.do_resize)?,
             size: get(map, "size").map(parse_size).transpose()?.unwrap_or(d.size),

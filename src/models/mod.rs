@@ -17,13 +17,20 @@
 //! - [`clip_image`]: CLIP's image preprocessing (`preprocessor_config.json` →
 //!   [`clip_image::ImageProcessor`]: Pillow-exact resize, center crop, rescale, normalize → CHW
 //!   `f32`), in parity with transformers' PIL-backed processor. No candle.
+//! - [`convnext_image`]: ConvNeXT's image preprocessing (what ResNet checkpoints name: shortest
+//!   edge to `int(s / crop_pct)`, center crop `s`), mapped onto [`clip_image::ImageProcessor`].
+//! - [`resnet`]: transformers' `ResNetModel` up to its pooled features (BatchNorm folded at load);
+//!   [`resnet_load`] reads a checkpoint folder (config, safetensors, preprocessor config).
 
 pub mod clip_image;
+pub mod convnext_image;
 pub mod hub;
 #[cfg(test)]
 pub(crate) mod hub_mock;
 pub mod llava;
 pub mod releases;
+pub mod resnet;
+pub mod resnet_load;
 pub mod sae;
 pub mod sae_load;
 pub mod source;

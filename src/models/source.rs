@@ -166,11 +166,27 @@ fn index_shards(index: &Path) -> Result<BTreeSet<String>, HubError> {
         .collect()
 }
 
+/// Whether `dir` holds every safetensors file its index names (or the single file): then nothing
+/// needs fetching, even offline.
+fn weights_complete(dir: &Path) -> bool {
+    let index = dir.join("model.safetensors.index.json");
+    match std::fs::read_to_string(&index).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()) {
+        Some(v) => v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .is_some_and(|m| m.values().filter_map(|f| f.as_str()).all(|f| dir.join(f).is_file())),
+        None => dir.join("model.safetensors").is_file(),
+    }
+}
+
 /// Run time: make sure a model parameter's checkpoint is complete on disk. For `hf://` references
 /// `dir` is the snapshot the plan resolved (`snapshots/<commit>`): the rest of the checkpoint
 /// (index, shards, tokenizer, processor config) is fetched at that commit unless it is there.
 pub fn ensure_model(reference: &str, dir: &Path) -> Result<(), String> {
     let Some(rest) = reference.strip_prefix("hf://") else { return Ok(()) };
+    if weights_complete(dir) {
+        return Ok(());
+    }
     let repo = rest.split_once('@').map(|(r, _)| r).unwrap_or(rest);
     let commit = dir.file_name().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
     let cache = HubCache::from_env().map_err(|e| e.to_string())?;

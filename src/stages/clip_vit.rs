@@ -5,9 +5,6 @@
 
 use std::sync::Arc;
 
-use arrow_array::{FixedSizeListArray, Float32Array, RecordBatch, UInt32Array};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
-
 use super::Stage;
 use super::images::{self, BatchStream, Images, Preprocess};
 use super::signature::{ParamType, Signature, input, output, param};
@@ -20,23 +17,6 @@ use crate::models::source::Artifact;
 pub struct ClipVit;
 
 const OUTPUTS: [&str; 3] = ["cls", "patch_mean", "errors"];
-
-fn vit_schema(width: usize) -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("image_id", DataType::UInt32, false),
-        Field::new("resid", DataType::FixedSizeList(Arc::new(Field::new_list_field(DataType::Float32, false)), width as i32), false),
-    ]))
-}
-
-fn vit_batch(ids: Vec<u32>, rows: Vec<f32>, width: usize) -> Result<RecordBatch, EngineError> {
-    let list = FixedSizeListArray::try_new(
-        Arc::new(Field::new_list_field(DataType::Float32, false)),
-        width as i32,
-        Arc::new(Float32Array::from(rows)),
-        None,
-    )?;
-    Ok(RecordBatch::try_new(vit_schema(width), vec![Arc::new(UInt32Array::from(ids)), Arc::new(list)])?)
-}
 
 impl Stage for ClipVit {
     fn signature(&self) -> Signature {
@@ -77,7 +57,7 @@ impl Stage for ClipVit {
             for o in OUTPUTS {
                 m.output(o)?.set_parts(n_parts)?;
             }
-            let todo: Vec<usize> = (0..n_parts).filter(|&p| m.outputs.iter().any(|o| !o.has_part(p))).collect();
+            let todo = images::parts_to_do(m, n_parts);
             job.progress.add_total(images.ids.len() as u64, "images");
             let done: usize =
                 (0..n_parts).filter(|p| !todo.contains(p)).map(|p| images::part_range(p, part_images, images.ids.len()).len()).sum();
@@ -99,45 +79,29 @@ impl Stage for ClipVit {
             let pre: Arc<dyn Preprocess + Send> = Arc::new(images::image_processor(&dir).map_err(|e| err(&e))?);
             let width = cfg.vision.hidden_size;
             let mut open: Option<(usize, Vec<crate::engine::job::PartGuard<'_>>)> = None;
+            let schema = |o: &str| if o == "errors" { images::errors_schema() } else { images::dense_schema(width) };
             for b in BatchStream::spawn(images.clone(), pre, todo, part_images, batch, workers) {
                 if open.as_ref().map(|o| o.0) != Some(b.part) {
                     if let Some((_, guards)) = open.take() {
-                        for g in guards {
-                            g.finish()?;
-                        }
+                        images::finish_parts(guards)?;
                     }
-                    let guards = m
-                        .outputs
-                        .iter_mut()
-                        .map(|o| {
-                            let schema = if o.name == "errors" { images::errors_schema() } else { vit_schema(width) };
-                            let rank = OUTPUTS.iter().position(|n| *n == o.name).unwrap_or(usize::MAX);
-                            o.part(b.part, schema).map(|g| (rank, g))
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let mut guards = guards;
-                    guards.sort_by_key(|(i, _)| *i);
-                    open = Some((b.part, guards.into_iter().map(|(_, g)| g).collect()));
+                    open = Some((b.part, images::open_parts(m, b.part, &OUTPUTS, schema)?));
                 }
                 let out = tower.forward(&b.tensor(&device)?)?;
                 let pooled = out.pooled.ok_or_else(|| err(&"the tower was built without its pooled output"))?;
                 let pooled = pooled.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
                 let mean = patch_mean(&out.selected)?.to_vec2::<f32>()?;
                 let ok = b.ok();
-                let keep = |rows: &[Vec<f32>]| -> Vec<f32> {
-                    rows.iter().zip(&ok).filter(|(_, k)| **k).flat_map(|(r, _)| r.iter().copied()).collect()
-                };
-                let ids: Vec<u32> = b.ids.iter().zip(&ok).filter(|(_, k)| **k).map(|(i, _)| *i).collect();
                 let (_, guards) = open.as_mut().expect("opened above");
-                guards[0].write(&vit_batch(ids.clone(), keep(&pooled), width)?)?;
-                guards[1].write(&vit_batch(ids, keep(&mean), width)?)?;
+                let (ids, values) = images::kept_rows(&pooled, &ok, &b.ids);
+                guards[0].write(&images::dense_batch(ids, values, width)?)?;
+                let (ids, values) = images::kept_rows(&mean, &ok, &b.ids);
+                guards[1].write(&images::dense_batch(ids, values, width)?)?;
                 guards[2].write(&b.errors()?)?;
                 job.progress.advance(b.ids.len() as u64);
             }
             if let Some((_, guards)) = open.take() {
-                for g in guards {
-                    g.finish()?;
-                }
+                images::finish_parts(guards)?;
             }
         }
         Ok(())

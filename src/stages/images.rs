@@ -251,3 +251,55 @@ pub fn dtype_device(m: &Member) -> Result<(DType, Device), EngineError> {
 pub fn sizes(m: &Member) -> Result<(usize, usize, usize), EngineError> {
     Ok((m.int("part_images")? as usize, m.int("batch")? as usize, m.int("workers")? as usize))
 }
+
+/// Part `p` of a member's outputs, opened in the order of `names`, each with `schema(name)`.
+pub fn open_parts<'a>(
+    m: &'a mut Member,
+    p: usize,
+    names: &[&str],
+    schema: impl Fn(&str) -> SchemaRef,
+) -> Result<Vec<crate::engine::job::PartGuard<'a>>, EngineError> {
+    let mut by_name: Vec<(usize, &mut crate::engine::job::OutputWriter)> =
+        m.outputs.iter_mut().map(|o| (names.iter().position(|n| *n == o.name).unwrap_or(usize::MAX), o)).collect();
+    by_name.sort_by_key(|(i, _)| *i);
+    by_name.into_iter().map(|(i, o)| o.part(p, schema(names.get(i).copied().unwrap_or("")))).collect()
+}
+
+/// Finish parts opened with [`open_parts`].
+pub fn finish_parts(guards: Vec<crate::engine::job::PartGuard<'_>>) -> Result<(), EngineError> {
+    for g in guards {
+        g.finish()?;
+    }
+    Ok(())
+}
+
+/// Parts some output of the member still lacks.
+pub fn parts_to_do(m: &Member, n_parts: usize) -> Vec<usize> {
+    (0..n_parts).filter(|&p| m.outputs.iter().any(|o| !o.has_part(p))).collect()
+}
+
+/// A dense per-image table (`eoi`, `vit`, `dense`): `image_id`, `resid [width]`.
+pub fn dense_schema(width: usize) -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("image_id", DataType::UInt32, false),
+        Field::new("resid", DataType::FixedSizeList(Arc::new(Field::new_list_field(DataType::Float32, false)), width as i32), false),
+    ]))
+}
+
+/// Rows of a dense table: `values` holds `ids.len()` rows of `width`.
+pub fn dense_batch(ids: Vec<u32>, values: Vec<f32>, width: usize) -> Result<RecordBatch, EngineError> {
+    let list = arrow_array::FixedSizeListArray::try_new(
+        Arc::new(Field::new_list_field(DataType::Float32, false)),
+        width as i32,
+        Arc::new(arrow_array::Float32Array::from(values)),
+        None,
+    )?;
+    Ok(RecordBatch::try_new(dense_schema(width), vec![Arc::new(UInt32Array::from(ids)), Arc::new(list)])?)
+}
+
+/// The rows of the images that did not fail, flattened (`rows[i]` is image `i`'s vector).
+pub fn kept_rows(rows: &[Vec<f32>], ok: &[bool], ids: &[u32]) -> (Vec<u32>, Vec<f32>) {
+    let ids = ids.iter().zip(ok).filter(|(_, k)| **k).map(|(i, _)| *i).collect();
+    let values = rows.iter().zip(ok).filter(|(_, k)| **k).flat_map(|(r, _)| r.iter().copied()).collect();
+    (ids, values)
+}

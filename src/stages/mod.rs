@@ -13,6 +13,7 @@ pub mod llava_sae;
 pub mod mock;
 pub mod pool;
 pub mod probe;
+pub mod resnet;
 pub mod signature;
 pub mod split;
 pub mod table;
@@ -47,6 +48,7 @@ impl Registry {
         r.register(Box::new(dataset::Dataset));
         r.register(Box::new(llava_sae::LlavaSae));
         r.register(Box::new(clip_vit::ClipVit));
+        r.register(Box::new(resnet::ResNetStage));
         r.register(Box::new(zeroshot::ZeroShot));
         for s in mock::kinds() {
             r.register(s);

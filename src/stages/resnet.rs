@@ -1,0 +1,113 @@
+//! `resnet`: the supervised-vision baseline. Every image of a `dataset` table goes through a
+//! ResNet (`microsoft/resnet-50`, or any transformers ResNet checkpoint) with the checkpoint's own
+//! ConvNeXT preprocessing; the pooled features (`pooler_output`, 2048 per image for ResNet-50)
+//! are written as a `dense` table that `probe` reads like the EoI residuals.
+//!
+//! Outputs:
+//! - `features`: `image_id, resid [hidden_sizes[-1]]`, one row per readable image;
+//! - `errors`: images that could not be read or decoded (`image_id, source, reason`); they are
+//!   skipped, every other image's rows stay as they would have been.
+//!
+//! As in `llava_sae`: parts are fixed ranges of `part_images` rows of the dataset table and
+//! batches fixed ranges of `batch` rows within a part; an unreadable image keeps its slot (zeros)
+//! so no other image's batch changes; a crash resumes at the first missing part with files
+//! byte-identical to an uninterrupted run's; images decode on worker threads while the model
+//! computes.
+
+use std::sync::Arc;
+
+use super::Stage;
+use super::images::{self, BatchStream, Images, Preprocess};
+use super::signature::{ParamType, Signature, input, output, param};
+use crate::engine::EngineError;
+use crate::engine::job::{Job, PartGuard};
+use crate::models::resnet_load;
+use crate::models::source::Artifact;
+
+/// The outputs, in the order each part's writers are opened.
+const OUTPUTS: [&str; 2] = ["features", "errors"];
+
+pub struct ResNetStage;
+
+impl Stage for ResNetStage {
+    fn signature(&self) -> Signature {
+        Signature {
+            kind: "resnet",
+            version: 1,
+            doc: "ResNet pooled features of every image (transformers' ResNetModel pooler_output: 2048 for microsoft/resnet-50), \
+                  the supervised-vision baseline",
+            inputs: vec![input("from", &["dataset"], "the images (a dataset table)")],
+            params: [param(
+                "model",
+                ParamType::Artifact(Artifact::Model),
+                None,
+                "the ResNet checkpoint: hf://microsoft/resnet-50 or a local folder (config.json, model.safetensors, \
+                     preprocessor_config.json)",
+            )]
+            .into_iter()
+            .chain(images::runtime_params())
+            .collect(),
+            open_params: false,
+            outputs: vec![
+                output(
+                    "features",
+                    "dense",
+                    "image_id u32, resid fixed_size_list<f32>[hidden_sizes[-1]]: the pooled features (2048 for ResNet-50)",
+                ),
+                output("errors", "errors", "image_id u32, source utf8, reason utf8: images skipped"),
+            ],
+            fuse_axes: vec![],
+            validate: None,
+            estimate: None,
+        }
+    }
+
+    fn run(&self, job: &mut Job) -> Result<(), EngineError> {
+        for m in &mut job.members {
+            let id = m.id.clone();
+            let model_dir =
+                m.paths.get("model").cloned().ok_or_else(|| EngineError::Stage(format!("{id}: parameter 'model' was not resolved")))?;
+            let err = |e: &dyn std::fmt::Display| EngineError::Stage(format!("{id}: model {}: {e}", model_dir.display()));
+            let images = Arc::new(Images::open(m)?);
+            let (dtype, device) = images::dtype_device(m)?;
+            let (part_images, batch, workers) = images::sizes(m)?;
+            let n_parts = images.ids.len().div_ceil(part_images).max(1);
+            for o in OUTPUTS {
+                m.output(o)?.set_parts(n_parts)?;
+            }
+            let todo = images::parts_to_do(m, n_parts);
+            job.progress.add_total(images.ids.len() as u64, "images");
+            let done: usize =
+                (0..n_parts).filter(|p| !todo.contains(p)).map(|p| images::part_range(p, part_images, images.ids.len()).len()).sum();
+            job.progress.advance(done as u64);
+            if todo.is_empty() {
+                continue;
+            }
+            let reference = m.param("model")?.as_str().unwrap_or_default().to_string();
+            crate::models::source::ensure_model(&reference, &model_dir).map_err(|e| err(&e))?;
+            let pre: Arc<dyn Preprocess + Send> = Arc::new(resnet_load::image_processor(&model_dir).map_err(|e| err(&e))?);
+            let model = resnet_load::load(&model_dir, dtype, &device).map_err(|e| err(&e))?;
+            let width = model.feature_dim();
+            let schema = |o: &str| if o == "features" { images::dense_schema(width) } else { images::errors_schema() };
+            let mut current: Option<(usize, Vec<PartGuard<'_>>)> = None;
+            for b in BatchStream::spawn(images.clone(), pre, todo, part_images, batch, workers) {
+                if current.as_ref().map(|c| c.0) != Some(b.part) {
+                    if let Some((_, guards)) = current.take() {
+                        images::finish_parts(guards)?;
+                    }
+                    current = Some((b.part, images::open_parts(m, b.part, &OUTPUTS, schema)?));
+                }
+                let (_, guards) = current.as_mut().expect("opened above");
+                let pooled = model.forward(&b.tensor(&device)?).map_err(|e| err(&e))?.to_vec2::<f32>()?;
+                let (ids, values) = images::kept_rows(&pooled, &b.ok(), &b.ids);
+                guards[0].write(&images::dense_batch(ids, values, width)?)?;
+                guards[1].write(&b.errors()?)?;
+                job.progress.advance(b.ids.len() as u64);
+            }
+            if let Some((_, guards)) = current.take() {
+                images::finish_parts(guards)?;
+            }
+        }
+        Ok(())
+    }
+}
