@@ -444,10 +444,10 @@ impl ImageProcessor {
             let at = (y0 + slot) * width + x0;
             let n = row.len() / 3;
             let (r, g, b) = (&mut r_plane[at..at + n], &mut g_plane[at..at + n], &mut b_plane[at..at + n]);
-            for (i, px) in row.chunks_exact(3).enumerate() {
-                r[i] = tr[usize::from(px[0])];
-                g[i] = tg[usize::from(px[1])];
-                b[i] = tb[usize::from(px[2])];
+            for (((px, r), g), b) in row.chunks_exact(3).zip(r).zip(g).zip(b) {
+                *r = tr[usize::from(px[0])];
+                *g = tg[usize::from(px[1])];
+                *b = tb[usize::from(px[2])];
             }
         })?;
         Ok(())
