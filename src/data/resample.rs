@@ -24,7 +24,7 @@
 //!   half away from zero; `PRECISION_BITS = 32 − 8 − 2 = 22`).
 //! - **Accumulation** (`ImagingResample{Horizontal,Vertical}_8bpc`): per channel, `i32` sum starting
 //!   at `1 << 21` (the rounding half), plus `pixel · weight` per tap; `clip8` takes `sum >> 22`
-//!   (arithmetic) clamped to 0..=255. The horizontal pass rounds to `u8` before the vertical one.
+//!   (arithmetic) clamped to 0..=255. The first pass rounds to `u8` before the second one.
 //! - **Filters**: Pillow's box, bilinear (triangle), Hamming, bicubic (Keys, a = −0.5) and Lanczos
 //!   (a = 3) kernels with supports 0.5, 1, 1, 2, 3. Pillow's nearest-neighbour path is an affine
 //!   transform, not this resampler, and is not ported.
@@ -245,7 +245,7 @@ fn clip8(sum: i32) -> u8 {
 /// Reusable buffers for [`Resizer::resize_rows`]: keep one per thread and no resize allocates.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    /// Horizontally resized rows (the intermediate image).
+    /// The first pass's output: horizontally resized rows, or one vertically resized row.
     mid: Vec<u8>,
     /// Vertical accumulators, one per channel value of an output row.
     acc: Vec<i32>,

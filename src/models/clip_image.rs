@@ -334,6 +334,12 @@ fn crop_axis(size: u32, crop: u32) -> CropAxis {
 /// Resizers kept per input size (the most recently used first).
 const RESIZER_CACHE: usize = 16;
 
+// decoding threads share one processor
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<ImageProcessor>()
+};
+
 /// CLIP preprocessing with one config: [`ImageProcessor::preprocess`] turns an [`Rgb8`] into
 /// channels-first `f32` pixel values of [`ImageProcessor::output_size`]. `Sync`: share one
 /// between decoding threads.
