@@ -24,7 +24,7 @@
 //!   half away from zero; `PRECISION_BITS = 32 − 8 − 2 = 22`).
 //! - **Accumulation** (`ImagingResample{Horizontal,Vertical}_8bpc`): per channel, `i32` sum starting
 //!   at `1 << 21` (the rounding half), plus `pixel · weight` per tap; `clip8` takes `sum >> 22`
-//!   (arithmetic) clamped to 0..=255. The horizontal pass rounds to `u8` before the vertical one.
+//!   (arithmetic) clamped to 0..=255. The first pass rounds to `u8` before the second one.
 //! - **Filters**: Pillow's box, bilinear (triangle), Hamming, bicubic (Keys, a = −0.5) and Lanczos
 //!   (a = 3) kernels with supports 0.5, 1, 1, 2, 3. Pillow's nearest-neighbour path is an affine
 //!   transform, not this resampler, and is not ported.
@@ -245,7 +245,7 @@ fn clip8(sum: i32) -> u8 {
 /// Reusable buffers for [`Resizer::resize_rows`]: keep one per thread and no resize allocates.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    /// Horizontally resized rows (the intermediate image).
+    /// The first pass's output: horizontally resized rows, or one vertically resized row.
     mid: Vec<u8>,
     /// Vertical accumulators, one per channel value of an output row.
     acc: Vec<i32>,
@@ -277,6 +277,8 @@ pub struct Resizer {
     cols: (usize, usize),
     /// Source rows the window needs (`first..last`).
     rows: (usize, usize),
+    /// Run the AVX2 build of the kernels.
+    avx2: bool,
 }
 
 /// The input indices an axis reads for its window: `first..last`.
@@ -317,7 +319,7 @@ impl Resizer {
         let order = if shrink_h > 0 && shrink_h > 2 * shrink_w { Order::VerticalFirst } else { Order::HorizontalFirst };
         let cols = input_range(horizontal.as_ref(), window.left, window.width);
         let rows = input_range(vertical.as_ref(), window.top, window.height);
-        Ok(Resizer { filter, input, output, window, horizontal, vertical, order, cols, rows })
+        Ok(Resizer { filter, input, output, window, horizontal, vertical, order, cols, rows, avx2: has_avx2() })
     }
 
     pub fn filter(&self) -> Filter {
@@ -375,8 +377,8 @@ impl Resizer {
                 row.resize(out_w3, 0);
                 let source = Plane { data: &src.pixels, stride: in_w3, first_row: 0, x0: col_first * 3 };
                 for slot in 0..self.window.height as usize {
-                    vertical_row(v, slot, &source, acc, mid);
-                    horizontal_row(h, col_first, mid, row);
+                    vertical_row(self.avx2, v, slot, &source, acc, mid);
+                    horizontal_row(self.avx2, h, col_first, mid, row);
                     emit(slot, row);
                 }
             }
@@ -385,14 +387,14 @@ impl Resizer {
                 // pass (if any) over that intermediate image
                 mid.resize((row_last - row_first) * out_w3, 0);
                 for (y, out) in (row_first..row_last).zip(mid.chunks_exact_mut(out_w3)) {
-                    horizontal_row(h, 0, &src.pixels[y * in_w3..][..in_w3], out);
+                    horizontal_row(self.avx2, h, 0, &src.pixels[y * in_w3..][..in_w3], out);
                 }
                 let plane = Plane { data: mid, stride: out_w3, first_row: row_first, x0: 0 };
-                emit_rows(vertical.as_ref(), self.window, &plane, acc, row, emit);
+                emit_rows(self.avx2, vertical.as_ref(), self.window, &plane, acc, row, emit);
             }
             (None, vertical, _) => {
                 let plane = Plane { data: &src.pixels, stride: in_w3, first_row: 0, x0: self.window.left as usize * 3 };
-                emit_rows(vertical.as_ref(), self.window, &plane, acc, row, emit);
+                emit_rows(self.avx2, vertical.as_ref(), self.window, &plane, acc, row, emit);
             }
         }
         Ok(())
@@ -416,6 +418,7 @@ impl Plane<'_> {
 
 /// The last pass: the vertical one over `plane` when there is one, else `plane`'s window rows.
 fn emit_rows(
+    avx2: bool,
     vertical: Option<&Axis>,
     window: Window,
     plane: &Plane,
@@ -428,7 +431,7 @@ fn emit_rows(
         Some(v) => {
             row.resize(out_w3, 0);
             for slot in 0..window.height as usize {
-                vertical_row(v, slot, plane, acc, row);
+                vertical_row(avx2, v, slot, plane, acc, row);
                 emit(slot, row);
             }
         }
@@ -441,13 +444,39 @@ fn emit_rows(
 }
 
 /// Output row `slot` of the vertical pass over `plane`, `out.len()` bytes wide.
-fn vertical_row(v: &Axis, slot: usize, plane: &Plane, acc: &mut Vec<i32>, out: &mut [u8]) {
+///
+/// Up to four taps are summed in one sweep straight into `out`; more taps go through `acc`, four
+/// at a time. The order of the additions differs from Pillow's, which changes nothing: the sums
+/// are `i32` (wrapping, i.e. modulo 2³²) and Pillow's never overflow.
+#[inline(always)]
+fn vertical_row_portable(v: &Axis, slot: usize, plane: &Plane, acc: &mut Vec<i32>, out: &mut [u8]) {
     let (start, weights) = v.taps(slot);
+    let n = out.len();
+    // four rows and weights; missing taps weigh 0 on a row that exists
+    let quad = |taps: &[i32], first: usize| -> ([&[u8]; 4], [i32; 4]) {
+        let mut rows = [plane.row(first, n); 4];
+        let mut ks = [0; 4];
+        for (t, &k) in taps.iter().enumerate() {
+            rows[t] = plane.row(first + t, n);
+            ks[t] = k;
+        }
+        (rows, ks)
+    };
+    let term = |p: u8, k: i32| i32::from(p).wrapping_mul(k);
+    if weights.len() <= 4 {
+        let ([r0, r1, r2, r3], [k0, k1, k2, k3]) = quad(weights, start);
+        for ((((o, &a), &b), &c), &d) in out.iter_mut().zip(r0).zip(r1).zip(r2).zip(r3) {
+            let sum = HALF.wrapping_add(term(a, k0)).wrapping_add(term(b, k1)).wrapping_add(term(c, k2)).wrapping_add(term(d, k3));
+            *o = clip8(sum);
+        }
+        return;
+    }
     acc.clear();
-    acc.resize(out.len(), HALF);
-    for (t, &k) in weights.iter().enumerate() {
-        for (a, &p) in acc.iter_mut().zip(plane.row(start + t, out.len())) {
-            *a = a.wrapping_add(i32::from(p).wrapping_mul(k));
+    acc.resize(n, HALF);
+    for (chunk, taps) in weights.chunks(4).enumerate() {
+        let ([r0, r1, r2, r3], [k0, k1, k2, k3]) = quad(taps, start + 4 * chunk);
+        for ((((s, &a), &b), &c), &d) in acc.iter_mut().zip(r0).zip(r1).zip(r2).zip(r3) {
+            *s = s.wrapping_add(term(a, k0)).wrapping_add(term(b, k1)).wrapping_add(term(c, k2)).wrapping_add(term(d, k3));
         }
     }
     for (o, &a) in out.iter_mut().zip(acc.iter()) {
@@ -457,7 +486,8 @@ fn vertical_row(v: &Axis, slot: usize, plane: &Plane, acc: &mut Vec<i32>, out: &
 
 /// One row of the horizontal pass: `src` holds source pixels from index `base` on; `out` gets
 /// the window's pixels.
-fn horizontal_row(h: &Axis, base: usize, src: &[u8], out: &mut [u8]) {
+#[inline(always)]
+fn horizontal_row_portable(h: &Axis, base: usize, src: &[u8], out: &mut [u8]) {
     for (slot, px) in out.chunks_exact_mut(3).enumerate() {
         let (start, weights) = h.taps(slot);
         let (mut r, mut g, mut b) = (HALF, HALF, HALF);
@@ -470,6 +500,63 @@ fn horizontal_row(h: &Axis, base: usize, src: &[u8], out: &mut [u8]) {
         px[1] = clip8(g);
         px[2] = clip8(b);
     }
+}
+
+/// The kernels compiled for AVX2 as well (8 `i32` lanes; SSE2 has no 32-bit multiply). Integer
+/// arithmetic: the same bits either way.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Axis, Plane};
+
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn vertical_row(v: &Axis, slot: usize, plane: &Plane, acc: &mut Vec<i32>, out: &mut [u8]) {
+        super::vertical_row_portable(v, slot, plane, acc, out)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn horizontal_row(h: &Axis, base: usize, src: &[u8], out: &mut [u8]) {
+        super::horizontal_row_portable(h, base, src, out)
+    }
+}
+
+/// Whether the AVX2 kernels can run here (checked once per [`Resizer`]).
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn vertical_row(avx2: bool, v: &Axis, slot: usize, plane: &Plane, acc: &mut Vec<i32>, out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: `avx2` comes from `has_avx2()`.
+        unsafe { avx2::vertical_row(v, slot, plane, acc, out) };
+        return;
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = avx2;
+    vertical_row_portable(v, slot, plane, acc, out)
+}
+
+fn horizontal_row(avx2: bool, h: &Axis, base: usize, src: &[u8], out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: `avx2` comes from `has_avx2()`.
+        unsafe { avx2::horizontal_row(h, base, src, out) };
+        return;
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = avx2;
+    horizontal_row_portable(h, base, src, out)
 }
 
 /// `Image.resize((width, height), filter)` on one image. To resize many images of one size,
@@ -538,6 +625,19 @@ mod tests {
                         assert_eq!(a, b, "{filter:?} {w}×{h} {window:?} row {y}");
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn portable_and_avx2_kernels_agree() {
+        // the parity tests run whichever build this CPU picks; both must give the same bytes
+        let img = gradient(23, 17);
+        for filter in Filter::ALL {
+            for (w, h) in [(50, 40), (7, 5), (30, 8), (11, 16), (23, 40), (40, 17)] {
+                let fast = Resizer::new(filter, (23, 17), (w, h)).unwrap();
+                let portable = Resizer { avx2: false, ..fast.clone() };
+                assert_eq!(fast.resize(&img).unwrap(), portable.resize(&img).unwrap(), "{filter:?} {w}×{h}");
             }
         }
     }

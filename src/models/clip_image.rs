@@ -353,6 +353,12 @@ fn crop_axis(size: u32, crop: u32) -> CropAxis {
 /// Resizers kept per input size (the most recently used first).
 const RESIZER_CACHE: usize = 16;
 
+// decoding threads share one processor
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<ImageProcessor>()
+};
+
 /// CLIP preprocessing with one config: [`ImageProcessor::preprocess`] turns an [`Rgb8`] into
 /// channels-first `f32` pixel values of [`ImageProcessor::output_size`]. `Sync`: share one
 /// between decoding threads.
@@ -463,10 +469,10 @@ impl ImageProcessor {
             let at = (y0 + slot) * width + x0;
             let n = row.len() / 3;
             let (r, g, b) = (&mut r_plane[at..at + n], &mut g_plane[at..at + n], &mut b_plane[at..at + n]);
-            for (i, px) in row.chunks_exact(3).enumerate() {
-                r[i] = tr[usize::from(px[0])];
-                g[i] = tg[usize::from(px[1])];
-                b[i] = tb[usize::from(px[2])];
+            for (((px, r), g), b) in row.chunks_exact(3).zip(r).zip(g).zip(b) {
+                *r = tr[usize::from(px[0])];
+                *g = tg[usize::from(px[1])];
+                *b = tb[usize::from(px[2])];
             }
         })?;
         Ok(())
