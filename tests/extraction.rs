@@ -472,3 +472,28 @@ stages:
     let metrics = read(&p, &outputs(&p, &f, "zs[mode=open]")["metrics"]);
     assert_eq!(col::<Float64Array>(&metrics[0], "macro_f1").value(0), 0.0);
 }
+
+/// `plan` reads the model's `config.json` and the SAE's `cfg.json`: an SAE of another width is an
+/// error at the `sae:` line, an SAE trained on another layer a warning.
+#[test]
+fn plan_checks_each_sae_against_the_model() {
+    let p = project(&[]);
+    let other = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sae/pre6_bdec");
+    let yaml = format!(
+        "name: check\nstages:\n  images: {{kind: dataset, format: imagefolder, path: data/imgs}}\n  codes:\n    kind: llava_sae\n    from: images.images\n    model: {}\n    layer: 1\n    sae: {}\n",
+        fixture().join("model").display(),
+        other.display()
+    );
+    let f = p.pipeline("check", &yaml);
+    let r = p.run(&["plan", &f]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let line = yaml.lines().position(|l| l.trim_start().starts_with("sae:")).unwrap() + 1;
+    assert!(r.stderr.contains(&format!("check.yaml:{line}:")), "{}", r.stderr);
+    assert!(r.stderr.contains("d_in") || r.stderr.contains("width"), "{}", r.stderr);
+    // layer 1 read with the SAE trained on block 3: planned, with a warning
+    let yaml = yaml.replace(&other.display().to_string(), &fixture().join("saes/blocks.3.hook_resid_post").display().to_string());
+    let f = p.pipeline("check", &yaml);
+    let r = p.run(&["plan", &f]);
+    assert_eq!(r.code, 10, "{}", r.stderr);
+    assert!(r.stderr.contains("warning") && r.stderr.contains("3"), "{}", r.stderr);
+}

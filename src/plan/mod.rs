@@ -844,6 +844,27 @@ impl<'a> Builder<'a> {
             self.err(Diagnostic::new(pos, format!("parameter '{}': {}", problem.param, problem.message)).stage(name).help(problem.help));
             return None;
         }
+        if let Some(check) = sig.check_files {
+            let at = |param: &str| params.get(param).map(|(_, p)| *p).unwrap_or(s.pos);
+            match check(&resolved, &paths) {
+                Ok(found) => {
+                    for w in found {
+                        let w = Diagnostic::new(at(w.param), format!("parameter '{}': {}", w.param, w.message)).stage(name).help(w.help);
+                        if !self.warnings.iter().any(|x| x.message == w.message && x.stage == w.stage) {
+                            self.warnings.push(w);
+                        }
+                    }
+                }
+                Err(problem) => {
+                    self.err(
+                        Diagnostic::new(at(problem.param), format!("parameter '{}': {}", problem.param, problem.message))
+                            .stage(name)
+                            .help(problem.help),
+                    );
+                    return None;
+                }
+            }
+        }
         for a in &s.matrix {
             if !interpolated_axes.contains(&a.name) {
                 let w = Diagnostic::new(a.pos, format!("matrix axis '{}' changes nothing in this stage", a.name)).stage(name).help(

@@ -28,6 +28,7 @@ impl Stage for Binarize {
             fuse_axes: vec![],
             validate: None,
             estimate: None,
+            check_files: None,
         }
     }
 

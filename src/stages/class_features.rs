@@ -84,6 +84,7 @@ impl Stage for ClassFeatures {
             fuse_axes: vec![],
             validate: Some(validate),
             estimate: None,
+            check_files: None,
         }
     }
 

@@ -103,6 +103,7 @@ impl Stage for Clean {
             fuse_axes: vec![],
             validate: Some(validate),
             estimate: None,
+            check_files: None,
         }
     }
 

@@ -43,6 +43,7 @@ impl Stage for ClipVit {
             fuse_axes: vec![],
             validate: None,
             estimate: None,
+            check_files: None,
         }
     }
 

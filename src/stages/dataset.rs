@@ -133,6 +133,7 @@ impl Stage for Dataset {
             fuse_axes: vec![],
             validate: Some(validate),
             estimate: None,
+            check_files: None,
         }
     }
 

@@ -44,6 +44,7 @@ impl Stage for Fuse {
             fuse_axes: vec![],
             validate: None,
             estimate: None,
+            check_files: None,
         }
     }
 

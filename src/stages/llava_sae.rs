@@ -60,6 +60,41 @@ fn validate(p: &BTreeMap<String, Value>) -> Result<(), ParamProblem> {
     }
 }
 
+/// Plan time: the SAE must read the model's width, a needed input scale must be known, and a hook
+/// layer other than the tapped block is worth a warning. Reads `config.json` and `cfg.json` only.
+fn check_files(p: &BTreeMap<String, Value>, paths: &BTreeMap<String, std::path::PathBuf>) -> Result<Vec<ParamProblem>, ParamProblem> {
+    let (Some(model_dir), Some(sae_dir)) = (paths.get("model"), paths.get("sae")) else { return Ok(vec![]) };
+    let problem = |param: &'static str, message: String, help: &str| ParamProblem { param, message, help: help.to_string() };
+    let config = std::fs::read_to_string(model_dir.join("config.json")).map_err(|e| {
+        problem(
+            "model",
+            format!("cannot read {}: {e}", model_dir.join("config.json").display()),
+            "point `model` at a LLaVA checkpoint folder",
+        )
+    })?;
+    let cfg = crate::models::llava::LlavaConfig::from_json(&config, "config.json")
+        .map_err(|e| problem("model", e.to_string(), "point `model` at a LLaVA-Gemma checkpoint"))?;
+    let reference = p.get("sae").and_then(Value::as_str).unwrap_or_default();
+    let spec = sae_load::resolve(reference, p.get("input_scale").and_then(Value::as_f64))
+        .map_err(|e| problem("sae", e.to_string(), "name release/sae_id, hf://owner/repo/folder or a local SAELens folder"))?;
+    let sae_cfg = sae_load::read_config(&spec, sae_dir)
+        .map_err(|e| problem("sae", e.to_string(), "set `input_scale:` when the SAE's cfg asks for one"))?;
+    let layer = p.get("layer").and_then(Value::as_i64).unwrap_or(0) as usize;
+    if layer >= cfg.text.num_hidden_layers {
+        return Err(problem(
+            "layer",
+            format!("block {layer} does not exist: the language model has {} blocks", cfg.text.num_hidden_layers),
+            "use a layer in 0..num_hidden_layers",
+        ));
+    }
+    let warnings = sae::check_against_model(&sae_cfg, cfg.text.hidden_size, layer, &spec.subject())
+        .map_err(|e| problem("sae", format!("{}: {e}", spec.subject()), "use an SAE trained on this model's residual stream"))?;
+    Ok(warnings
+        .into_iter()
+        .map(|w| problem("sae", w.to_string(), "check that `sae` and `layer` go together (use ${layer} in the reference)"))
+        .collect())
+}
+
 impl Stage for LlavaSae {
     fn signature(&self) -> Signature {
         Signature {
@@ -126,6 +161,7 @@ impl Stage for LlavaSae {
             fuse_axes: vec!["layer", "release"],
             validate: Some(validate),
             estimate: None,
+            check_files: Some(check_files),
         }
     }
 

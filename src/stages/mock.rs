@@ -117,6 +117,7 @@ impl Stage for Source {
             fuse_axes: vec![],
             validate: None,
             estimate: None,
+            check_files: None,
         }
     }
 
@@ -180,6 +181,7 @@ impl Stage for Map {
             fuse_axes: vec![],
             validate: None,
             estimate: None,
+            check_files: None,
         }
     }
 
@@ -253,6 +255,7 @@ impl Stage for Gather {
             fuse_axes: vec![],
             validate: None,
             estimate: None,
+            check_files: None,
         }
     }
 
@@ -315,6 +318,7 @@ impl Stage for Fused {
             fuse_axes: vec!["layer"],
             validate: None,
             estimate: None,
+            check_files: None,
         }
     }
 
@@ -363,6 +367,7 @@ impl Stage for Concat {
             fuse_axes: vec![],
             validate: None,
             estimate: None,
+            check_files: None,
         }
     }
 
@@ -407,6 +412,7 @@ impl Stage for MockDataset {
             fuse_axes: vec![],
             validate: None,
             estimate: None,
+            check_files: None,
         }
     }
 
@@ -462,6 +468,7 @@ impl Stage for MockFeatures {
             fuse_axes: vec!["layer"],
             validate: None,
             estimate: None,
+            check_files: None,
         }
     }
 
@@ -522,6 +529,7 @@ impl Stage for MockCodes {
             fuse_axes: vec!["layer"],
             validate: None,
             estimate: None,
+            check_files: None,
         }
     }
 

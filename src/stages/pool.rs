@@ -94,6 +94,7 @@ impl Stage for Pool {
             fuse_axes: vec![],
             validate: Some(validate),
             estimate: None,
+            check_files: None,
         }
     }
 

@@ -247,6 +247,7 @@ impl Stage for Probe {
                 let folds = p.get("cv_folds").and_then(Value::as_i64).unwrap_or(5) as u64;
                 (1 + grid * folds, "fits")
             }),
+            check_files: None,
         }
     }
 

@@ -59,6 +59,7 @@ impl Stage for ResNetStage {
             fuse_axes: vec![],
             validate: None,
             estimate: None,
+            check_files: None,
         }
     }
 

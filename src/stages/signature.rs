@@ -27,7 +27,13 @@ pub struct Signature {
     /// Work an instance will do, for `plan`'s cost summary: (units, unit name), e.g. the number of
     /// logistic-regression fits a probe with a C grid makes.
     pub estimate: Option<Estimate>,
+    /// Plan-time checks that read the small files artifact parameters resolved to (a model's
+    /// `config.json`, an SAE's `cfg.json`): `Ok(warnings)` or `Err(problem)`. Never weights.
+    pub check_files: Option<CheckFiles>,
 }
+
+/// See [`Signature::check_files`].
+pub type CheckFiles = fn(&BTreeMap<String, Value>, &BTreeMap<String, std::path::PathBuf>) -> Result<Vec<ParamProblem>, ParamProblem>;
 
 /// See [`Signature::estimate`].
 pub type Estimate = fn(&BTreeMap<String, Value>) -> (u64, &'static str);

@@ -202,6 +202,7 @@ impl Stage for Split {
             fuse_axes: vec![],
             validate: Some(validate),
             estimate: None,
+            check_files: None,
         }
     }
 

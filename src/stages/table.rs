@@ -29,6 +29,7 @@ impl Stage for Table {
             fuse_axes: vec![],
             validate: None,
             estimate: None,
+            check_files: None,
         }
     }
 

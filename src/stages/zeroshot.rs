@@ -118,6 +118,7 @@ impl Stage for ZeroShot {
             fuse_axes: vec![],
             validate: Some(validate),
             estimate: None,
+            check_files: None,
         }
     }
 
