@@ -102,6 +102,16 @@ enum Command {
     },
     /// Put exported tables into the cache under their keys, so runs here find them cached.
     Import { dir: PathBuf },
+    /// Write the pipeline as an HTML notebook: a cell per instance (status, time, key, schema, first rows) and the report's figures.
+    Report {
+        file: PathBuf,
+        /// Folder to write notebook.html into (default: reports/<pipeline> in the project).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Open the notebook with xdg-open (or open) afterwards.
+        #[arg(long)]
+        open: bool,
+    },
     /// List stage kinds with their inputs, parameters and outputs.
     Kinds {
         kind: Option<String>,
@@ -131,6 +141,7 @@ pub fn main() -> Result<ExitCode> {
         Command::Verify => cmd_verify(&cli.cache),
         Command::Export { file, instance, to } => cmd_export(&cli.cache, &registry, &file, &instance, &to),
         Command::Import { dir } => cmd_import(&cli.cache, &dir),
+        Command::Report { file, out, open } => cmd_report(&cli.cache, &registry, &file, out, open),
         Command::Kinds { kind, markdown } => cmd_kinds(&registry, kind.as_deref(), markdown),
     }
 }
@@ -548,6 +559,41 @@ fn cmd_import(cache_flag: &Option<PathBuf>, dir: &Path) -> Result<ExitCode> {
         match r {
             Imported::Added { key, instance, rows } => println!("  imported {instance}  key {key}  {} rows", fmt_rows(rows)),
             Imported::AlreadyCached { key, instance } => println!("  cached   {instance}  key {key} (already here)"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_report(cache: &Option<PathBuf>, registry: &Registry, file: &Path, out: Option<PathBuf>, open: bool) -> Result<ExitCode> {
+    let cache = Cache::at(&cache_dir(cache, Some(file)));
+    let plan = load(cache.root(), registry, file)?;
+    let history = History::load(&cache, &plan.pipeline.name);
+    let assessed = assess(&plan, &cache, &history, &|_| false);
+    let html = saeflow::report::notebook::render(&plan, &cache, &assessed)
+        .with_context(|| format!("cannot render the notebook of {}", file.display()))?;
+    let dir = out.unwrap_or_else(|| plan.project_root.join("reports").join(&plan.pipeline.name));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the report folder {}", dir.display()))?;
+    let path = dir.join("notebook.html");
+    table::write_atomic(&path, html.as_bytes())?;
+    let cached = assessed.iter().filter(|a| a.status == Status::Cached).count();
+    println!(
+        "report {}: {} instances, {cached} cached, {} not yet run → {}",
+        plan.pipeline.name,
+        plan.instances.len(),
+        plan.instances.len() - cached,
+        path.display()
+    );
+    if open {
+        let opened = ["xdg-open", "open"].iter().any(|tool| {
+            std::process::Command::new(tool)
+                .arg(&path)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        if !opened {
+            eprintln!("saeflow: could not open {} (no working xdg-open or open); open it in a browser", path.display());
         }
     }
     Ok(ExitCode::SUCCESS)

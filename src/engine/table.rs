@@ -49,7 +49,9 @@ fn float_encodings(schema: &arrow_schema::Schema, mut b: WriterPropertiesBuilder
     let descr = parquet::arrow::ArrowSchemaConverter::new().convert(schema).map_err(|e| EngineError::Parquet(e.to_string()))?;
     for col in descr.columns() {
         if matches!(col.physical_type(), Type::FLOAT | Type::DOUBLE) {
-            b = b.set_column_dictionary_enabled(col.path().clone(), false).set_column_encoding(col.path().clone(), Encoding::BYTE_STREAM_SPLIT);
+            b = b
+                .set_column_dictionary_enabled(col.path().clone(), false)
+                .set_column_encoding(col.path().clone(), Encoding::BYTE_STREAM_SPLIT);
         }
     }
     Ok(b)

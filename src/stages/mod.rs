@@ -11,6 +11,7 @@ pub mod llava_sae;
 pub mod mock;
 pub mod pool;
 pub mod probe;
+pub mod report;
 pub mod signature;
 pub mod split;
 pub mod table;
@@ -54,6 +55,7 @@ impl Registry {
         r.register(Box::new(clean::Clean));
         r.register(Box::new(fuse::Fuse));
         r.register(Box::new(class_features::ClassFeatures));
+        r.register(Box::new(report::Report));
         r
     }
 
