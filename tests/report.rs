@@ -220,3 +220,55 @@ fn the_pipeline_name_interpolates_unless_an_axis_takes_it() {
     let why = ok(p.run(&["why", &f, "t[pipeline=a]"]), "why t");
     assert!(why.stdout.contains("\"tag\": \"a\""), "{}", why.stdout);
 }
+
+/// Kills the watcher when the test ends, passing or not.
+struct Watcher(std::process::Child);
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Poll `cond` every 50 ms for up to a minute (the watcher polls every 50 ms).
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `saeflow watch`: a save re-plans and runs only what the edit made stale, then rewrites the
+/// notebook; a broken save prints its error and leaves the notebook's bytes as they were.
+#[test]
+fn watch_reruns_what_an_edit_touches_and_keeps_the_report_through_a_broken_edit() {
+    let p = Project::new();
+    let yaml = "name: w\nstages:\n  a: {kind: mock.source, rows: 10}\n  b: {kind: mock.map, from: a, matrix: {k: [1, 2]}}\n";
+    let f = p.pipeline("w", yaml);
+    let stdout = p.root().join("watch.out");
+    let mut cmd = p.command(&["watch", &f, "--interval-ms", "50"]);
+    cmd.stdout(std::fs::File::create(&stdout).unwrap()).stderr(std::fs::File::create(p.root().join("watch.err")).unwrap());
+    let _watcher = Watcher(cmd.spawn().unwrap());
+    let passes = || std::fs::read_to_string(&stdout).unwrap_or_default().matches("watch: waiting for changes").count();
+    let notebook = p.root().join("reports/w/notebook.html");
+
+    wait_for("the first pass", || passes() == 1);
+    assert_eq!(common::sorted(p.executed()), ["a", "b[k=1]", "b[k=2]"]);
+    assert!(attributes(&std::fs::read_to_string(&notebook).unwrap(), "data-status").iter().all(|s| s == "cached"));
+
+    // an edit of b: only b's instances run again
+    p.pipeline("w", &yaml.replace("matrix: {k: [1, 2]}", "matrix: {k: [1, 2]}, extra: 1"));
+    wait_for("the pass after the edit", || passes() == 2);
+    assert_eq!(common::sorted(p.executed()), ["b[k=1]", "b[k=2]"]);
+    let good = std::fs::read(&notebook).unwrap();
+
+    // a broken edit: the error is printed, nothing runs, the notebook stays byte for byte
+    p.pipeline("w", "name: w\nstages:\n  a: {kind: mock.sorce}\n");
+    wait_for("the broken edit's message", || std::fs::read_to_string(&stdout).unwrap_or_default().contains("the last good report stays"));
+    let err = std::fs::read_to_string(p.root().join("watch.err")).unwrap();
+    assert!(err.contains("unknown stage kind 'mock.sorce'"), "{err}");
+    assert_eq!(std::fs::read(&notebook).unwrap(), good);
+    assert!(p.executed().is_empty());
+}

@@ -112,6 +112,16 @@ enum Command {
         #[arg(long)]
         open: bool,
     },
+    /// On every save of FILE: re-plan, run what is stale, rewrite the notebook (a broken edit keeps the last one).
+    Watch {
+        file: PathBuf,
+        /// Folder to write notebook.html into (default: reports/<pipeline> in the project).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// How often to look at the file, in milliseconds.
+        #[arg(long, default_value_t = 500, value_name = "MS")]
+        interval_ms: u64,
+    },
     /// List stage kinds with their inputs, parameters and outputs.
     Kinds {
         kind: Option<String>,
@@ -142,6 +152,7 @@ pub fn main() -> Result<ExitCode> {
         Command::Export { file, instance, to } => cmd_export(&cli.cache, &registry, &file, &instance, &to),
         Command::Import { dir } => cmd_import(&cli.cache, &dir),
         Command::Report { file, out, open } => cmd_report(&cli.cache, &registry, &file, out, open),
+        Command::Watch { file, out, interval_ms } => cmd_watch(&cli.cache, &registry, &file, out, interval_ms),
         Command::Kinds { kind, markdown } => cmd_kinds(&registry, kind.as_deref(), markdown),
     }
 }
@@ -567,11 +578,31 @@ fn cmd_import(cache_flag: &Option<PathBuf>, dir: &Path) -> Result<ExitCode> {
 fn cmd_report(cache: &Option<PathBuf>, registry: &Registry, file: &Path, out: Option<PathBuf>, open: bool) -> Result<ExitCode> {
     let cache = Cache::at(&cache_dir(cache, Some(file)));
     let plan = load(cache.root(), registry, file)?;
-    let history = History::load(&cache, &plan.pipeline.name);
-    let assessed = assess(&plan, &cache, &history, &|_| false);
-    let html = saeflow::report::notebook::render(&plan, &cache, &assessed)
-        .with_context(|| format!("cannot render the notebook of {}", file.display()))?;
-    let dir = out.unwrap_or_else(|| plan.project_root.join("reports").join(&plan.pipeline.name));
+    let path = write_notebook(&plan, &cache, out.as_deref())?;
+    if open {
+        // macOS has `open`; elsewhere `open` may be openvt, so only xdg-open is tried
+        let tool = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+        let opened = std::process::Command::new(tool)
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !opened {
+            eprintln!("saeflow: could not open {} with {tool}; open it in a browser", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Render the notebook of `plan` as the cache has it into `out` (default `reports/<name>/` in the
+/// project) and say where it went.
+fn write_notebook(plan: &Plan, cache: &Cache, out: Option<&Path>) -> Result<PathBuf> {
+    let history = History::load(cache, &plan.pipeline.name);
+    let assessed = assess(plan, cache, &history, &|_| false);
+    let html = saeflow::report::notebook::render(plan, cache, &assessed)
+        .with_context(|| format!("cannot render the notebook of {}", plan.pipeline.file))?;
+    let dir = out.map(Path::to_path_buf).unwrap_or_else(|| plan.project_root.join("reports").join(&plan.pipeline.name));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the report folder {}", dir.display()))?;
     let path = dir.join("notebook.html");
     table::write_atomic(&path, html.as_bytes())?;
@@ -583,20 +614,41 @@ fn cmd_report(cache: &Option<PathBuf>, registry: &Registry, file: &Path, out: Op
         plan.instances.len() - cached,
         path.display()
     );
-    if open {
-        let opened = ["xdg-open", "open"].iter().any(|tool| {
-            std::process::Command::new(tool)
-                .arg(&path)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        });
-        if !opened {
-            eprintln!("saeflow: could not open {} (no working xdg-open or open); open it in a browser", path.display());
+    Ok(path)
+}
+
+fn cmd_watch(cache_flag: &Option<PathBuf>, registry: &Registry, file: &Path, out: Option<PathBuf>, interval_ms: u64) -> Result<ExitCode> {
+    let dir = cache_dir(cache_flag, Some(file));
+    let cache = Cache::open(&dir).with_context(|| format!("cannot open the cache at {}", dir.display()))?;
+    let interval = std::time::Duration::from_millis(interval_ms.max(10));
+    println!("watch {}: every {interval_ms} ms; Ctrl-C stops", file.display());
+    // the file's bytes, not only its mtime: an editor's save within one mtime tick still counts
+    let mut seen: Option<Vec<u8>> = None;
+    loop {
+        let now = std::fs::read(file).ok();
+        if now.is_some() && now != seen {
+            seen = now;
+            // one pass: a broken file or a failed stage is reported and the last notebook stays
+            if let Err(e) = watch_pass(&cache, registry, file, out.as_deref()) {
+                eprintln!("saeflow: {e:#}");
+                println!("watch: the last good report stays; fix {} and save", file.display());
+            }
         }
+        std::thread::sleep(interval);
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// Plan, run what is stale (keeping going past failures), rewrite the notebook.
+fn watch_pass(cache: &Cache, registry: &Registry, file: &Path, out: Option<&Path>) -> Result<()> {
+    let plan = load(cache.root(), registry, file)?;
+    let log = RunLog::new(id_width(&plan));
+    let opts = RunOptions { only: vec![], force: vec![], keep_going: true, fault: None };
+    let summary = executor::run(&plan, registry, cache, &opts, &log)?;
+    let ran = summary.count(|o| matches!(o, Outcome::Ran { .. }));
+    println!("watch: {ran} ran, {} failed", summary.failed());
+    write_notebook(&plan, cache, out)?;
+    println!("watch: waiting for changes to {}", file.display());
+    Ok(())
 }
 
 fn cmd_kinds(registry: &Registry, kind: Option<&str>, markdown: bool) -> Result<ExitCode> {
