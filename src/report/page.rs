@@ -82,7 +82,9 @@ pub fn body_html(study: &Study, figures: &Figures, labels: Option<&[String]>, li
                 health output) to the report stage.</p>\n";
     } else {
         out += &table(&study.health_table(), TableStyle::default());
-        let _ = writeln!(out, "<p class=\"note\">data:{}</p>", link("health.csv", links));
+        if links {
+            let _ = writeln!(out, "<p class=\"note\">data:{}</p>", link("health.csv", true));
+        }
     }
     // 2. figures
     out += "<h2 id=\"figures\">Probes</h2>\n";
@@ -147,6 +149,8 @@ pub fn body_html(study: &Study, figures: &Figures, labels: Option<&[String]>, li
         );
     }
     out += &table(&study.summary(), TableStyle { wrap: &[], highlight: study.best_probe() });
-    let _ = writeln!(out, "<p class=\"note\">data:{}</p>", link("summary.csv", links));
+    if links {
+        let _ = writeln!(out, "<p class=\"note\">data:{}</p>", link("summary.csv", true));
+    }
     out
 }
