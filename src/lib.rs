@@ -2,7 +2,7 @@
 //!
 //! Data flows one way: [`spec`] (YAML → typed spec) → [`plan`] (matrix expansion, DAG, cache
 //! keys) → [`engine`] (executor, content-addressed Parquet cache) → tables. [`stages`] holds one
-//! file per stage kind, registered in one place; [`data`] holds the dataset readers they use; [`models`] the candle models (LLaVA-Gemma, SAEs); [`health`] the SAE-fit statistics. See ARCHITECTURE.md for the codemap.
+//! file per stage kind, registered in one place; [`data`] holds the dataset readers they use; [`models`] the candle models (LLaVA-Gemma, SAEs); [`health`] the SAE-fit statistics; [`report`] the HTML report and notebook. See ARCHITECTURE.md for the codemap.
 
 pub mod data;
 pub mod engine;
@@ -11,6 +11,7 @@ pub mod health;
 pub mod models;
 pub mod plan;
 pub mod probe;
+pub mod report;
 pub mod spec;
 pub mod stages;
 pub mod tables;

@@ -52,6 +52,23 @@ pub fn columns(table: &str) -> &'static [Column] {
             const C: &[Column] = &[col("image_id", UInt32), col("source", Utf8), col("reason", Utf8)];
             C
         }
+        "probe_metrics" => {
+            const C: &[Column] =
+                &[col("instance", Utf8), col("macro_f1", Float64), col("accuracy", Float64), col("n_train", UInt64), col("n_test", UInt64)];
+            C
+        }
+        "class_features" => {
+            const C: &[Column] = &[
+                col("label", UInt16),
+                col("label_name", Utf8),
+                col("rank", UInt16),
+                col("feature", UInt32),
+                col("n_images", UInt32),
+                col("label_images", UInt32),
+                col("explanation", Utf8),
+            ];
+            C
+        }
         "split" => {
             const C: &[Column] =
                 &[col("image_id", UInt32), col("label", UInt16), col("label_name", Utf8), col("fold", UInt8), col("role", Utf8)];

@@ -316,6 +316,16 @@ fn adding_a_layer_computes_only_that_layer() {
     assert_eq!(common::files(&p.cache().join(&keys1["codes"])), before);
 }
 
+/// `config.json` of Intel/llava-gemma-2b as the hub has it (diff-only sub-configs).
+const INTEL_CONFIG: &str = r#"{"architectures": ["LlavaForConditionalGeneration"], "image_token_index": 256000, "model_type": "llava",
+  "pad_token_id": 0, "projector_hidden_act": "gelu",
+  "text_config": {"hidden_act": "gelu", "hidden_size": 2048, "intermediate_size": 16384, "model_type": "gemma",
+    "num_hidden_layers": 18, "num_key_value_heads": 1, "num_attention_heads": 8, "vocab_size": 256064},
+  "torch_dtype": "float32",
+  "vision_config": {"hidden_size": 1024, "image_size": 336, "intermediate_size": 4096, "model_type": "clip_vision_model",
+    "num_attention_heads": 16, "num_hidden_layers": 24, "patch_size": 14, "projection_dim": 768},
+  "vision_feature_layer": -2, "vision_feature_select_strategy": "default"}"#;
+
 /// `pipelines/cifar100.yaml` (the real study) plans against a Hugging Face cache laid out as Python
 /// lays it out: the six SAE instances run as one fused computation, and the resolved commit —
 /// not the branch name — is in the key.
@@ -326,6 +336,20 @@ fn the_study_pipeline_plans_against_the_hub_cache_and_pins_commits() {
     let file = p.pipeline("cifar100", &study);
     std::fs::create_dir_all(p.root().join("data/cifar-100-binary")).unwrap();
     let hf = p.root().join("hf");
+    // the small files plan reads: the model's config (as the hub has it) and each SAE's cfg.json
+    let header = |f: &str| -> String {
+        if f == "config.json" {
+            INTEL_CONFIG.to_string()
+        } else if let Some(folder) = f.strip_suffix("/cfg.json") {
+            let layer: usize = folder.split("blocks.").nth(1).and_then(|r| r.split('.').next()).and_then(|n| n.parse().ok()).unwrap();
+            format!(
+                r#"{{"d_in": 2048, "d_sae": 16384, "dtype": "float32", "apply_b_dec_to_input": false, "normalize_activations": "none",
+                    "architecture": "standard", "metadata": {{"hook_name": "blocks.{layer}.hook_resid_post", "hook_layer": {layer}, "model_name": "gemma-2b"}}}}"#
+            )
+        } else {
+            String::new()
+        }
+    };
     let set_main = |repo: &str, sha: &str, files: &[&str]| {
         let dir = hf.join(format!("models--{}", repo.replace('/', "--")));
         std::fs::create_dir_all(dir.join("refs")).unwrap();
@@ -333,7 +357,7 @@ fn the_study_pipeline_plans_against_the_hub_cache_and_pins_commits() {
         for f in files {
             let path = dir.join("snapshots").join(sha).join(f);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, b"{}").unwrap();
+            std::fs::write(&path, header(f)).unwrap();
         }
     };
     let sha1 = "1111111111111111111111111111111111111111";

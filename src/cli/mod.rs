@@ -102,6 +102,26 @@ enum Command {
     },
     /// Put exported tables into the cache under their keys, so runs here find them cached.
     Import { dir: PathBuf },
+    /// Write the pipeline as an HTML notebook: a cell per instance (status, time, key, schema, first rows) and the report's figures.
+    Report {
+        file: PathBuf,
+        /// Folder to write notebook.html into (default: reports/<pipeline> in the project).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Open the notebook with xdg-open (or open) afterwards.
+        #[arg(long)]
+        open: bool,
+    },
+    /// On every save of FILE: re-plan, run what is stale, rewrite the notebook (a broken edit keeps the last one).
+    Watch {
+        file: PathBuf,
+        /// Folder to write notebook.html into (default: reports/<pipeline> in the project).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// How often to look at the file, in milliseconds.
+        #[arg(long, default_value_t = 500, value_name = "MS")]
+        interval_ms: u64,
+    },
     /// List stage kinds with their inputs, parameters and outputs.
     Kinds {
         kind: Option<String>,
@@ -131,6 +151,8 @@ pub fn main() -> Result<ExitCode> {
         Command::Verify => cmd_verify(&cli.cache),
         Command::Export { file, instance, to } => cmd_export(&cli.cache, &registry, &file, &instance, &to),
         Command::Import { dir } => cmd_import(&cli.cache, &dir),
+        Command::Report { file, out, open } => cmd_report(&cli.cache, &registry, &file, out, open),
+        Command::Watch { file, out, interval_ms } => cmd_watch(&cli.cache, &registry, &file, out, interval_ms),
         Command::Kinds { kind, markdown } => cmd_kinds(&registry, kind.as_deref(), markdown),
     }
 }
@@ -551,6 +573,82 @@ fn cmd_import(cache_flag: &Option<PathBuf>, dir: &Path) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_report(cache: &Option<PathBuf>, registry: &Registry, file: &Path, out: Option<PathBuf>, open: bool) -> Result<ExitCode> {
+    let cache = Cache::at(&cache_dir(cache, Some(file)));
+    let plan = load(cache.root(), registry, file)?;
+    let path = write_notebook(&plan, &cache, out.as_deref())?;
+    if open {
+        // macOS has `open`; elsewhere `open` may be openvt, so only xdg-open is tried
+        let tool = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+        let opened = std::process::Command::new(tool)
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !opened {
+            eprintln!("saeflow: could not open {} with {tool}; open it in a browser", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Render the notebook of `plan` as the cache has it into `out` (default `reports/<name>/` in the
+/// project) and say where it went.
+fn write_notebook(plan: &Plan, cache: &Cache, out: Option<&Path>) -> Result<PathBuf> {
+    let history = History::load(cache, &plan.pipeline.name);
+    let assessed = assess(plan, cache, &history, &|_| false);
+    let html = saeflow::report::notebook::render(plan, cache, &assessed)
+        .with_context(|| format!("cannot render the notebook of {}", plan.pipeline.file))?;
+    let dir = out.map(Path::to_path_buf).unwrap_or_else(|| plan.project_root.join("reports").join(&plan.pipeline.name));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the report folder {}", dir.display()))?;
+    let path = dir.join("notebook.html");
+    table::write_atomic(&path, html.as_bytes())?;
+    let cached = assessed.iter().filter(|a| a.status == Status::Cached).count();
+    println!(
+        "report {}: {} instances, {cached} cached, {} not yet run → {}",
+        plan.pipeline.name,
+        plan.instances.len(),
+        plan.instances.len() - cached,
+        path.display()
+    );
+    Ok(path)
+}
+
+fn cmd_watch(cache_flag: &Option<PathBuf>, registry: &Registry, file: &Path, out: Option<PathBuf>, interval_ms: u64) -> Result<ExitCode> {
+    let dir = cache_dir(cache_flag, Some(file));
+    let cache = Cache::open(&dir).with_context(|| format!("cannot open the cache at {}", dir.display()))?;
+    let interval = std::time::Duration::from_millis(interval_ms.max(10));
+    println!("watch {}: every {interval_ms} ms; Ctrl-C stops", file.display());
+    // the file's bytes, not only its mtime: an editor's save within one mtime tick still counts
+    let mut seen: Option<Vec<u8>> = None;
+    loop {
+        let now = std::fs::read(file).ok();
+        if now.is_some() && now != seen {
+            seen = now;
+            // one pass: a broken file or a failed stage is reported and the last notebook stays
+            if let Err(e) = watch_pass(&cache, registry, file, out.as_deref()) {
+                eprintln!("saeflow: {e:#}");
+                println!("watch: the last good report stays; fix {} and save", file.display());
+            }
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+/// Plan, run what is stale (keeping going past failures), rewrite the notebook.
+fn watch_pass(cache: &Cache, registry: &Registry, file: &Path, out: Option<&Path>) -> Result<()> {
+    let plan = load(cache.root(), registry, file)?;
+    let log = RunLog::new(id_width(&plan));
+    let opts = RunOptions { only: vec![], force: vec![], keep_going: true, fault: None };
+    let summary = executor::run(&plan, registry, cache, &opts, &log)?;
+    let ran = summary.count(|o| matches!(o, Outcome::Ran { .. }));
+    println!("watch: {ran} ran, {} failed", summary.failed());
+    write_notebook(&plan, cache, out)?;
+    println!("watch: waiting for changes to {}", file.display());
+    Ok(())
 }
 
 fn cmd_kinds(registry: &Registry, kind: Option<&str>, markdown: bool) -> Result<ExitCode> {

@@ -33,27 +33,7 @@ impl RunLog {
     }
 }
 
-pub fn fmt_rows(rows: u64) -> String {
-    let s = rows.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-pub fn fmt_secs(s: f64) -> String {
-    if s < 1.0 {
-        format!("{:.0}ms", s * 1000.0)
-    } else if s < 120.0 {
-        format!("{s:.1}s")
-    } else {
-        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
-    }
-}
+pub use saeflow::report::html::{fmt_rows, fmt_secs};
 
 impl Observer for RunLog {
     fn started(&self, members: &[&Instance]) {

@@ -731,9 +731,11 @@ impl<'a> Builder<'a> {
                 interpolated_axes.insert(axis);
             }
         }
-        // ${axis} interpolation
+        // ${axis} interpolation; `${pipeline}` is the pipeline's name unless an axis has that name
+        let mut vars = v.coords.clone();
+        vars.entry("pipeline".to_string()).or_insert_with(|| Value::Str(self.p.name.clone()));
         for (k, (val, pos)) in params.iter_mut() {
-            match interpolate(val, &v.coords, &mut interpolated_axes) {
+            match interpolate(val, &vars, &mut interpolated_axes) {
                 Ok(new) => *val = new,
                 Err(var) => {
                     let avail: Vec<&str> = v.coords.keys().map(String::as_str).collect();

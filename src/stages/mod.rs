@@ -13,6 +13,7 @@ pub mod llava_sae;
 pub mod mock;
 pub mod pool;
 pub mod probe;
+pub mod report;
 pub mod resnet;
 pub mod signature;
 pub mod split;
@@ -61,6 +62,7 @@ impl Registry {
         r.register(Box::new(clean::Clean));
         r.register(Box::new(fuse::Fuse));
         r.register(Box::new(class_features::ClassFeatures));
+        r.register(Box::new(report::Report));
         r
     }
 

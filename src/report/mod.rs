@@ -1,0 +1,85 @@
+//! Reports: the study's figures and tables as a self-contained HTML page (the `report` stage),
+//! and the whole pipeline as a notebook (`saeflow report`). Rendering only — no printing, no
+//! stage logic: both read tables into a [`study::Study`] and draw from it, so they agree.
+//!
+//! - `table.rs`: [`table::Table`] of [`table::Cell`]s — CSV, Arrow, typed columns;
+//! - `html.rs`: escaping, the page skeleton and its inline CSS, HTML tables;
+//! - `study.rs`: probe results, SAE health and class features read from record batches;
+//! - `figures.rs`: the plots (plotters, SVG backend) and the data each one draws;
+//! - `page.rs`: the report stage's folder (`index.html`, `*.svg`, `*.csv`);
+//! - `notebook.rs`: one cell per plan instance, from the cache.
+
+pub mod figures;
+pub mod html;
+pub mod notebook;
+pub mod page;
+pub mod study;
+pub mod table;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use crate::engine::EngineError;
+use crate::engine::table::write_atomic;
+
+/// Input slots of the `report` kind (the stage declares them; the notebook reads them back).
+pub const SLOT_METRICS: &str = "metrics";
+pub const SLOT_HEALTH: &str = "health";
+pub const SLOT_CLASSES: &str = "classes";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A gathered table is not what the report reads.
+    #[error("{what}: {problem}")]
+    Table { what: String, problem: String },
+    #[error("figure '{name}': {message}")]
+    Figure { name: String, message: String },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// The list of files the last render wrote into a report folder (one name per line), so the
+/// next render removes the ones it no longer writes and nothing else.
+pub const LISTING: &str = ".saeflow-report";
+
+/// Write rendered files into `dir` (created if needed), each through a temporary file and a
+/// rename; files an earlier render listed and this one does not write are removed. Files the
+/// report did not write are never touched.
+pub fn write_folder(dir: &Path, files: &std::collections::BTreeMap<String, Vec<u8>>) -> Result<(), ReportError> {
+    std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+    let listing = dir.join(LISTING);
+    let before: BTreeSet<String> = std::fs::read_to_string(&listing).unwrap_or_default().lines().map(str::to_string).collect();
+    for (name, bytes) in files {
+        write_atomic(&dir.join(name), bytes)?;
+    }
+    for stale in before.iter().filter(|n| !files.contains_key(*n)) {
+        // only plain names the report wrote itself
+        if !stale.is_empty() && !stale.contains(['/', '\\']) && stale != ".." {
+            let p = dir.join(stale);
+            if p.is_file() {
+                std::fs::remove_file(&p).map_err(|e| EngineError::io(&p, e))?;
+            }
+        }
+    }
+    let names: String = files.keys().map(|k| format!("{k}\n")).collect();
+    write_atomic(&listing, names.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rerender_removes_only_its_own_stale_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = |names: &[&str]| names.iter().map(|n| (n.to_string(), n.as_bytes().to_vec())).collect();
+        std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+        write_folder(dir.path(), &files(&["index.html", "a.svg", "a.csv"])).unwrap();
+        write_folder(dir.path(), &files(&["index.html", "b.svg"])).unwrap();
+        let mut left: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, [LISTING, "b.svg", "index.html", "notes.txt"]);
+    }
+}

@@ -1,0 +1,156 @@
+//! The `report` stage's output folder: `index.html` (self-contained: inline CSS, inline SVG) and,
+//! beside it, every figure as `.svg` with its data as `.csv` and every table as `.csv`, so they
+//! paste into a paper. The health table comes first: whether the SAE fits the image tokens at all
+//! frames every other number.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use super::ReportError;
+use super::figures::{Figures, study_figures};
+use super::html::{TableStyle, document, escape, table};
+use super::study::{ClassResult, Study, coords_label, slug};
+use super::table::{Cell, Table};
+
+/// Everything the report writes: file name → bytes, and the `summary` table it publishes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rendered {
+    pub files: BTreeMap<String, Vec<u8>>,
+    pub summary: Table,
+}
+
+/// What the page shows besides the study.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub title: String,
+    /// Only these labels' class tables in the HTML (`None`: every label); the CSVs keep all.
+    pub labels: Option<Vec<String>>,
+}
+
+/// Render the report folder's files.
+pub fn render(study: &Study, opts: &Options) -> Result<Rendered, ReportError> {
+    let title = opts.title.as_str();
+    let figures = study_figures(study)?;
+    let summary = study.summary();
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    files.insert("summary.csv".into(), summary.to_csv().into_bytes());
+    if !study.health.is_empty() {
+        files.insert("health.csv".into(), study.health_table().to_csv().into_bytes());
+    }
+    for c in &study.classes {
+        files.insert(format!("{}.csv", classes_stem(c)), Study::classes_table(c).to_csv().into_bytes());
+    }
+    for f in &figures.figures {
+        files.insert(format!("{}.svg", f.name), f.svg.clone().into_bytes());
+        files.insert(format!("{}.csv", f.name), f.data.to_csv().into_bytes());
+    }
+    let mut body = format!("<h1>{}</h1>\n", escape(title));
+    body += &format!(
+        "<p class=\"lead\">{} probe variants, {} SAE health tables, {} class-feature tables. Figures and tables are \
+         also in this folder as SVG and CSV.</p>\n",
+        study.probes.len(),
+        study.health.len(),
+        study.classes.len()
+    );
+    body += &body_html(study, &figures, opts.labels.as_deref(), true);
+    let html = document(title, &body);
+    files.insert("index.html".into(), html.into_bytes());
+    Ok(Rendered { files, summary })
+}
+
+fn classes_stem(c: &ClassResult) -> String {
+    let coords: Vec<(String, crate::spec::Value)> = c.coords.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    slug(&format!("top_features_{}", c.instance.split('[').next().unwrap_or("classes")), &coords)
+}
+
+fn link(file: &str, links: bool) -> String {
+    if links { format!(" <a href=\"{0}\">{0}</a>", escape(file)) } else { String::new() }
+}
+
+/// The report's sections as an HTML fragment: health, the figures, the class tables, every probe
+/// variant. `labels`: only these labels' class tables. `links`: link the files written beside `index.html` (the notebook embeds the same
+/// fragment without them).
+pub fn body_html(study: &Study, figures: &Figures, labels: Option<&[String]>, links: bool) -> String {
+    let mut out = String::new();
+    // 1. health
+    out += "<h2 id=\"health\">SAE health</h2>\n";
+    out += "<p class=\"note\">How well the text-trained SAE reconstructs the residual stream on image tokens, next to the \
+            prompt's text tokens: whether the SAE transfers at all frames every number below. L0: active features per \
+            token; variance explained: 1 − Σ‖x − x̂‖² / Σ‖x − x̄‖².</p>\n";
+    if study.health.is_empty() {
+        out += "<p class=\"note\">No health tables were gathered: add <code>health: codes.health</code> (the extraction's \
+                health output) to the report stage.</p>\n";
+    } else {
+        out += &table(&study.health_table(), TableStyle::default());
+        if links {
+            let _ = writeln!(out, "<p class=\"note\">data:{}</p>", link("health.csv", true));
+        }
+    }
+    // 2. figures
+    out += "<h2 id=\"figures\">Probes</h2>\n";
+    for f in &figures.figures {
+        let _ = write!(
+            out,
+            "<figure id=\"fig-{}\">\n{}\n<figcaption>{}{}{}</figcaption>\n</figure>\n",
+            escape(&f.name),
+            f.svg,
+            escape(&f.caption),
+            link(&format!("{}.svg", f.name), links),
+            link(&format!("{}.csv", f.name), links)
+        );
+    }
+    for n in &figures.notes {
+        let _ = writeln!(out, "<p class=\"note\">{}</p>", escape(n));
+    }
+    // 3. class features
+    out += "<h2 id=\"classes\">Top features per class</h2>\n";
+    if study.classes.is_empty() {
+        out += "<p class=\"note\">No class-feature tables were gathered: add <code>classes: classes</code> (a \
+                <code>class_features</code> stage) to the report stage.</p>\n";
+    }
+    let only = labels;
+    for c in &study.classes {
+        let _ = writeln!(out, "<h3>{}</h3>", escape(&c.instance));
+        let mut labels: Vec<(u16, &str)> = Vec::new();
+        for r in &c.rows {
+            let wanted = only.is_none_or(|o| o.contains(&r.label_name));
+            if wanted && !labels.iter().any(|(l, _)| *l == r.label) {
+                labels.push((r.label, r.label_name.as_str()));
+            }
+        }
+        if labels.is_empty() {
+            let _ = writeln!(out, "<p class=\"note\">none of the labels asked for is in this table</p>");
+        }
+        for (label, name) in labels {
+            let mut t = Table::new(["rank", "feature", "images", "explanation"]);
+            for r in c.rows.iter().filter(|r| r.label == label) {
+                t.push(vec![
+                    Cell::UInt(r.rank as u64),
+                    Cell::UInt(r.feature as u64),
+                    Cell::Str(format!("{}/{}", r.n_images, r.label_images)),
+                    r.explanation.clone().map(Cell::Str).unwrap_or(Cell::Null),
+                ]);
+            }
+            let _ = writeln!(out, "<h4>{} <span class=\"muted\">(label {label})</span></h4>", escape(name));
+            out += &table(&t, TableStyle { wrap: &["explanation"], highlight: None });
+        }
+        let _ =
+            writeln!(out, "<p class=\"note\">{}{}</p>", escape(&coords_label(&c.coords)), link(&format!("{}.csv", classes_stem(c)), links));
+    }
+    // 4. every probe variant
+    out += "<h2 id=\"summary\">Every probe variant</h2>\n";
+    if let Some(best) = study.best_probe() {
+        let p = &study.probes[best];
+        let _ = writeln!(
+            out,
+            "<p class=\"note\">Best macro F1: <b>{:.4}</b> — <code>{}</code> (highlighted).</p>",
+            p.macro_f1,
+            escape(&p.instance)
+        );
+    }
+    out += &table(&study.summary(), TableStyle { wrap: &[], highlight: study.best_probe() });
+    if links {
+        let _ = writeln!(out, "<p class=\"note\">data:{}</p>", link("summary.csv", true));
+    }
+    out
+}

@@ -1,0 +1,295 @@
+//! What a report is drawn from: the probe results of every gathered variant (with coordinates),
+//! the SAE health of every extraction variant, and the per-class feature tables — read from
+//! record batches, so the `report` stage (its inputs) and `saeflow report` (cache entries) build
+//! the same [`Study`].
+
+use std::collections::BTreeSet;
+
+use arrow_array::RecordBatch;
+
+use super::ReportError;
+use super::table::{Cell, Table};
+use crate::health::Summary;
+use crate::plan::Coords;
+use crate::spec::Value;
+
+/// One gathered table: the instance that produced it (in this pipeline), its coordinates and
+/// its rows.
+#[derive(Clone, Debug)]
+pub struct Gathered {
+    pub instance: String,
+    pub coords: Coords,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// One probe variant's scores (a row of a `probe_metrics` table).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeResult {
+    pub instance: String,
+    /// The stage: the instance id up to its coordinates.
+    pub stage: String,
+    pub coords: Coords,
+    pub macro_f1: f64,
+    pub accuracy: f64,
+    pub n_train: u64,
+    pub n_test: u64,
+    /// The row's other columns, in table order (macro precision/recall, n_features, c, …).
+    pub other: Vec<(String, Cell)>,
+}
+
+impl ProbeResult {
+    /// The share of the split's images that trained the probe: `n_train / (n_train + n_test)`
+    /// (exactly `train_folds / folds` when every class divides into the folds).
+    pub fn train_fraction(&self) -> f64 {
+        let total = self.n_train + self.n_test;
+        if total == 0 { 0.0 } else { self.n_train as f64 / total as f64 }
+    }
+}
+
+/// The SAE's fit on one extraction variant, per scope (image tokens, text tokens).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HealthResult {
+    pub instance: String,
+    pub coords: Coords,
+    pub scopes: Vec<Summary>,
+}
+
+/// One row of a `class_features` table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassRow {
+    pub label: u16,
+    pub label_name: String,
+    pub rank: u16,
+    pub feature: u32,
+    pub n_images: u32,
+    pub label_images: u32,
+    pub explanation: Option<String>,
+}
+
+/// One `class_features` variant (one layer's tables).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassResult {
+    pub instance: String,
+    pub coords: Coords,
+    pub rows: Vec<ClassRow>,
+}
+
+/// Everything a report shows, in the canonical gather order (stage, then coordinates).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Study {
+    pub probes: Vec<ProbeResult>,
+    pub health: Vec<HealthResult>,
+    pub classes: Vec<ClassResult>,
+}
+
+fn stage_of(instance: &str) -> String {
+    instance.split('[').next().unwrap_or(instance).to_string()
+}
+
+fn bad(instance: &str, problem: impl Into<String>) -> ReportError {
+    ReportError::Table { what: instance.to_string(), problem: problem.into() }
+}
+
+impl Study {
+    /// Read the gathered tables. Metrics tables must be `probe_metrics` tables (checked column by
+    /// column); every row is one result, identified by the gathered instance (not the table's
+    /// own `instance` column, which names whichever pipeline first computed the entry).
+    pub fn from_tables(metrics: &[Gathered], health: &[Gathered], classes: &[Gathered]) -> Result<Study, ReportError> {
+        let axes: BTreeSet<&str> = metrics.iter().flat_map(|g| g.coords.keys().map(String::as_str)).collect();
+        let mut study = Study::default();
+        for g in metrics {
+            for b in &g.batches {
+                crate::tables::check("probe_metrics", &b.schema(), &g.instance).map_err(|e| bad(&g.instance, e))?;
+                let schema = b.schema();
+                let get = |name: &str, r: usize| b.column_by_name(name).map(|c| Cell::from_array(c.as_ref(), r)).unwrap_or(Cell::Null);
+                for r in 0..b.num_rows() {
+                    let f64_of = |name: &str| get(name, r).as_f64().ok_or_else(|| bad(&g.instance, format!("{name} is null in row {r}")));
+                    let u64_of = |name: &str| match get(name, r) {
+                        Cell::UInt(u) => Ok(u),
+                        _ => Err(bad(&g.instance, format!("{name} is null in row {r}"))),
+                    };
+                    let fixed = ["instance", "macro_f1", "accuracy", "n_train", "n_test"];
+                    let other = schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .filter(|n| !fixed.contains(n) && !axes.contains(n))
+                        .map(|n| (n.to_string(), get(n, r)))
+                        .collect();
+                    study.probes.push(ProbeResult {
+                        instance: g.instance.clone(),
+                        stage: stage_of(&g.instance),
+                        coords: g.coords.clone(),
+                        macro_f1: f64_of("macro_f1")?,
+                        accuracy: f64_of("accuracy")?,
+                        n_train: u64_of("n_train")?,
+                        n_test: u64_of("n_test")?,
+                        other,
+                    });
+                }
+            }
+        }
+        for g in health {
+            for b in &g.batches {
+                crate::tables::check("health", &b.schema(), &g.instance).map_err(|e| bad(&g.instance, e))?;
+            }
+            let scopes = crate::health::summarize(&g.batches).map_err(|e| bad(&g.instance, e.to_string()))?;
+            study.health.push(HealthResult { instance: g.instance.clone(), coords: g.coords.clone(), scopes });
+        }
+        for g in classes {
+            let mut rows = Vec::new();
+            for b in &g.batches {
+                crate::tables::check("class_features", &b.schema(), &g.instance).map_err(|e| bad(&g.instance, e))?;
+                let get = |name: &str, r: usize| b.column_by_name(name).map(|c| Cell::from_array(c.as_ref(), r)).unwrap_or(Cell::Null);
+                let uint = |name: &str, r: usize| match get(name, r) {
+                    Cell::UInt(u) => Ok(u),
+                    _ => Err(bad(&g.instance, format!("{name} is null in row {r}"))),
+                };
+                for r in 0..b.num_rows() {
+                    rows.push(ClassRow {
+                        label: uint("label", r)? as u16,
+                        label_name: get("label_name", r).csv(),
+                        rank: uint("rank", r)? as u16,
+                        feature: uint("feature", r)? as u32,
+                        n_images: uint("n_images", r)? as u32,
+                        label_images: uint("label_images", r)? as u32,
+                        explanation: match get("explanation", r) {
+                            Cell::Str(s) => Some(s),
+                            _ => None,
+                        },
+                    });
+                }
+            }
+            study.classes.push(ClassResult { instance: g.instance.clone(), coords: g.coords.clone(), rows });
+        }
+        Ok(study)
+    }
+
+    /// Every coordinate axis of the probe variants, by name.
+    pub fn probe_axes(&self) -> Vec<String> {
+        self.probes.iter().flat_map(|p| p.coords.keys().cloned()).collect::<BTreeSet<_>>().into_iter().collect()
+    }
+
+    /// The `summary` output: one row per probe variant — `stage`, `instance`, one column per
+    /// coordinate axis (null where a variant lacks it), `train_fraction`, then the metrics.
+    pub fn summary(&self) -> Table {
+        let axes = self.probe_axes();
+        let mut others: Vec<String> = Vec::new();
+        for p in &self.probes {
+            for (name, _) in &p.other {
+                if !others.contains(name) {
+                    others.push(name.clone());
+                }
+            }
+        }
+        let mut columns: Vec<String> = vec!["stage".into(), "instance".into()];
+        columns.extend(axes.iter().cloned());
+        columns.extend(["train_fraction", "macro_f1", "accuracy", "n_train", "n_test"].map(String::from));
+        columns.extend(others.iter().cloned());
+        let mut t = Table::new(columns);
+        for p in &self.probes {
+            let mut row = vec![Cell::Str(p.stage.clone()), Cell::Str(p.instance.clone())];
+            row.extend(axes.iter().map(|a| p.coords.get(a).map(Cell::from_value).unwrap_or(Cell::Null)));
+            row.extend([
+                Cell::Float(p.train_fraction()),
+                Cell::Float(p.macro_f1),
+                Cell::Float(p.accuracy),
+                Cell::UInt(p.n_train),
+                Cell::UInt(p.n_test),
+            ]);
+            row.extend(others.iter().map(|o| p.other.iter().find(|(n, _)| n == o).map(|(_, c)| c.clone()).unwrap_or(Cell::Null)));
+            t.push(row);
+        }
+        t
+    }
+
+    /// The index (into `probes`) of the best macro F1 (the first one at ties).
+    pub fn best_probe(&self) -> Option<usize> {
+        (0..self.probes.len()).fold(None, |best, i| match best {
+            Some(b) if self.probes[b].macro_f1 >= self.probes[i].macro_f1 => Some(b),
+            _ => Some(i),
+        })
+    }
+
+    /// The health table: one row per extraction variant and scope.
+    pub fn health_table(&self) -> Table {
+        let axes: Vec<String> = self.health.iter().flat_map(|h| h.coords.keys().cloned()).collect::<BTreeSet<_>>().into_iter().collect();
+        let mut columns: Vec<String> = vec!["instance".into()];
+        columns.extend(axes.iter().cloned());
+        columns.extend(
+            ["scope", "tokens", "l0_mean", "l0_p10", "l0_p50", "l0_p90", "l0_p99", "mse", "variance_explained", "norm_mean", "norm_ratio"]
+                .map(String::from),
+        );
+        let mut t = Table::new(columns);
+        for h in &self.health {
+            for s in &h.scopes {
+                let mut row = vec![Cell::Str(h.instance.clone())];
+                row.extend(axes.iter().map(|a| h.coords.get(a).map(Cell::from_value).unwrap_or(Cell::Null)));
+                row.extend([
+                    Cell::Str(s.scope.clone()),
+                    Cell::UInt(s.tokens),
+                    Cell::Float(s.l0_mean),
+                    Cell::UInt(s.l0_quantiles[0] as u64),
+                    Cell::UInt(s.l0_quantiles[1] as u64),
+                    Cell::UInt(s.l0_quantiles[2] as u64),
+                    Cell::UInt(s.l0_quantiles[3] as u64),
+                    Cell::Float(s.mse),
+                    Cell::Float(s.variance_explained),
+                    Cell::Float(s.norm_mean),
+                    s.norm_ratio.map(Cell::Float).unwrap_or(Cell::Null),
+                ]);
+                t.push(row);
+            }
+        }
+        t
+    }
+
+    /// One class-features variant as a table (its coordinates as columns first).
+    pub fn classes_table(c: &ClassResult) -> Table {
+        let axes: Vec<&String> = c.coords.keys().collect();
+        let mut columns: Vec<String> = axes.iter().map(|a| a.to_string()).collect();
+        columns.extend(["label", "label_name", "rank", "feature", "n_images", "label_images", "explanation"].map(String::from));
+        let mut t = Table::new(columns);
+        for r in &c.rows {
+            let mut row: Vec<Cell> = c.coords.values().map(Cell::from_value).collect();
+            row.extend([
+                Cell::UInt(r.label as u64),
+                Cell::Str(r.label_name.clone()),
+                Cell::UInt(r.rank as u64),
+                Cell::UInt(r.feature as u64),
+                Cell::UInt(r.n_images as u64),
+                Cell::UInt(r.label_images as u64),
+                r.explanation.clone().map(Cell::Str).unwrap_or(Cell::Null),
+            ]);
+            t.push(row);
+        }
+        t
+    }
+}
+
+/// `layer=1, mode=none` — coordinates as people read them (empty for none).
+pub fn coords_label(coords: &Coords) -> String {
+    coords.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+}
+
+/// A file-name stem from a name and coordinates: `classes_layer-3`, `f1_by_pooling_train_folds-1`
+/// (letters, digits, `.`, `+`, `-` and `_` only).
+pub fn slug(name: &str, coords: &[(String, Value)]) -> String {
+    let mut s = name.to_string();
+    for (k, v) in coords {
+        s += &format!("_{k}-{v}");
+    }
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || "._+-".contains(c) { c } else { '_' }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_plain_file_names() {
+        let c = vec![("layer".to_string(), Value::Str("6+10".into())), ("label".to_string(), Value::Str("red circle".into()))];
+        assert_eq!(slug("classes", &c), "classes_layer-6+10_label-_red_circle_");
+        assert_eq!(slug("summary", &[]), "summary");
+    }
+}

@@ -1,0 +1,285 @@
+//! The `report` stage and `saeflow report` on the demo pipeline (tiny LLaVA-Gemma fixture): the
+//! notebook has one cell per instance of `plan --json`, every figure's CSV holds the probe
+//! metrics it was drawn from, reports are byte-identical across runs, and an edited parameter
+//! shows up as a cell not yet run.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use arrow_array::{Array, Float64Array, RecordBatch, StringArray, UInt64Array};
+use common::{Project, Run};
+use serde_json::Value;
+
+/// A project holding `pipelines/demo.yaml` (as `yaml`) and the fixture models it names, at the
+/// same relative path as in the repository.
+fn demo_project(yaml: &str) -> (Project, String) {
+    let p = Project::new();
+    let f = p.pipeline("demo", yaml);
+    for rel in ["tests/fixtures/llava/a", "tests/fixtures/resnet/models/a"] {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+        let dest = p.root().join(rel);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&fixture, &dest).unwrap();
+    }
+    (p, f)
+}
+
+fn demo_yaml() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/demo.yaml")).unwrap()
+}
+
+fn ok(r: Run, what: &str) -> Run {
+    assert_eq!(r.code, 0, "{what}: {}{}", r.stdout, r.stderr);
+    r
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+}
+
+/// Every value of attribute `attr` in document order.
+fn attributes(html: &str, attr: &str) -> Vec<String> {
+    let pat = format!(" {attr}=\"");
+    html.match_indices(&pat)
+        .map(|(i, _)| {
+            let rest = &html[i + pat.len()..];
+            unescape(&rest[..rest.find('"').unwrap()])
+        })
+        .collect()
+}
+
+/// RFC 4180 CSV (quoted fields, doubled quotes) into header → values rows.
+fn read_csv(text: &str) -> Vec<BTreeMap<String, String>> {
+    let mut records: Vec<Vec<String>> = Vec::new();
+    let (mut field, mut record, mut quoted) = (String::new(), Vec::new(), false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => record.push(std::mem::take(&mut field)),
+            ('\n', false) => {
+                record.push(std::mem::take(&mut field));
+                records.push(std::mem::take(&mut record));
+            }
+            (c, _) => field.push(c),
+        }
+    }
+    let header = records.remove(0);
+    records.into_iter().map(|r| header.iter().cloned().zip(r).collect()).collect()
+}
+
+fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024).unwrap().map(Result::unwrap).collect()
+}
+
+/// A probe's metrics row, read from its cache entry: (macro_f1, n_train, n_test).
+fn probe_metrics(p: &Project, key: &str) -> (f64, u64, u64) {
+    let b = &read_parquet(&p.cache().join(key).join("part-00000.parquet"))[0];
+    let f64_col = |n: &str| b.column_by_name(n).unwrap().as_any().downcast_ref::<Float64Array>().unwrap().value(0);
+    let u64_col = |n: &str| b.column_by_name(n).unwrap().as_any().downcast_ref::<UInt64Array>().unwrap().value(0);
+    (f64_col("macro_f1"), u64_col("n_train"), u64_col("n_test"))
+}
+
+fn output_key(inst: &Value, output: &str) -> String {
+    inst["outputs"].as_array().unwrap().iter().find(|o| o["name"] == output).unwrap()["key"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn the_demo_report_and_notebook_are_complete_exact_and_deterministic() {
+    let (p, f) = demo_project(&demo_yaml());
+    ok(p.run(&["run", &f]), "run");
+    let plan = p.run(&["plan", &f, "--json"]);
+    assert_eq!(plan.code, 0, "everything cached after the run: {}", plan.stdout);
+    let plan = plan.json();
+    let plan = plan.as_array().unwrap();
+
+    // the notebook: one cell per instance, in plan order, every one cached
+    let r = ok(p.run(&["report", &f]), "report");
+    let notebook_path = p.root().join("reports/demo/notebook.html");
+    assert!(r.stdout.contains(&format!("{n} instances, {n} cached", n = plan.len())), "{}", r.stdout);
+    let notebook = std::fs::read_to_string(&notebook_path).unwrap();
+    let ids: Vec<String> = plan.iter().map(|i| i["instance"].as_str().unwrap().to_string()).collect();
+    assert_eq!(attributes(&notebook, "data-instance"), ids);
+    assert!(attributes(&notebook, "data-status").iter().all(|s| s == "cached"));
+    for inst in plan {
+        assert!(notebook.contains(inst["key"].as_str().unwrap()), "the cell of {} shows its key", inst["instance"]);
+    }
+    assert!(notebook.matches("<svg").count() >= 3, "the report instance's cell embeds its figures");
+
+    // the report folder
+    let dir = p.root().join("reports/demo");
+    let index = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    for (i, marker) in ["id=\"health\"", "id=\"figures\"", "id=\"classes\"", "id=\"summary\""].iter().enumerate() {
+        let at = index.find(marker).unwrap_or_else(|| panic!("no {marker}"));
+        if i > 0 {
+            assert!(at > index.find("id=\"health\"").unwrap(), "health comes first");
+        }
+    }
+    // self-contained: no scripts, no fetched resources; the only URL is the SVG namespace
+    assert!(!index.contains("<script") && !index.contains(" src=") && !index.contains("<link"));
+    assert_eq!(index.matches("http").count(), index.matches("xmlns=\"http://www.w3.org/2000/svg\"").count());
+    for label in ["red circle", "green square"] {
+        assert!(index.contains(label), "class table of {label}");
+    }
+
+    // every figure's CSV holds exactly the probe metrics of every probe variant
+    let probes: BTreeMap<String, (f64, u64, u64)> = plan
+        .iter()
+        .filter(|i| i["kind"] == "probe")
+        .map(|i| (i["instance"].as_str().unwrap().to_string(), probe_metrics(&p, &output_key(i, "metrics"))))
+        .collect();
+    // the SAE variants (probe, fused_probe) have the pooling axes; the baselines' probes do not
+    let sae_variants: Vec<&String> = probes.keys().filter(|id| id.starts_with("probe[") || id.starts_with("fused_probe[")).collect();
+    assert_eq!(sae_variants.len(), 36);
+    let mut csvs: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("f1_by_") && n.ends_with(".csv"))
+        .collect();
+    csvs.sort();
+    assert_eq!(csvs, ["f1_by_pooling_train_folds-1.csv", "f1_by_pooling_train_folds-5.csv", "f1_by_train_fraction.csv"]);
+    for figure in ["f1_by_pooling", "f1_by_train_fraction"] {
+        let mut drawn: BTreeMap<String, f64> = BTreeMap::new();
+        for name in csvs.iter().filter(|n| n.starts_with(figure)) {
+            assert!(dir.join(name.replace(".csv", ".svg")).is_file(), "{name} has its svg");
+            for row in read_csv(&std::fs::read_to_string(dir.join(name)).unwrap()) {
+                let id = row["instance"].clone();
+                // the zero-shot baseline (no probe table) may be drawn too
+                let Some(&(f1, n_train, n_test)) = probes.get(&id) else { continue };
+                let fraction: f64 = row["train_fraction"].parse().unwrap();
+                assert_eq!(fraction, n_train as f64 / (n_train + n_test) as f64, "{name}: {id}");
+                assert!(drawn.insert(id.clone(), row["macro_f1"].parse().unwrap()).is_none(), "{id} drawn twice in {figure}");
+                assert_eq!(drawn[&id], f1, "{name}: {id}'s macro F1 is the probe table's, to the last bit");
+            }
+        }
+        for id in &sae_variants {
+            assert!(drawn.contains_key(*id), "{figure} draws every SAE variant: {id} missing");
+        }
+    }
+
+    // the summary output: one row per probe variant, with its coordinates as columns
+    let report = plan.iter().find(|i| i["kind"] == "report").unwrap();
+    let summary = &read_parquet(&p.cache().join(output_key(report, "summary")).join("part-00000.parquet"))[0];
+    // every gathered metrics table: the probes and the zero-shot baseline
+    let gathered = plan.iter().filter(|i| i["kind"] == "probe" || i["kind"] == "zeroshot").count();
+    assert_eq!(summary.num_rows(), gathered);
+    let instances = summary.column_by_name("instance").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+    let f1s = summary.column_by_name("macro_f1").unwrap().as_any().downcast_ref::<Float64Array>().unwrap();
+    for i in 0..summary.num_rows() {
+        if let Some(probe) = probes.get(instances.value(i)) {
+            assert_eq!(f1s.value(i), probe.0);
+        }
+    }
+    for axis in ["layer", "method", "mode", "train_folds"] {
+        assert!(summary.column_by_name(axis).is_some(), "summary has a {axis} column");
+    }
+    let summary_csv = read_csv(&std::fs::read_to_string(dir.join("summary.csv")).unwrap());
+    assert_eq!(summary_csv.len(), gathered);
+
+    // deterministic: the notebook again, and the whole report folder from a fresh project
+    ok(p.run(&["report", &f]), "report again");
+    assert_eq!(std::fs::read_to_string(&notebook_path).unwrap(), notebook, "the notebook is byte-identical");
+    let (q, g) = demo_project(&demo_yaml());
+    ok(q.run(&["run", &g]), "run in a second project");
+    let report_files = |p: &Project| {
+        let mut files = common::files(&p.root().join("reports/demo"));
+        files.remove("notebook.html");
+        files
+    };
+    let first = report_files(&p);
+    assert!(first.contains_key("index.html") && first.contains_key("health.csv") && first.len() >= 10, "{:?}", first.keys());
+    assert_eq!(report_files(&q), first, "a second run writes the same report bytes");
+
+    // an edited parameter: the notebook shows what would run, and no stale figures
+    let edited = demo_yaml().replace("    top_k: 5\n", "    top_k: 4\n");
+    assert_ne!(edited, demo_yaml());
+    p.pipeline("demo", &edited);
+    let plan = p.run(&["plan", &f, "--json"]).json();
+    let to_run: Vec<String> =
+        plan.as_array().unwrap().iter().filter(|i| i["status"] == "run").map(|i| i["instance"].as_str().unwrap().to_string()).collect();
+    assert_eq!(to_run, ["classes[layer=1]", "classes[layer=3]", "report"]);
+    let r = ok(p.run(&["report", &f]), "report after an edit");
+    assert!(r.stdout.contains(&format!("{} cached, 3 not yet run", plan.as_array().unwrap().len() - 3)), "{}", r.stdout);
+    let notebook = std::fs::read_to_string(&notebook_path).unwrap();
+    let statuses: Vec<(String, String)> =
+        attributes(&notebook, "data-instance").into_iter().zip(attributes(&notebook, "data-status")).collect();
+    let not_run: Vec<&str> = statuses.iter().filter(|(_, s)| s == "run").map(|(i, _)| i.as_str()).collect();
+    assert_eq!(not_run, to_run);
+    assert!(notebook.contains("params changed: top_k (5 → 4)"), "the cell says why it would run");
+    assert!(!notebook.contains("<svg"), "a report that has not run embeds no figures");
+}
+
+/// `${pipeline}` (the report's default `out: reports/${pipeline}`) is the pipeline's name in any
+/// string parameter; an axis of that name wins.
+#[test]
+fn the_pipeline_name_interpolates_unless_an_axis_takes_it() {
+    let p = Project::new();
+    let f = p.pipeline(
+        "named",
+        "name: study-7\nstages:\n  s: {kind: mock.source, tag: \"${pipeline}/x\"}\n  t: {kind: mock.source, tag: \"${pipeline}\", matrix: {pipeline: [a]}}\n",
+    );
+    let why = ok(p.run(&["why", &f, "s"]), "why s");
+    assert!(why.stdout.contains("\"tag\": \"study-7/x\""), "{}", why.stdout);
+    let why = ok(p.run(&["why", &f, "t[pipeline=a]"]), "why t");
+    assert!(why.stdout.contains("\"tag\": \"a\""), "{}", why.stdout);
+}
+
+/// Kills the watcher when the test ends, passing or not.
+struct Watcher(std::process::Child);
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Poll `cond` every 50 ms for up to a minute (the watcher polls every 50 ms).
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `saeflow watch`: a save re-plans and runs only what the edit made stale, then rewrites the
+/// notebook; a broken save prints its error and leaves the notebook's bytes as they were.
+#[test]
+fn watch_reruns_what_an_edit_touches_and_keeps_the_report_through_a_broken_edit() {
+    let p = Project::new();
+    let yaml = "name: w\nstages:\n  a: {kind: mock.source, rows: 10}\n  b: {kind: mock.map, from: a, matrix: {k: [1, 2]}}\n";
+    let f = p.pipeline("w", yaml);
+    let stdout = p.root().join("watch.out");
+    let mut cmd = p.command(&["watch", &f, "--interval-ms", "50"]);
+    cmd.stdout(std::fs::File::create(&stdout).unwrap()).stderr(std::fs::File::create(p.root().join("watch.err")).unwrap());
+    let _watcher = Watcher(cmd.spawn().unwrap());
+    let passes = || std::fs::read_to_string(&stdout).unwrap_or_default().matches("watch: waiting for changes").count();
+    let notebook = p.root().join("reports/w/notebook.html");
+
+    wait_for("the first pass", || passes() == 1);
+    assert_eq!(common::sorted(p.executed()), ["a", "b[k=1]", "b[k=2]"]);
+    assert!(attributes(&std::fs::read_to_string(&notebook).unwrap(), "data-status").iter().all(|s| s == "cached"));
+
+    // an edit of b: only b's instances run again
+    p.pipeline("w", &yaml.replace("matrix: {k: [1, 2]}", "matrix: {k: [1, 2]}, extra: 1"));
+    wait_for("the pass after the edit", || passes() == 2);
+    assert_eq!(common::sorted(p.executed()), ["b[k=1]", "b[k=2]"]);
+    let good = std::fs::read(&notebook).unwrap();
+
+    // a broken edit: the error is printed, nothing runs, the notebook stays byte for byte
+    p.pipeline("w", "name: w\nstages:\n  a: {kind: mock.sorce}\n");
+    wait_for("the broken edit's message", || std::fs::read_to_string(&stdout).unwrap_or_default().contains("the last good report stays"));
+    let err = std::fs::read_to_string(p.root().join("watch.err")).unwrap();
+    assert!(err.contains("unknown stage kind 'mock.sorce'"), "{err}");
+    assert_eq!(std::fs::read(&notebook).unwrap(), good);
+    assert!(p.executed().is_empty());
+}
