@@ -376,6 +376,7 @@ fn the_study_pipeline_plans_against_the_hub_cache_and_pins_commits() {
     set_main("Intel/llava-gemma-2b", sha1, &["config.json"]);
     set_main("jbloom/Gemma-2b-Residual-Stream-SAEs", sha1, &jb.iter().map(String::as_str).collect::<Vec<_>>());
     set_main("jbloom/Gemma-2b-IT-Residual-Stream-SAEs", sha1, &it.iter().map(String::as_str).collect::<Vec<_>>());
+    set_main("microsoft/resnet-50", sha1, &["config.json"]);
     let hf_env = hf.display().to_string();
     let plan = |p: &Project| {
         let r = p.run_env(&["plan", &file, "--json"], &[("HF_HUB_CACHE", &hf_env), ("HF_HUB_OFFLINE", "1")]);
