@@ -522,3 +522,71 @@ fn plan_checks_each_sae_against_the_model() {
     assert_eq!(r.code, 10, "{}", r.stderr);
     assert!(r.stderr.contains("warning") && r.stderr.contains("3"), "{}", r.stderr);
 }
+
+/// A real SIGKILL in the middle of the extraction: nothing is published, finished parts are kept
+/// (not recomputed) and the resumed entries equal a clean run's, byte for byte.
+#[test]
+fn a_real_sigkill_mid_extraction_resumes_to_identical_files() {
+    use std::time::{Duration, Instant};
+    let yaml = format!(
+        r#"
+name: kill
+stages:
+  images: {{kind: dataset, format: synthetic, classes: 4, train_per_class: 40, test_per_class: 0, image_size: 32}}
+  codes:
+    kind: llava_sae
+    from: images.images
+    model: {model}
+    sae: {fixture}/saes/blocks.${{layer}}.hook_resid_post
+    matrix: {{layer: [1, 3]}}
+    part_images: 2
+    batch: 2
+"#,
+        model = fixture().join("model").display(),
+        fixture = fixture().display(),
+    );
+    let clean = Project::new();
+    let f = clean.pipeline("kill", &yaml);
+    run_ok(&clean, &f);
+    let p = Project::new();
+    let g = p.pipeline("kill", &yaml);
+    let key = outputs(&p, &g, "codes[layer=3]")["codes"].clone();
+    let tmp = p.cache().join(".tmp").join(&key);
+    let parts = |dir: &Path| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let mut child = p.command(&["run", &g]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let t0 = Instant::now();
+    while parts(&tmp).len() < 3 {
+        assert!(t0.elapsed() < Duration::from_secs(120), "the run never got to part 3");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let kept = parts(&tmp);
+    assert!((3..80).contains(&kept.len()), "killed mid-stage with {} of 80 parts", kept.len());
+    assert!(!p.cache().join(&key).exists(), "a killed stage publishes nothing");
+    let mtimes: Vec<_> =
+        kept.iter().map(|k| (k.file_name().unwrap().to_owned(), std::fs::metadata(k).unwrap().modified().unwrap())).collect();
+    run_ok(&p, &g);
+    for (name, m) in mtimes {
+        assert_eq!(
+            std::fs::metadata(p.cache().join(&key).join(&name)).unwrap().modified().unwrap(),
+            m,
+            "{name:?} was recomputed, not resumed"
+        );
+    }
+    for layer in [1, 3] {
+        let inst = format!("codes[layer={layer}]");
+        for key in outputs(&clean, &f, &inst).values() {
+            let strip = |m: BTreeMap<String, Vec<u8>>| -> BTreeMap<String, Vec<u8>> {
+                m.into_iter().filter(|(k, _)| k.ends_with(".parquet")).collect()
+            };
+            assert_eq!(strip(common::files(&clean.cache().join(key))), strip(common::files(&p.cache().join(key))), "{inst} {key}");
+        }
+    }
+}

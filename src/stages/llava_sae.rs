@@ -188,7 +188,7 @@ impl Stage for LlavaSae {
         let d_model = model.config().text.hidden_size;
         let progress = job.progress;
         let members = &mut job.members;
-        let mut current: Option<(usize, Vec<Vec<PartGuard<'_>>>, Vec<HealthStats>)> = None;
+        let mut current: Option<(usize, Vec<Vec<Option<PartGuard<'_>>>>, Vec<HealthStats>)> = None;
         let (part_images, batch_size, workers) = (setup.part_images, setup.batch, setup.workers);
         for batch in BatchStream::spawn(images, setup.processor.clone(), todo, part_images, batch_size, workers) {
             if current.as_ref().map(|c| c.0) != Some(batch.part) {
@@ -316,26 +316,47 @@ struct LoadedSae {
     assumed_norm: Option<f64>,
 }
 
-fn open_part(members: &mut [Member], p: usize, d_model: usize) -> Result<Vec<Vec<PartGuard<'_>>>, EngineError> {
+/// Part `p` of every member's outputs, in [`OUTPUTS`] order; `None` where an interrupted earlier
+/// run already finished that output's part (it is kept, not rewritten).
+fn open_part(members: &mut [Member], p: usize, d_model: usize) -> Result<Vec<Vec<Option<PartGuard<'_>>>>, EngineError> {
     members
         .iter_mut()
         .map(|m| {
             let mut by_name: Vec<(usize, &mut crate::engine::job::OutputWriter)> =
                 m.outputs.iter_mut().map(|o| (OUTPUTS.iter().position(|n| *n == o.name).unwrap_or(usize::MAX), o)).collect();
             by_name.sort_by_key(|(i, _)| *i);
-            by_name.into_iter().map(|(i, o)| o.part(p, schema(OUTPUTS.get(i).copied().unwrap_or(""), d_model as i32))).collect()
+            by_name
+                .into_iter()
+                .map(|(i, o)| {
+                    if o.has_part(p) {
+                        Ok(None)
+                    } else {
+                        o.part(p, schema(OUTPUTS.get(i).copied().unwrap_or(""), d_model as i32)).map(Some)
+                    }
+                })
+                .collect()
         })
         .collect()
 }
 
-fn finish_part(p: usize, guards: Vec<Vec<PartGuard<'_>>>, health: Vec<HealthStats>) -> Result<(), EngineError> {
+fn finish_part(p: usize, guards: Vec<Vec<Option<PartGuard<'_>>>>, health: Vec<HealthStats>) -> Result<(), EngineError> {
     for (mut member, stats) in guards.into_iter().zip(health) {
-        member[3].write(&stats.batch(p as u32)?)?;
-        for g in member {
+        if let Some(g) = &mut member[3] {
+            g.write(&stats.batch(p as u32)?)?;
+        }
+        for g in member.into_iter().flatten() {
             g.finish()?;
         }
     }
     Ok(())
+}
+
+/// Write to an output's part unless it was already complete.
+fn write(guard: &mut Option<PartGuard<'_>>, batch: RecordBatch) -> Result<(), EngineError> {
+    match guard {
+        Some(g) => g.write(&batch),
+        None => Ok(()),
+    }
 }
 
 /// The Arrow schema of an output (`d_model` matters for `eoi` only; 0 = any, from the data).
@@ -388,7 +409,7 @@ fn process_batch(
     model: &LlavaGemma,
     saes: &[LoadedSae],
     batch: &Batch,
-    guards: &mut [Vec<PartGuard<'_>>],
+    guards: &mut [Vec<Option<PartGuard<'_>>>],
     health: &mut [HealthStats],
 ) -> Result<(), EngineError> {
     let b = batch.ids.len();
@@ -460,27 +481,33 @@ fn process_batch(
             Arc::new(Float32Array::from(eoi_vals)),
             None,
         )?;
-        member[0].write(&RecordBatch::try_new(
-            schema("codes", 0),
-            vec![
-                Arc::new(UInt32Array::from(ci)),
-                Arc::new(UInt16Array::from(ct)),
-                Arc::new(UInt32Array::from(cf)),
-                Arc::new(Float32Array::from(cv)),
-            ],
-        )?)?;
-        member[1].write(&RecordBatch::try_new(
-            schema("totals", 0),
-            vec![
-                Arc::new(UInt32Array::from(ti)),
-                Arc::new(UInt32Array::from(tf)),
-                Arc::new(Float32Array::from(ts)),
-                Arc::new(Float32Array::from(tm)),
-                Arc::new(UInt32Array::from(tc)),
-            ],
-        )?)?;
-        member[2].write(&RecordBatch::try_new(schema("eoi", d as i32), vec![Arc::new(UInt32Array::from(eoi_ids)), Arc::new(list)])?)?;
-        member[4].write(&batch.errors()?)?;
+        write(
+            &mut member[0],
+            RecordBatch::try_new(
+                schema("codes", 0),
+                vec![
+                    Arc::new(UInt32Array::from(ci)),
+                    Arc::new(UInt16Array::from(ct)),
+                    Arc::new(UInt32Array::from(cf)),
+                    Arc::new(Float32Array::from(cv)),
+                ],
+            )?,
+        )?;
+        write(
+            &mut member[1],
+            RecordBatch::try_new(
+                schema("totals", 0),
+                vec![
+                    Arc::new(UInt32Array::from(ti)),
+                    Arc::new(UInt32Array::from(tf)),
+                    Arc::new(Float32Array::from(ts)),
+                    Arc::new(Float32Array::from(tm)),
+                    Arc::new(UInt32Array::from(tc)),
+                ],
+            )?,
+        )?;
+        write(&mut member[2], RecordBatch::try_new(schema("eoi", d as i32), vec![Arc::new(UInt32Array::from(eoi_ids)), Arc::new(list)])?)?;
+        write(&mut member[4], batch.errors()?)?;
     }
     Ok(())
 }
