@@ -188,7 +188,7 @@ impl Stage for LlavaSae {
         let d_model = model.config().text.hidden_size;
         let progress = job.progress;
         let members = &mut job.members;
-        let mut current: Option<(usize, Vec<Vec<Option<PartGuard<'_>>>>, Vec<HealthStats>)> = None;
+        let mut current: Option<(usize, Guards<'_>, Vec<HealthStats>)> = None;
         let (part_images, batch_size, workers) = (setup.part_images, setup.batch, setup.workers);
         for batch in BatchStream::spawn(images, setup.processor.clone(), todo, part_images, batch_size, workers) {
             if current.as_ref().map(|c| c.0) != Some(batch.part) {
@@ -316,9 +316,12 @@ struct LoadedSae {
     assumed_norm: Option<f64>,
 }
 
+/// Open parts, per member, in [`OUTPUTS`] order (`None`: already complete).
+type Guards<'a> = Vec<Vec<Option<PartGuard<'a>>>>;
+
 /// Part `p` of every member's outputs, in [`OUTPUTS`] order; `None` where an interrupted earlier
 /// run already finished that output's part (it is kept, not rewritten).
-fn open_part(members: &mut [Member], p: usize, d_model: usize) -> Result<Vec<Vec<Option<PartGuard<'_>>>>, EngineError> {
+fn open_part(members: &mut [Member], p: usize, d_model: usize) -> Result<Guards<'_>, EngineError> {
     members
         .iter_mut()
         .map(|m| {
@@ -339,7 +342,7 @@ fn open_part(members: &mut [Member], p: usize, d_model: usize) -> Result<Vec<Vec
         .collect()
 }
 
-fn finish_part(p: usize, guards: Vec<Vec<Option<PartGuard<'_>>>>, health: Vec<HealthStats>) -> Result<(), EngineError> {
+fn finish_part(p: usize, guards: Guards<'_>, health: Vec<HealthStats>) -> Result<(), EngineError> {
     for (mut member, stats) in guards.into_iter().zip(health) {
         if let Some(g) = &mut member[3] {
             g.write(&stats.batch(p as u32)?)?;
