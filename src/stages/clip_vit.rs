@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::Stage;
-use super::images::{self, BatchStream, Images, Preprocess};
+use super::images::{self, Preprocess};
 use super::signature::{ParamType, Signature, input, output, param};
 use crate::engine::EngineError;
 use crate::engine::job::Job;
@@ -51,26 +51,8 @@ impl Stage for ClipVit {
         for m in &mut job.members {
             let id = m.id.clone();
             let err = |e: &dyn std::fmt::Display| EngineError::Stage(format!("{id}: {e}"));
-            let images = Arc::new(Images::open(m)?);
-            let (dtype, device) = images::dtype_device(m)?;
-            let (part_images, batch, workers) = images::sizes(m)?;
-            let n_parts = images.ids.len().div_ceil(part_images).max(1);
-            for o in OUTPUTS {
-                m.output(o)?.set_parts(n_parts)?;
-            }
-            let todo = images::parts_to_do(m, n_parts);
-            job.progress.add_total(images.ids.len() as u64, "images");
-            let done: usize =
-                (0..n_parts).filter(|p| !todo.contains(p)).map(|p| images::part_range(p, part_images, images.ids.len()).len()).sum();
-            job.progress.advance(done as u64);
-            if todo.is_empty() {
-                continue;
-            }
-            let dir = m.paths.get("model").cloned().ok_or_else(|| err(&"parameter 'model' was not resolved"))?;
-            let reference = m.param("model")?.as_str().unwrap_or_default().to_string();
-            crate::models::source::ensure_model(&reference, &dir).map_err(|e| err(&e))?;
-            let reference = m.param("model")?.as_str().unwrap_or_default().to_string();
-            crate::models::source::ensure_model(&reference, &dir).map_err(|e| err(&e))?;
+            let Some(setup) = images::Setup::new(m, &OUTPUTS, job.progress)? else { continue };
+            let (dtype, device, dir) = (setup.dtype, setup.device.clone(), setup.model_dir.clone());
             let checkpoint = Checkpoint::open(&dir).map_err(|e| err(&e))?;
             let cfg = checkpoint.config.clone();
             let select = cfg.vision_hidden_state_index().map_err(|e| err(&e))?;
@@ -81,7 +63,7 @@ impl Stage for ClipVit {
             let width = cfg.vision.hidden_size;
             let mut open: Option<(usize, Vec<crate::engine::job::PartGuard<'_>>)> = None;
             let schema = |o: &str| if o == "errors" { images::errors_schema() } else { images::dense_schema(width) };
-            for b in BatchStream::spawn(images.clone(), pre, todo, part_images, batch, workers) {
+            for b in setup.batches(pre) {
                 if open.as_ref().map(|o| o.0) != Some(b.part) {
                     if let Some((_, guards)) = open.take() {
                         images::finish_parts(guards)?;

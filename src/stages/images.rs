@@ -303,3 +303,50 @@ pub fn kept_rows(rows: &[Vec<f32>], ok: &[bool], ids: &[u32]) -> (Vec<u32>, Vec<
     let values = rows.iter().zip(ok).filter(|(_, k)| **k).flat_map(|(r, _)| r.iter().copied()).collect();
     (ids, values)
 }
+
+/// What a one-model image stage (`clip_vit`, `resnet`) sets up per member: the images, the
+/// runtime parameters, the declared parts and the ones still to compute (progress is told about
+/// the rest).
+pub struct Setup {
+    pub images: Arc<Images>,
+    pub dtype: DType,
+    pub device: Device,
+    pub part_images: usize,
+    pub batch: usize,
+    pub workers: usize,
+    pub todo: Vec<usize>,
+    /// The resolved model folder (checkpoint completed from the hub when it is an `hf://` one).
+    pub model_dir: std::path::PathBuf,
+}
+
+impl Setup {
+    /// `None` when every part of every output is already there. Fetches the rest of an `hf://`
+    /// checkpoint only when there is work.
+    pub fn new(m: &mut Member, outputs: &[&str], progress: &dyn crate::engine::job::Progress) -> Result<Option<Setup>, EngineError> {
+        let images = Arc::new(Images::open(m)?);
+        let (dtype, device) = dtype_device(m)?;
+        let (part_images, batch, workers) = sizes(m)?;
+        let n_parts = images.ids.len().div_ceil(part_images).max(1);
+        for o in outputs {
+            m.output(o)?.set_parts(n_parts)?;
+        }
+        let todo = parts_to_do(m, n_parts);
+        progress.add_total(images.ids.len() as u64, "images");
+        let done: usize = (0..n_parts).filter(|p| !todo.contains(p)).map(|p| part_range(p, part_images, images.ids.len()).len()).sum();
+        progress.advance(done as u64);
+        if todo.is_empty() {
+            return Ok(None);
+        }
+        let model_dir =
+            m.paths.get("model").cloned().ok_or_else(|| EngineError::Stage(format!("{}: parameter 'model' was not resolved", m.id)))?;
+        let reference = m.param("model")?.as_str().unwrap_or_default().to_string();
+        crate::models::source::ensure_model(&reference, &model_dir)
+            .map_err(|e| EngineError::Stage(format!("{}: model {}: {e}", m.id, model_dir.display())))?;
+        Ok(Some(Setup { images, dtype, device, part_images, batch, workers, todo, model_dir }))
+    }
+
+    /// The batches still to compute, decoded ahead with `pre`.
+    pub fn batches(&self, pre: Arc<dyn Preprocess + Send>) -> BatchStream {
+        BatchStream::spawn(self.images.clone(), pre, self.todo.clone(), self.part_images, self.batch, self.workers)
+    }
+}

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use super::Stage;
-use super::images::{self, BatchStream, Images, Preprocess};
+use super::images::{self, Preprocess};
 use super::signature::{ParamType, Signature, input, output, param};
 use crate::engine::EngineError;
 use crate::engine::job::{Job, PartGuard};
@@ -66,32 +66,15 @@ impl Stage for ResNetStage {
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
             let id = m.id.clone();
-            let model_dir =
-                m.paths.get("model").cloned().ok_or_else(|| EngineError::Stage(format!("{id}: parameter 'model' was not resolved")))?;
+            let Some(setup) = images::Setup::new(m, &OUTPUTS, job.progress)? else { continue };
+            let (dtype, device, model_dir) = (setup.dtype, setup.device.clone(), setup.model_dir.clone());
             let err = |e: &dyn std::fmt::Display| EngineError::Stage(format!("{id}: model {}: {e}", model_dir.display()));
-            let images = Arc::new(Images::open(m)?);
-            let (dtype, device) = images::dtype_device(m)?;
-            let (part_images, batch, workers) = images::sizes(m)?;
-            let n_parts = images.ids.len().div_ceil(part_images).max(1);
-            for o in OUTPUTS {
-                m.output(o)?.set_parts(n_parts)?;
-            }
-            let todo = images::parts_to_do(m, n_parts);
-            job.progress.add_total(images.ids.len() as u64, "images");
-            let done: usize =
-                (0..n_parts).filter(|p| !todo.contains(p)).map(|p| images::part_range(p, part_images, images.ids.len()).len()).sum();
-            job.progress.advance(done as u64);
-            if todo.is_empty() {
-                continue;
-            }
-            let reference = m.param("model")?.as_str().unwrap_or_default().to_string();
-            crate::models::source::ensure_model(&reference, &model_dir).map_err(|e| err(&e))?;
             let pre: Arc<dyn Preprocess + Send> = Arc::new(resnet_load::image_processor(&model_dir).map_err(|e| err(&e))?);
             let model = resnet_load::load(&model_dir, dtype, &device).map_err(|e| err(&e))?;
             let width = model.feature_dim();
             let schema = |o: &str| if o == "features" { images::dense_schema(width) } else { images::errors_schema() };
             let mut current: Option<(usize, Vec<PartGuard<'_>>)> = None;
-            for b in BatchStream::spawn(images.clone(), pre, todo, part_images, batch, workers) {
+            for b in setup.batches(pre) {
                 if current.as_ref().map(|c| c.0) != Some(b.part) {
                     if let Some((_, guards)) = current.take() {
                         images::finish_parts(guards)?;
