@@ -52,6 +52,17 @@ MID = dict(
     text=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=18, num_attention_heads=4,
               num_key_value_heads=1, head_dim=128),
 )
+# The real Intel/llava-gemma-2b architecture (CLIP ViT-L/14-336, Gemma-2B) with random weights: 3.3 B parameters
+# (untied lm_head included), a 13.4 GB f32 checkpoint and ~35 GB of host memory to build. For a GPU host (--device cuda).
+REAL = dict(
+    MID,
+    vision=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                patch_size=14, image_size=336, projection_dim=768),
+    text=dict(hidden_size=2048, intermediate_size=16384, num_hidden_layers=18, num_attention_heads=8,
+              num_key_value_heads=1, head_dim=256),
+    vocab_size=256064,
+)
+SIZES = {"mid": MID, "real": REAL}
 
 
 def build(model_dir: pathlib.Path, v: dict):
@@ -59,7 +70,7 @@ def build(model_dir: pathlib.Path, v: dict):
     model_dir.mkdir(parents=True, exist_ok=True)
     tok = mf.build_tokenizer(v["bpe_vocab"])
     image_token_id = tok.token_to_id(mf.IMAGE_TOKEN)
-    vocab_size = 64 * math.ceil((image_token_id + 1) / 64)
+    vocab_size = v.get("vocab_size") or 64 * math.ceil((image_token_id + 1) / 64)
     config = mf.llava_config(v, vocab_size, image_token_id)
     model = transformers.LlavaForConditionalGeneration(config).eval()
     sd = mf.random_state_dict(model, v["seed"])
@@ -96,6 +107,9 @@ def main():
     ap.add_argument("--full-vision", action="store_true", help="run every CLIP layer, as transformers' LLaVA does")
     ap.add_argument("--attn", default="eager", choices=["eager", "sdpa"])
     ap.add_argument("--force", action="store_true", help="rebuild the checkpoint")
+    ap.add_argument("--size", default="mid", choices=sorted(SIZES), help="dims of a newly built checkpoint")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     ap.add_argument("--out", default=None, help="also write the JSON here (default: DIR/torch.json)")
     args = ap.parse_args()
 
@@ -103,11 +117,11 @@ def main():
     model_dir = pathlib.Path(args.dir)
     if args.force or not (model_dir / "config.json").exists():
         t = time.perf_counter()
-        build(model_dir, MID)
+        build(model_dir, SIZES[args.size])
         print(f"built {model_dir} in {time.perf_counter() - t:.1f} s", file=sys.stderr)
 
     model = transformers.LlavaForConditionalGeneration.from_pretrained(
-        model_dir, dtype=torch.float32, attn_implementation=args.attn).eval()
+        model_dir, dtype=getattr(torch, args.dtype), attn_implementation=args.attn).eval().to(args.device)
     cfg = model.config
     vc, tc = cfg.vision_config, cfg.text_config
     n_image = (vc.image_size // vc.patch_size) ** 2  # strategy "default": CLS dropped
@@ -129,8 +143,9 @@ def main():
 
     B = args.batch
     gen = torch.Generator().manual_seed(0)
-    pixel_values = torch.randn(B, 3, vc.image_size, vc.image_size, generator=gen)
-    input_ids = torch.tensor([ids] * B, dtype=torch.long)
+    pixel_values = torch.randn(B, 3, vc.image_size, vc.image_size, generator=gen).to(args.device, getattr(torch, args.dtype))
+    input_ids = torch.tensor([ids] * B, dtype=torch.long, device=args.device)
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
 
     def forward(pv, inp):
         # transformers 5 captures only the selected hidden state (output_hidden_states=vision_feature_layer, as an
@@ -152,14 +167,17 @@ def main():
         if block >= 0:
             check_pv = pixel_values[:2].contiguous()
             ref = forward_resid(check_pv, input_ids[:2])
-            safetensors.torch.save_file({"pixel_values": check_pv, f"resid_post.{block}.image_rows": ref},
+            safetensors.torch.save_file({"pixel_values": check_pv.float().cpu(),
+                                         f"resid_post.{block}.image_rows": ref.float().cpu()},
                                         str(model_dir / "bench_check.safetensors"))
         for _ in range(args.warmup):
             forward(pixel_values, input_ids)
+        sync()
         times = []
         for _ in range(args.iters):
             t = time.perf_counter()
             forward(pixel_values, input_ids)
+            sync()
             times.append(time.perf_counter() - t)
 
     med = statistics.median(times)
@@ -169,7 +187,8 @@ def main():
         "transformers": transformers.__version__,
         "threads": torch.get_num_threads(),
         "attn": args.attn,
-        "dtype": "float32",
+        "device": args.device,
+        "dtype": args.dtype,
         "batch": B,
         "T": len(ids),
         "image_tokens": n_image,

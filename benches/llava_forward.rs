@@ -22,6 +22,8 @@
 //! with a `resid_post` tap at the block (CLIP to `hidden_states[-2]`, projector, merge, Gemma to
 //! the block). `ImageScale::Unscaled` so that the output can be checked against transformers ≥ 5.4
 //! (`bench_check.safetensors`, written by the Python side); the cost is the same either way.
+//! `LLAVA_BENCH_DEVICE=cuda` and `LLAVA_BENCH_DTYPE=bf16` run it on a GPU (a `--features cuda`
+//! build; see docs/PERF.md for the real-size recipe).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -53,14 +55,33 @@ fn pixels(b: usize, s: usize, seed: u64) -> Tensor {
     Tensor::from_vec(data, (b, 3, s, s), &Device::Cpu).unwrap()
 }
 
-fn load(dir: &Path, request: Request) -> LlavaGemma {
+/// `LLAVA_BENCH_DEVICE`: `cpu` (default) or `cuda` (needs a `--features cuda` build).
+fn device() -> Device {
+    match std::env::var("LLAVA_BENCH_DEVICE").as_deref() {
+        Ok("cuda") => Device::new_cuda(0).unwrap_or_else(|e| panic!("LLAVA_BENCH_DEVICE=cuda: {e} (build with --features cuda)")),
+        Ok("cpu") | Err(_) => Device::Cpu,
+        Ok(other) => panic!("LLAVA_BENCH_DEVICE={other:?}: cpu or cuda"),
+    }
+}
+
+/// `LLAVA_BENCH_DTYPE`: `f32` (default), `bf16` or `f16`.
+fn dtype() -> DType {
+    match std::env::var("LLAVA_BENCH_DTYPE").as_deref() {
+        Ok("f32") | Err(_) => DType::F32,
+        Ok("bf16") => DType::BF16,
+        Ok("f16") => DType::F16,
+        Ok(other) => panic!("LLAVA_BENCH_DTYPE={other:?}: f32, bf16 or f16"),
+    }
+}
+
+fn load(dir: &Path, request: Request, device: &Device, dtype: DType) -> LlavaGemma {
     let checkpoint = Checkpoint::open(dir).unwrap_or_else(|e| panic!("{e}\n(build the model first: python benches/llava_forward.py)"));
     let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json")).unwrap();
     let cfg = &checkpoint.config;
     let prompt =
         Prompt::build(&tokenizer, GEMMA_IT_TEMPLATE, DEFAULT_QUESTION, cfg.image_token_index, cfg.image_tokens(), EoiPosition::AfterImage)
             .unwrap();
-    LlavaGemma::load(&checkpoint, prompt, request, DType::F32, &Device::Cpu).unwrap()
+    LlavaGemma::load(&checkpoint, prompt, request, dtype, device).unwrap()
 }
 
 fn request(block: usize, point: TapPoint) -> Request {
@@ -69,13 +90,16 @@ fn request(block: usize, point: TapPoint) -> Request {
 
 /// Seconds per forward: `warmup` untimed, then `iters` timed; (median, min, max).
 fn time_forward(model: &LlavaGemma, pixels: &Tensor, warmup: usize, iters: usize) -> (f64, f64, f64) {
+    let device = pixels.device();
     for _ in 0..warmup {
         model.forward(pixels).unwrap();
+        device.synchronize().unwrap();
     }
     let mut times: Vec<f64> = (0..iters)
         .map(|_| {
             let t = Instant::now();
             let out = model.forward(pixels).unwrap();
+            device.synchronize().unwrap();
             let elapsed = t.elapsed().as_secs_f64();
             drop(out);
             elapsed
@@ -87,8 +111,8 @@ fn time_forward(model: &LlavaGemma, pixels: &Tensor, warmup: usize, iters: usize
 
 /// ‖a − b‖ / ‖b‖.
 fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
-    let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
-    let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+    let a: Vec<f32> = a.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let b: Vec<f32> = b.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap();
     assert_eq!(a.len(), b.len());
     let num: f64 = a.iter().zip(&b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
     let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
@@ -109,9 +133,10 @@ fn main() {
     let layers = cfg.text.num_hidden_layers;
     let block = env_usize("LLAVA_BENCH_BLOCK", layers - 1);
     let s = cfg.vision.image_size;
+    let (device, dtype) = (device(), dtype());
 
     let t = Instant::now();
-    let model = load(&dir, request(block, TapPoint::ResidPost));
+    let model = load(&dir, request(block, TapPoint::ResidPost), &device, dtype);
     let load_s = t.elapsed().as_secs_f64();
     let (vision_layers, lm_blocks) = model.depth();
 
@@ -122,7 +147,7 @@ fn main() {
         let t = candle_core::safetensors::load(&check, &Device::Cpu).unwrap();
         match t.get(&ref_name) {
             Some(reference) => {
-                let out = model.forward(&t["pixel_values"]).unwrap();
+                let out = model.forward(&t["pixel_values"].to_device(&device).unwrap()).unwrap();
                 Some(rel_l2(&model.image_rows(&out.taps[0]).unwrap(), reference))
             }
             None => None,
@@ -131,7 +156,7 @@ fn main() {
         None
     };
 
-    let px = pixels(b, s, 0x5AE_F10E);
+    let px = pixels(b, s, 0x5AE_F10E).to_device(&device).unwrap();
     let (median, min, max) = time_forward(&model, &px, warmup, iters);
     let mut result = serde_json::json!({
         "side": "candle",
@@ -139,7 +164,8 @@ fn main() {
         "threads": candle_core::utils::get_num_threads(),
         "RAYON_NUM_THREADS": std::env::var("RAYON_NUM_THREADS").ok(),
         "CANDLE_NUM_THREADS": std::env::var("CANDLE_NUM_THREADS").ok(),
-        "dtype": "float32",
+        "device": format!("{device:?}"),
+        "dtype": format!("{dtype:?}"),
         "batch": b,
         "T": model.prompt().ids.len(),
         "image_tokens": model.prompt().image.len(),
@@ -158,10 +184,10 @@ fn main() {
     if std::env::var("LLAVA_BENCH_PROFILE").is_ok_and(|v| v != "0") {
         // Vision tower + projector + merge alone (a resid_pre tap of block 0 runs no block), then
         // one block on top: the difference is one decoder block.
-        let head = load(&dir, request(0, TapPoint::ResidPre));
+        let head = load(&dir, request(0, TapPoint::ResidPre), &device, dtype);
         let (head_s, _, _) = time_forward(&head, &px, 1, iters);
         drop(head);
-        let one = load(&dir, request(0, TapPoint::ResidPost));
+        let one = load(&dir, request(0, TapPoint::ResidPost), &device, dtype);
         let (one_s, _, _) = time_forward(&one, &px, 1, iters);
         drop(one);
         result["profile"] = serde_json::json!({
