@@ -5,11 +5,12 @@ dims) and saves it OUTSIDE the repository in the 2024 on-disk layout (diff-only 
 model.safetensors.index.json with the 2024 names, tokenizer.json with <image> after the text vocab), reusing the
 builders of tests/fixtures/llava/make_fixtures.py. Then times transformers: the language model run to block BLOCK
 (default: the last one) on the gemma-it prompt with "What is shown in this image?", for a batch of B random images,
-eager attention, float32, under torch.inference_mode(), warmup + median of several runs, and prints images/s as JSON.
+eager attention, float32 (--dtype), under torch.inference_mode(), warmup + median of several runs, and prints images/s as JSON.
 
     /work/scratch/sae-venv/bin/python benches/llava_forward.py [--dir /work/scratch/bench-llava-mid] [--threads 2]
         [--batch 8] [--iters 7] [--warmup 2] [--out /work/scratch/bench-llava-mid/torch.json]
         [--block 17] [--full-vision] [--attn eager|sdpa] [--force]
+        [--size mid|real] [--device cpu|cuda] [--dtype float32|bfloat16|float16]   (real size: see docs/PERF.md)
     RAYON_NUM_THREADS=2 LLAVA_BENCH_TORCH=/work/scratch/bench-llava-mid/torch.json cargo bench --bench llava_forward
 
 What is timed is the work saeflow does for one batch: CLIP up to hidden_states[-2] (by default the unused last
