@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::{Array, FixedSizeListArray, Float32Array, Float64Array, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array};
 use candle_core::{Device, Tensor};
-use common::Project;
+use common::{Project, column as col, instance_outputs as outputs, read_entry as read};
 
 /// The fixture images in the goldens' batch order, and the class folder each goes into (sorted
 /// so that image ids follow the golden order). The JPEG is fed as PIL decoded it (`wide.pil.png`):
@@ -67,34 +67,6 @@ stages:
         fixture = fixture().display(),
     );
     p.pipeline("extraction", &yaml)
-}
-
-/// Output name → key of one instance, from `plan --json`.
-fn outputs(p: &Project, file: &str, instance: &str) -> BTreeMap<String, String> {
-    let plan = p.run(&["plan", file, "--json"]).json();
-    let inst = plan.as_array().unwrap().iter().find(|o| o["instance"] == instance).unwrap_or_else(|| panic!("no {instance}"));
-    inst["outputs"].as_array().unwrap().iter().map(|o| (o["name"].as_str().unwrap().into(), o["key"].as_str().unwrap().into())).collect()
-}
-
-/// Every part of a cache entry, in part order.
-fn read(p: &Project, key: &str) -> Vec<RecordBatch> {
-    let dir = p.cache().join(key);
-    let mut parts: Vec<PathBuf> =
-        std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect();
-    parts.sort();
-    parts
-        .iter()
-        .flat_map(|f| {
-            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(std::fs::File::open(f).unwrap(), 8192)
-                .unwrap()
-                .map(Result::unwrap)
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> &'a T {
-    b.column_by_name(name).unwrap_or_else(|| panic!("no column {name}")).as_any().downcast_ref::<T>().unwrap()
 }
 
 fn run_ok(p: &Project, file: &str) -> String {

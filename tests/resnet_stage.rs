@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::{Array, FixedSizeListArray, Float32Array, RecordBatch, StringArray, UInt32Array};
 use candle_core::Device;
-use common::Project;
+use common::{Project, column as col, read_entry as read};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resnet")
@@ -70,30 +70,7 @@ fn local(model: &str) -> String {
 
 /// Output name → key of the `resnet` instance, from `plan --json`.
 fn outputs(p: &Project, file: &str) -> BTreeMap<String, String> {
-    let plan = p.run(&["plan", file, "--json"]).json();
-    let inst = plan.as_array().unwrap().iter().find(|o| o["instance"] == "resnet").expect("a resnet instance");
-    inst["outputs"].as_array().unwrap().iter().map(|o| (o["name"].as_str().unwrap().into(), o["key"].as_str().unwrap().into())).collect()
-}
-
-/// Every part of a cache entry, in part order.
-fn read(p: &Project, key: &str) -> Vec<RecordBatch> {
-    let dir = p.cache().join(key);
-    let mut parts: Vec<PathBuf> =
-        std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect();
-    parts.sort();
-    parts
-        .iter()
-        .flat_map(|f| {
-            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(std::fs::File::open(f).unwrap(), 8192)
-                .unwrap()
-                .map(Result::unwrap)
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> &'a T {
-    b.column_by_name(name).unwrap_or_else(|| panic!("no column {name}")).as_any().downcast_ref::<T>().unwrap()
+    common::instance_outputs(p, file, "resnet")
 }
 
 /// image_id → features, in table order (checked to be increasing).

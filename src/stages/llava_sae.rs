@@ -168,7 +168,7 @@ impl Stage for LlavaSae {
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         let setup = Setup::new(&job.members)?;
         let images = Arc::new(Images::open(&job.members[0])?);
-        let ids = &images.ids.clone();
+        let ids = &images.ids;
         let n_parts = ids.len().div_ceil(setup.part_images).max(1);
         for m in &mut job.members {
             for o in OUTPUTS {

@@ -123,3 +123,32 @@ pub fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     walk(dir, dir, &mut out);
     out
 }
+
+/// Output name → key of one instance, from `plan --json`.
+pub fn instance_outputs(p: &Project, file: &str, instance: &str) -> std::collections::BTreeMap<String, String> {
+    let plan = p.run(&["plan", file, "--json"]).json();
+    let inst = plan.as_array().unwrap().iter().find(|o| o["instance"] == instance).unwrap_or_else(|| panic!("no {instance}"));
+    inst["outputs"].as_array().unwrap().iter().map(|o| (o["name"].as_str().unwrap().into(), o["key"].as_str().unwrap().into())).collect()
+}
+
+/// Every part of a published cache entry, in part order.
+pub fn read_entry(p: &Project, key: &str) -> Vec<arrow_array::RecordBatch> {
+    let dir = p.cache().join(key);
+    let mut parts: Vec<PathBuf> =
+        std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect();
+    parts.sort();
+    parts
+        .iter()
+        .flat_map(|f| {
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(std::fs::File::open(f).unwrap(), 8192)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// A column of a batch, downcast; panics naming a missing column.
+pub fn column<'a, T: 'static>(b: &'a arrow_array::RecordBatch, name: &str) -> &'a T {
+    b.column_by_name(name).unwrap_or_else(|| panic!("no column {name}")).as_any().downcast_ref::<T>().unwrap()
+}
