@@ -51,11 +51,8 @@ pub struct ScopeStats {
 }
 
 impl ScopeStats {
-    /// One token: its L0, ‖x − x̂‖², ‖x‖² and x.
-    pub fn add(&mut self, l0: usize, sse: f64, sq: f64, x: &[f32]) {
-        if self.sum_x.len() != x.len() {
-            self.sum_x = vec![0.0; x.len()];
-        }
+    /// One token of width `d`: its L0, ‖x − x̂‖² and ‖x‖² (its x goes in through [`ScopeStats::add_sum`]).
+    pub fn add_token(&mut self, l0: usize, sse: f64, sq: f64, d: usize) {
         if self.l0_hist.len() <= l0 {
             self.l0_hist.resize(l0 + 1, 0);
         }
@@ -63,10 +60,17 @@ impl ScopeStats {
         self.tokens += 1;
         self.l0_sum += l0 as f64;
         self.sse += sse;
-        self.mse_sum += sse / x.len().max(1) as f64;
+        self.mse_sum += sse / d.max(1) as f64;
         self.sum_sq += sq;
         self.norm_sum += sq.sqrt();
-        for (acc, v) in self.sum_x.iter_mut().zip(x) {
+    }
+
+    /// Σx of the tokens added (summed where they are, e.g. on the device).
+    pub fn add_sum(&mut self, sum: &[f32]) {
+        if self.sum_x.len() != sum.len() {
+            self.sum_x.resize(sum.len(), 0.0);
+        }
+        for (acc, v) in self.sum_x.iter_mut().zip(sum) {
             *acc += *v as f64;
         }
     }
@@ -229,8 +233,10 @@ mod tests {
             let mut h = HealthStats::default();
             for (l0, sse, x) in &tokens[range] {
                 let sq = x.iter().map(|v| (*v as f64).powi(2)).sum();
-                h.image.add(*l0, *sse, sq, x);
-                h.text.add(l0 + 1, *sse, sq, x);
+                h.image.add_token(*l0, *sse, sq, x.len());
+                h.image.add_sum(x);
+                h.text.add_token(l0 + 1, *sse, sq, x.len());
+                h.text.add_sum(x);
             }
             h
         };

@@ -398,12 +398,14 @@ fn encode_with_stats(sae: &Sae, x: &Tensor, keep_row: &dyn Fn(usize) -> bool, st
     let l0 = codes.gt(0f32)?.to_dtype(DType::F32)?.sum(D::Minus1)?.to_vec1::<f32>()?;
     let sse = (&recon - &x)?.sqr()?.sum(D::Minus1)?.to_vec1::<f32>()?;
     let sq = x.sqr()?.sum(D::Minus1)?.to_vec1::<f32>()?;
-    let xs = x.to_vec2::<f32>()?;
-    for (i, row) in xs.iter().enumerate() {
-        if keep_row(i) {
-            stats.add(l0[i] as usize, sse[i] as f64, sq[i] as f64, row);
-        }
+    let (n, d) = x.dims2()?;
+    let keep: Vec<f32> = (0..n).map(|i| if keep_row(i) { 1.0 } else { 0.0 }).collect();
+    for (i, _) in keep.iter().enumerate().filter(|(_, k)| **k > 0.0) {
+        stats.add_token(l0[i] as usize, sse[i] as f64, sq[i] as f64, d);
     }
+    // Σx over the kept tokens where x is (one row back, not the whole batch)
+    let sum = Tensor::from_vec(keep, (1, n), x.device())?.matmul(&x)?.squeeze(0)?.to_vec1::<f32>()?;
+    stats.add_sum(&sum);
     Ok(codes)
 }
 
