@@ -211,8 +211,11 @@ fn run_one(m: &mut Member, progress: &dyn crate::engine::job::Progress) -> Resul
             return Err(err(&format!("the answer '{}' tokenizes to nothing", candidates[i].1)));
         }
         let stop: Vec<u32> = ["<end_of_turn>", "<eos>"].iter().filter_map(|t| tokenizer.token_to_id(t)).collect();
-        let lookup: BTreeMap<String, u16> =
-            candidates.iter().map(|(c, a)| (normalize_answer(a), *c)).rev().collect::<Vec<_>>().into_iter().collect();
+        // an answer listed for two labels counts for the first (lower) one
+        let mut lookup: BTreeMap<String, u16> = BTreeMap::new();
+        for (c, a) in &candidates {
+            lookup.entry(normalize_answer(a)).or_insert(*c);
+        }
         let by_name: BTreeMap<String, u16> = names.iter().map(|(c, n)| (normalize_answer(&n.replace('_', " ")), *c)).collect();
         let pre: Arc<dyn Preprocess + Send> = Arc::new(images::image_processor(&dir).map_err(|e| err(&e))?);
         let mut current: Option<(usize, Vec<RecordBatch>, Vec<RecordBatch>)> = None;
