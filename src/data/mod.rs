@@ -19,6 +19,7 @@ pub mod cifar;
 pub mod decode;
 pub mod folder;
 pub mod neuronpedia;
+pub mod neuronpedia_api;
 pub mod parquet_source;
 pub mod resample;
 pub mod select;

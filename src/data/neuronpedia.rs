@@ -1,8 +1,9 @@
 //! Feature explanations as Neuronpedia publishes them: the bulk export's `explanations/batch-N.jsonl.gz`
 //! files (one JSON object per line with `modelId`, `layer`, `index` — a string — and `description`,
 //! among other fields), a plain `.jsonl`, or a local `.json` (an array of such objects, or a map from
-//! feature index to description). Several explanations of one feature: the alphabetically first
-//! description is kept, so the choice does not depend on file order.
+//! feature index to description). Several explanations of one feature: [`pick`] keeps the
+//! alphabetically first non-blank description, so the choice does not depend on file order; the
+//! live API ([`super::neuronpedia_api`]) applies the same rule to a feature's `explanations` array.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -17,6 +18,13 @@ pub struct Explanations {
 /// `gemma-2b/6-res-jb` → (`gemma-2b`, `6-res-jb`).
 pub fn split_source(id: &str) -> Result<(&str, &str), String> {
     id.split_once('/').ok_or_else(|| format!("neuronpedia source '{id}' is not modelId/layer, e.g. gemma-2b/6-res-jb"))
+}
+
+/// The explanation kept among several of one feature: the alphabetically first (byte order) of
+/// the trimmed descriptions, blank ones ignored; `None` when there is none. Whatever order the
+/// files or the API list them in, the same one is kept.
+pub fn pick<'a>(descriptions: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    descriptions.into_iter().map(str::trim).filter(|d| !d.is_empty()).min().map(str::to_string)
 }
 
 impl Explanations {
@@ -48,7 +56,7 @@ impl Explanations {
                     serde_json::Value::Object(map) => {
                         for (k, d) in map {
                             if let (Ok(i), Some(d)) = (k.parse::<u32>(), d.as_str()) {
-                                all.entry(i).or_default().push(d.to_string());
+                                all.entry(i).or_default().push(d.trim().to_string());
                             }
                         }
                     }
@@ -65,13 +73,7 @@ impl Explanations {
                 }
             }
         }
-        let by_feature = all
-            .into_iter()
-            .filter_map(|(i, mut ds)| {
-                ds.sort();
-                ds.into_iter().next().map(|d| (i, d))
-            })
-            .collect();
+        let by_feature = all.into_iter().filter_map(|(i, ds)| pick(ds.iter().map(String::as_str)).map(|d| (i, d))).collect();
         Ok(Explanations { by_feature })
     }
 }
@@ -87,5 +89,18 @@ fn take(o: &serde_json::Value, model: &str, layer: &str, all: &mut BTreeMap<u32,
         && let (Some(i), Some(d)) = (index, o["description"].as_str())
     {
         all.entry(i).or_default().push(d.trim().to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pick_keeps_the_alphabetically_first_non_blank_description_whatever_the_order() {
+        assert_eq!(pick(["  zebra", "", "apple ", "  "]).as_deref(), Some("apple"));
+        assert_eq!(pick(["apple", "zebra"]), pick(["zebra", "apple"]));
+        assert_eq!(pick(["", " "]), None);
+        assert_eq!(pick([]), None);
     }
 }

@@ -331,11 +331,14 @@ impl Executor<'_> {
         self.observer.started(&started_members);
         let progress = self.observer.progress(first);
         let started = Instant::now();
-        let (result, members) = {
-            let mut job = Job { members, progress: progress.as_ref() };
+        let (result, members, notes) = {
+            let mut job = Job { members, progress: progress.as_ref(), cache_root: self.cache.root().to_path_buf(), notes: Vec::new() };
             let result = catch_unwind(AssertUnwindSafe(|| stage.run(&mut job)));
-            (result, job.members)
+            (result, job.members, job.notes)
         };
+        for n in &notes {
+            self.observer.note(n);
+        }
         let seconds = started.elapsed().as_secs_f64();
         drop(progress);
         let error = match result {

@@ -32,6 +32,12 @@ impl Progress for NoProgress {}
 pub struct Job<'a> {
     pub members: Vec<Member>,
     pub progress: &'a dyn Progress,
+    /// The cache folder. A stage may keep its own cache of answers from outside (Neuronpedia's
+    /// explanations) in a folder of it whose name is no key and starts with no dot
+    /// (`<cache>/neuronpedia/`); entries and `.tmp/` stay the engine's.
+    pub cache_root: PathBuf,
+    /// Warnings for the run log, one line each, shown after the job (`note: …`).
+    pub notes: Vec<String>,
 }
 
 /// One stage instance to compute.

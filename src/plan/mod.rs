@@ -772,7 +772,9 @@ impl<'a> Builder<'a> {
                 }
                 Some((val, pos)) => match ps.ty.check(val) {
                     Ok(checked) => {
-                        if let (ParamType::InputPath, Value::Str(rel)) = (&ps.ty, &checked) {
+                        if let (ParamType::InputPath | ParamType::InputPathOr(_), Value::Str(rel)) = (&ps.ty, &checked)
+                            && !ps.ty.is_word(&checked)
+                        {
                             let path = if Path::new(rel).is_absolute() { PathBuf::from(rel) } else { project_root.join(rel) };
                             match memo.fingerprint(&path) {
                                 Ok(fp) => {
@@ -782,7 +784,14 @@ impl<'a> Builder<'a> {
                                     self.err(
                                         Diagnostic::new(*pos, format!("cannot read '{rel}' for parameter '{}': {e}", ps.name))
                                             .stage(name)
-                                            .help("relative paths resolve against the project folder (the one holding pipelines/); check the path"),
+                                            .help(match &ps.ty {
+                                                ParamType::InputPathOr(words) => format!(
+                                                    "relative paths resolve against the project folder (the one holding pipelines/); check the path, or write {}",
+                                                    words.join(" or ")
+                                                ),
+                                                _ => "relative paths resolve against the project folder (the one holding pipelines/); check the path"
+                                                    .to_string(),
+                                            }),
                                     );
                                     return None;
                                 }
@@ -881,8 +890,15 @@ impl<'a> Builder<'a> {
         let in_key: BTreeMap<String, Value> = sig
             .params
             .iter()
-            .filter(|ps| ps.in_key && !matches!(ps.ty, ParamType::InputPath | ParamType::Artifact(_)))
-            .filter_map(|ps| resolved.get(ps.name).map(|v| (ps.name.to_string(), v.clone())))
+            .filter(|ps| ps.in_key)
+            .filter_map(|ps| resolved.get(ps.name).map(|v| (ps, v)))
+            // a path enters the key by its content fingerprint (externals), a word as itself
+            .filter(|(ps, v)| match ps.ty {
+                ParamType::InputPath | ParamType::Artifact(_) => false,
+                ParamType::InputPathOr(_) => ps.ty.is_word(v),
+                _ => true,
+            })
+            .map(|(ps, v)| (ps.name.to_string(), v.clone()))
             .chain(if sig.open_params {
                 resolved.iter().filter(|(k, _)| sig.param(k).is_none()).map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>()
             } else {

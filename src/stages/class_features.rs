@@ -3,6 +3,14 @@
 //! feature's Neuronpedia explanation — the post's "dolphin / cloud" tables ("16k/14117 — 88/100
 //! images"). Ties: more images first, then the lower feature id. A feature without an explanation
 //! (layer 17 has no Neuronpedia source) gets a null explanation.
+//!
+//! Explanations come from files (`explanations: PATH`, read by `data/neuronpedia.rs`; the file's
+//! content enters the key) or from the live API (`explanations: api`, `data/neuronpedia_api.rs`),
+//! asked only about the features the table lists. With `api` the key holds the word and the
+//! source, not the answers: what Neuronpedia says changes over time, and a key cannot depend on a
+//! request made at run time without making `plan` do network I/O and reruns unstable. The disk
+//! cache (`<cache>/neuronpedia/…`) pins the answers instead: once a feature is cached, every rerun,
+//! online or offline, reads the same text. Deleting that folder and `--force` refetches.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -13,11 +21,15 @@ use arrow_schema::{DataType, Field, Schema};
 use super::Stage;
 use super::signature::{InputSlot, Many, ParamProblem, ParamType, Signature, input, output, param};
 use crate::data::neuronpedia::{Explanations, split_source};
+use crate::data::neuronpedia_api;
 use crate::engine::EngineError;
 use crate::engine::job::Job;
 use crate::spec::Value;
 
 pub struct ClassFeatures;
+
+/// `explanations:`'s word for the live API.
+const API: &str = "api";
 
 fn validate(p: &BTreeMap<String, Value>) -> Result<(), ParamProblem> {
     let set = |k: &str| p.get(k).is_some_and(|v| *v != Value::Null);
@@ -28,10 +40,20 @@ fn validate(p: &BTreeMap<String, Value>) -> Result<(), ParamProblem> {
             help: "add `neuronpedia: gemma-2b/${layer}-res-jb` (modelId/layer)".into(),
         });
     }
-    if let Some(Value::Str(s)) = p.get("neuronpedia")
-        && let Err(e) = split_source(s)
-    {
-        return Err(ParamProblem { param: "neuronpedia", message: e, help: "e.g. `neuronpedia: gemma-2b/6-res-jb`".into() });
+    if let Some(Value::Str(s)) = p.get("neuronpedia") {
+        if let Err(e) = split_source(s) {
+            return Err(ParamProblem { param: "neuronpedia", message: e, help: "e.g. `neuronpedia: gemma-2b/6-res-jb`".into() });
+        }
+        // with the API the source names a cache folder and a URL: no `..`, no `/` inside a part
+        if p.get("explanations").and_then(Value::as_str) == Some(API)
+            && let Err(e) = neuronpedia_api::parse_source(s)
+        {
+            return Err(ParamProblem {
+                param: "neuronpedia",
+                message: e.to_string(),
+                help: "write it as Neuronpedia's URLs do, e.g. `neuronpedia: gemma-2b/6-res-jb`".into(),
+            });
+        }
     }
     Ok(())
 }
@@ -40,7 +62,8 @@ impl Stage for ClassFeatures {
     fn signature(&self) -> Signature {
         Signature {
             kind: "class_features",
-            version: 1,
+            // 2: a blank description no longer wins the alphabetical choice
+            version: 2,
             doc: "each label's top features by the number of its images they occur in, with counts and Neuronpedia explanations",
             inputs: vec![
                 input("codes", &["codes"], "per-token SAE codes"),
@@ -69,9 +92,9 @@ impl Stage for ClassFeatures {
                 ),
                 param(
                     "explanations",
-                    ParamType::InputPath,
+                    ParamType::InputPathOr(vec![API]),
                     Some(Value::Null),
-                    "Neuronpedia explanations: a folder of batch-N.jsonl.gz, a .jsonl or a .json",
+                    "Neuronpedia explanations: a folder of batch-N.jsonl.gz, a .jsonl or a .json; or `api`: the live API, cached under <cache>/neuronpedia",
                 ),
                 param("neuronpedia", ParamType::Str, Some(Value::Null), "the explanations' source, modelId/layer (gemma-2b/6-res-jb)"),
             ],
@@ -101,10 +124,6 @@ impl Stage for ClassFeatures {
             let only: Option<BTreeSet<String>> = match m.param("only")? {
                 Value::List(items) => Some(items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()),
                 _ => None,
-            };
-            let explanations = match (m.paths.get("explanations"), m.param("neuronpedia")?.as_str()) {
-                (Some(path), Some(source)) => Explanations::load(path, source).map_err(|e| EngineError::Stage(format!("{}: {e}", m.id)))?,
-                _ => Explanations::default(),
             };
             // label → (name, images, feature → images it occurs in)
             let mut per_label: BTreeMap<u16, (String, u32, BTreeMap<u32, u32>)> = BTreeMap::new();
@@ -137,8 +156,31 @@ impl Stage for ClassFeatures {
                 let mut ranked: Vec<(u32, u32)> = feats.into_iter().collect();
                 ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
                 for (rank, (f, c)) in ranked.into_iter().take(top_k).enumerate() {
-                    rows.push((label, name.clone(), rank as u16 + 1, f, c, n, explanations.by_feature.get(&f).cloned()));
+                    rows.push((label, name.clone(), rank as u16 + 1, f, c, n, None));
                 }
+            }
+            let source = m.param("neuronpedia")?.as_str().map(str::to_string);
+            let explanations = match (m.param("explanations")?.as_str(), source) {
+                (Some(API), Some(source)) => {
+                    // only the features the table lists: a few hundred requests, not 16,384
+                    let listed: BTreeSet<u32> = rows.iter().map(|r| r.3).collect();
+                    let client =
+                        neuronpedia_api::Client::from_env(&job.cache_root).map_err(|e| EngineError::Stage(format!("{}: {e}", m.id)))?;
+                    let fetched =
+                        client.explanations(&source, &listed, job.progress).map_err(|e| EngineError::Stage(format!("{}: {e}", m.id)))?;
+                    if let Some(line) = fetched.summary(listed.len()) {
+                        job.notes.push(format!("{}: {line}", m.id));
+                    }
+                    fetched.by_feature
+                }
+                (Some(_), Some(source)) => match m.paths.get("explanations") {
+                    Some(path) => Explanations::load(path, &source).map_err(|e| EngineError::Stage(format!("{}: {e}", m.id)))?.by_feature,
+                    None => BTreeMap::new(),
+                },
+                _ => BTreeMap::new(),
+            };
+            for r in &mut rows {
+                r.6 = explanations.get(&r.3).cloned();
             }
             let schema = Arc::new(Schema::new(vec![
                 Field::new("label", DataType::UInt16, false),

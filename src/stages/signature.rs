@@ -97,6 +97,9 @@ pub enum ParamType {
     Choice(Vec<&'static str>),
     /// A file or folder the stage reads: fingerprinted by content, and its path stays out of the key.
     InputPath,
+    /// An [`InputPath`](ParamType::InputPath), or one of these words, which is no path: the word itself
+    /// enters the key (`explanations: api`). A folder named like a word is written `./api`.
+    InputPathOr(Vec<&'static str>),
     /// A folder the stage writes besides the cache (a report): must stay inside the project.
     OutputDir,
     /// A model or SAE reference (`hf://…`, a release id, a local folder), resolved at plan time:
@@ -107,6 +110,11 @@ pub enum ParamType {
 }
 
 impl ParamType {
+    /// Whether `v` is one of an [`InputPathOr`](ParamType::InputPathOr)'s words rather than a path.
+    pub fn is_word(&self, v: &Value) -> bool {
+        matches!((self, v), (ParamType::InputPathOr(words), Value::Str(s)) if words.contains(&s.as_str()))
+    }
+
     pub fn describe(&self) -> String {
         match self {
             ParamType::Bool => "a bool".into(),
@@ -117,6 +125,7 @@ impl ParamType {
             ParamType::Str => "a string".into(),
             ParamType::Choice(c) => format!("one of {}", c.join(", ")),
             ParamType::InputPath => "a path to read".into(),
+            ParamType::InputPathOr(words) => format!("a path to read, or {}", words.join(", ")),
             ParamType::OutputDir => "a folder inside the project".into(),
             ParamType::Artifact(a) => a.describe().into(),
             ParamType::List(t) => format!("a list of {}", t.describe().trim_start_matches("a ").trim_start_matches("an ")),
@@ -138,7 +147,10 @@ impl ParamType {
             }
             (ParamType::Float, Value::Int(i)) => Value::Float(*i as f64),
             (ParamType::Float, Value::Float(_)) => v.clone(),
-            (ParamType::Str | ParamType::InputPath | ParamType::OutputDir | ParamType::Artifact(_), Value::Str(_)) => v.clone(),
+            (
+                ParamType::Str | ParamType::InputPath | ParamType::InputPathOr(_) | ParamType::OutputDir | ParamType::Artifact(_),
+                Value::Str(_),
+            ) => v.clone(),
             (ParamType::Choice(c), Value::Str(s)) if c.contains(&s.as_str()) => v.clone(),
             (ParamType::Choice(c), _) => {
                 let got = v.to_string();
