@@ -58,8 +58,14 @@ struct Mock {
 
 impl Mock {
     fn start(script: BTreeMap<String, Vec<Reply>>) -> Mock {
+        Mock::start_with(|_| script)
+    }
+
+    /// A script that may name the server's own address.
+    fn start_with(script: impl FnOnce(SocketAddr) -> BTreeMap<String, Vec<Reply>>) -> Mock {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
+        let script = script(addr);
         let log = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let mut script: BTreeMap<String, VecDeque<Reply>> = script.into_iter().map(|(k, v)| (k, v.into())).collect();
@@ -129,6 +135,7 @@ fn read_request(stream: &TcpStream) -> Option<(String, Vec<(String, String)>)> {
 fn write_reply(mut stream: TcpStream, r: &Reply) -> std::io::Result<()> {
     let reason = match r.status {
         200 => "OK",
+        302 => "Found",
         404 => "Not Found",
         429 => "Too Many Requests",
         _ => "Status",
@@ -419,4 +426,32 @@ fn the_word_api_enters_the_key_and_files_keep_their_content_keys() {
     let (a, b) = (file(r#"{"10": "cats"}"#), file(r#"{"10": "felines"}"#));
     assert_ne!(a, b, "a file enters the key by its content");
     assert!(a != api && a != none);
+}
+
+#[test]
+fn redirects_carry_the_key_only_to_the_endpoints_origin() {
+    let (p, f) = project("explanations: api, neuronpedia: gemma-2b/6-res-jb");
+    let moved = |to: String| Reply { status: 302, headers: vec![("Location", to)], body: String::new() };
+    let mock = Mock::start_with(|addr| {
+        BTreeMap::from([
+            // same origin (a relative location): the key follows
+            (format!("{SOURCE}10"), vec![moved("/mirror/10".into())]),
+            ("/mirror/10".to_string(), vec![feature(10, &["cats"])]),
+            // another host name for the same server: another origin, the key stays behind
+            (format!("{SOURCE}11"), vec![moved(format!("http://localhost:{}{SOURCE}11", addr.port())), feature(11, &["whiskers"])]),
+        ])
+    });
+    let r = run(&p, &["run", &f], &[("NEURONPEDIA_ENDPOINT", &mock.endpoint()), ("NEURONPEDIA_API_KEY", SECRET)]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let got = explanations(&p, &f);
+    assert_eq!(&got[..2], &[(10, Some("cats".to_string())), (11, Some("whiskers".to_string()))]);
+    let log = std::mem::take(&mut *mock.log.lock().unwrap());
+    let key_of = |path: &str, host: &str| {
+        log.iter()
+            .find(|(p, h)| p == path && h.iter().any(|(k, v)| k == "host" && v.starts_with(host)))
+            .map(|(_, h)| h.iter().any(|(k, v)| k == "x-api-key" && v == SECRET))
+    };
+    assert_eq!(key_of("/mirror/10", "127.0.0.1"), Some(true));
+    assert_eq!(key_of(&format!("{SOURCE}11"), "127.0.0.1"), Some(true));
+    assert_eq!(key_of(&format!("{SOURCE}11"), "localhost"), Some(false), "{log:?}");
 }

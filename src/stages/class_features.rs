@@ -94,7 +94,7 @@ impl Stage for ClassFeatures {
                     "explanations",
                     ParamType::InputPathOr(vec![API]),
                     Some(Value::Null),
-                    "Neuronpedia explanations: a folder of batch-N.jsonl.gz, a .jsonl or a .json; or `api`: the live API, cached under <cache>/neuronpedia",
+                    "Neuronpedia explanations: a folder of batch-N.jsonl.gz, a .jsonl or a .json; or `api`: the live API for the listed features, cached in cache/neuronpedia/",
                 ),
                 param("neuronpedia", ParamType::Str, Some(Value::Null), "the explanations' source, modelId/layer (gemma-2b/6-res-jb)"),
             ],
