@@ -47,11 +47,15 @@ fn feature(index: u32, descriptions: &[&str]) -> Reply {
     reply(200, &body.to_string())
 }
 
+/// A request's headers (names lowercased), and (path, headers) of one request as the mock saw it.
+type Headers = Vec<(String, String)>;
+type Logged = (String, Headers);
+
 /// A Neuronpedia stand-in: path → answers in order (the last one repeats); unknown paths 404.
 struct Mock {
     addr: SocketAddr,
     /// (path, headers) of every request, in order.
-    log: Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>,
+    log: Arc<Mutex<Vec<Logged>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -93,8 +97,8 @@ impl Mock {
         format!("http://{}", self.addr)
     }
 
-    /// Requests so far (path → count), and clear the log.
-    fn take(&self) -> (BTreeMap<String, usize>, Vec<Vec<(String, String)>>) {
+    /// Requests so far (path → count) and each one's headers, and clear the log.
+    fn take(&self) -> (BTreeMap<String, usize>, Vec<Headers>) {
         let log = std::mem::take(&mut *self.log.lock().unwrap());
         let mut counts = BTreeMap::new();
         for (p, _) in &log {
@@ -114,7 +118,7 @@ impl Drop for Mock {
     }
 }
 
-fn read_request(stream: &TcpStream) -> Option<(String, Vec<(String, String)>)> {
+fn read_request(stream: &TcpStream) -> Option<Logged> {
     let mut r = BufReader::new(stream);
     let mut line = String::new();
     r.read_line(&mut line).ok()?;
