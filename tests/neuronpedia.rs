@@ -361,7 +361,7 @@ fn rate_limits_are_retried_a_bounded_number_of_times_and_network_failures_stop_r
     // an answer without explanations is an answer: cached; the others are not
     assert_eq!(listing(&p.cache().join("neuronpedia/gemma-2b/6-res-jb")), ["11.json", "20.json"]);
 
-    // nobody listening: three network failures in a row, then no more requests
+    // nobody listening: three features fail in a row, then no more requests
     let closed = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
@@ -370,7 +370,7 @@ fn rate_limits_are_retried_a_bounded_number_of_times_and_network_failures_stop_r
     let r = run(&p, &["run", &f, "--force", "classes"], &[("NEURONPEDIA_ENDPOINT", &format!("http://{closed}"))]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(
-        r.stdout.contains("4 of 4 neuronpedia explanations missing: 3 network error, 1 not requested after 3 network failures in a row"),
+        r.stdout.contains("4 of 4 neuronpedia explanations missing: 3 network error, 1 not requested after 3 failures in a row"),
         "{}",
         r.stdout
     );

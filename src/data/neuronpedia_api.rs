@@ -14,7 +14,8 @@
 //! - **Failures are per feature.** Each missing explanation has a [`Missing`] reason; the caller
 //!   turns [`Fetched::summary`] into one warning line. 429 and 5xx are retried (at most
 //!   [`ATTEMPTS`] tries, waiting `Retry-After` seconds, capped, or 1, 2, 4 s); after
-//!   [`GIVE_UP_AFTER`] network failures in a row the remaining features are not requested.
+//!   [`GIVE_UP_AFTER`] features in a row fail on the network or stay rate-limited, the remaining
+//!   features are not requested (a dead network or a spent quota costs seconds, not hours).
 //! - **The environment.** `NEURONPEDIA_ENDPOINT` (default `https://www.neuronpedia.org`, must be
 //!   http or https), `NEURONPEDIA_API_KEY` (optional, sent as `x-api-key` to the endpoint's origin
 //!   only; never printed, logged, cached or part of any key), `SAEFLOW_OFFLINE` or `HF_HUB_OFFLINE`
@@ -35,7 +36,8 @@ use crate::engine::job::Progress;
 pub const DEFAULT_ENDPOINT: &str = "https://www.neuronpedia.org";
 /// Tries per feature when the server answers 429 or 5xx.
 pub const ATTEMPTS: u32 = 4;
-/// Network failures (timeouts, refused connections) in a row after which no more requests are made.
+/// Features in a row that failed on the network (timeouts, refused connections) or stayed
+/// rate-limited, after which no more requests are made.
 pub const GIVE_UP_AFTER: u32 = 3;
 /// The longest wait a `Retry-After` may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -71,7 +73,7 @@ pub enum Missing {
     Malformed,
     /// Offline and not in the cache.
     NotCached,
-    /// Not requested: too many network failures in a row before it.
+    /// Not requested: too many failed features in a row before it.
     GaveUp,
 }
 
@@ -93,7 +95,7 @@ impl std::fmt::Display for Missing {
             Missing::Network => write!(f, "network error"),
             Missing::Malformed => write!(f, "malformed answer"),
             Missing::NotCached => write!(f, "not in the cache (offline)"),
-            Missing::GaveUp => write!(f, "not requested after {GIVE_UP_AFTER} network failures in a row"),
+            Missing::GaveUp => write!(f, "not requested after {GIVE_UP_AFTER} failures in a row"),
         }
     }
 }
@@ -291,7 +293,7 @@ impl Client {
                 None => {
                     let o = self.request(&agent, model, source, index, &mut out.requests);
                     match &o {
-                        Outcome::Missing(Missing::TimedOut | Missing::Network) => failures_in_a_row += 1,
+                        Outcome::Missing(Missing::TimedOut | Missing::Network | Missing::RateLimited) => failures_in_a_row += 1,
                         _ => failures_in_a_row = 0,
                     }
                     if let Outcome::Answer(expl) = &o {
