@@ -120,6 +120,7 @@ fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 fn main() {
+    saeflow::process::tune_allocator(); // as the saeflow binary does
     let dir: PathBuf = std::env::args()
         .skip(1)
         .find(|a| !a.starts_with('-'))

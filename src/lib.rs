@@ -11,6 +11,7 @@ pub mod health;
 pub mod models;
 pub mod plan;
 pub mod probe;
+pub mod process;
 pub mod report;
 pub mod spec;
 pub mod stages;

@@ -11,6 +11,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    saeflow::process::tune_allocator();
     match cli::main() {
         Ok(code) => code,
         Err(e) => {

@@ -263,3 +263,18 @@ fn broken_folders_name_file_and_tensor() {
     assert!(err.starts_with(&format!("{}: {}: ", dir.path().display(), dir.path().join("sae_weights.safetensors").display())), "{err}");
     assert!(!err.contains('\n'), "one line: {err}");
 }
+
+/// SAELens applies a release table's `norm_scaling_factor` only when the SAE's cfg.json asks for
+/// input normalisation; if the real layer-12 cfg says `normalize_activations: false`, the table's
+/// scale must be dropped (the codes are then the unscaled encoder's), not refused.
+#[test]
+fn a_release_scale_is_dropped_when_the_cfg_does_not_normalise() {
+    let spec = resolve("gemma-2b-res-jb/blocks.12.hook_resid_post", None).unwrap();
+    assert_eq!(spec.input_scale, Some((0.21381938399317255, ScaleSource::Release)));
+    let dir = fixtures().join("pre6_nobdec");
+    let cfg = sae_load::read_config(&spec, &dir).unwrap();
+    assert_eq!(cfg.input_scale, None);
+    assert_eq!(cfg.effective_input_scale("s").unwrap(), 1.0);
+    let (_, sae) = load(&spec, &dir, &Device::Cpu).unwrap();
+    assert!(compare("pre6_nobdec", &sae, None).codes <= ATOL, "the plain encoder, as SAELens would build it");
+}

@@ -187,27 +187,85 @@ impl Stage for LlavaSae {
         let saes = setup.load_saes(&job.members, model.config().text.hidden_size)?;
         let d_model = model.config().text.hidden_size;
         let progress = job.progress;
-        let members = &mut job.members;
-        let mut current: Option<(usize, Guards<'_>, Vec<HealthStats>)> = None;
+        let members = &mut job.members[..];
         let (part_images, batch_size, workers) = (setup.part_images, setup.batch, setup.workers);
-        for batch in BatchStream::spawn(images, setup.processor.clone(), todo, part_images, batch_size, workers) {
-            if current.as_ref().map(|c| c.0) != Some(batch.part) {
-                if let Some((p, guards, health)) = current.take() {
-                    finish_part(p, guards, health)?;
+        // The device computes while a writer thread encodes Parquet (zstd) and publishes parts: at most
+        // `WRITE_AHEAD` batches wait between them, so memory stays flat.
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<WriteMsg>(WRITE_AHEAD);
+            let writer = scope.spawn(move || write_parts(members, rx, d_model));
+            let computed = (|| {
+                let mut current: Option<(usize, Vec<HealthStats>)> = None;
+                for batch in BatchStream::spawn(images, setup.processor.clone(), todo, part_images, batch_size, workers) {
+                    if current.as_ref().map(|c| c.0) != Some(batch.part) {
+                        if let Some((part, health)) = current.take()
+                            && tx.send(WriteMsg::Finish { part, health }).is_err()
+                        {
+                            return Ok(()); // the writer stopped: its error is the run's
+                        }
+                        current = Some((batch.part, (0..saes.len()).map(|_| HealthStats::default()).collect()));
+                    }
+                    let (_, health) = current.as_mut().expect("set above");
+                    let tables = process_batch(&setup, &model, &saes, &batch, health)?;
+                    if tx.send(WriteMsg::Batch { part: batch.part, tables }).is_err() {
+                        return Ok(());
+                    }
+                    progress.advance(batch.ids.len() as u64);
                 }
-                let guards = open_part(members, batch.part, d_model)?;
-                let health = (0..saes.len()).map(|_| HealthStats::default()).collect();
-                current = Some((batch.part, guards, health));
-            }
-            let (_, guards, health) = current.as_mut().expect("opened above");
-            process_batch(&setup, &model, &saes, &batch, guards, health)?;
-            progress.advance(batch.ids.len() as u64);
-        }
-        if let Some((p, guards, health)) = current.take() {
-            finish_part(p, guards, health)?;
-        }
-        Ok(())
+                if let Some((part, health)) = current.take() {
+                    let _ = tx.send(WriteMsg::Finish { part, health });
+                }
+                Ok(())
+            })();
+            drop(tx);
+            let written = writer.join().unwrap_or_else(|_| Err(EngineError::Stage(format!("{}: the writer thread panicked", setup.id))));
+            // a compute error leaves the open part unpublished (its `.partial` files are rewritten on resume)
+            computed.and(written)
+        })
     }
+}
+
+/// Batches queued between the device and the Parquet writer thread.
+const WRITE_AHEAD: usize = 2;
+
+/// What the compute loop hands the writer thread.
+enum WriteMsg {
+    /// One batch's tables, per member in [`OUTPUTS`] order (`health` is written at `Finish`).
+    Batch { part: usize, tables: Vec<[Option<RecordBatch>; 5]> },
+    /// The part is complete: write each member's health statistics and publish every output.
+    Finish { part: usize, health: Vec<HealthStats> },
+}
+
+/// The writer thread: opens a part's files at its first batch, appends, publishes at `Finish`.
+/// Parts arrive in order and a part's batches are contiguous, so the files are byte-identical to
+/// writing inline.
+fn write_parts(members: &mut [Member], rx: std::sync::mpsc::Receiver<WriteMsg>, d_model: usize) -> Result<(), EngineError> {
+    let mut current: Option<(usize, Guards<'_>)> = None;
+    for msg in rx {
+        match msg {
+            WriteMsg::Batch { part, tables } => {
+                if current.as_ref().map(|c| c.0) != Some(part) {
+                    drop(current.take()); // an unfinished part (cannot happen: parts end with `Finish`)
+                    current = Some((part, open_part(members, part, d_model)?));
+                }
+                let (_, guards) = current.as_mut().expect("opened above");
+                for (member, tables) in guards.iter_mut().zip(tables) {
+                    for (guard, table) in member.iter_mut().zip(tables) {
+                        if let (Some(g), Some(t)) = (guard, table) {
+                            g.write(&t)?;
+                        }
+                    }
+                }
+            }
+            WriteMsg::Finish { part, health } => {
+                if let Some((p, guards)) = current.take() {
+                    debug_assert_eq!(p, part);
+                    finish_part(part, guards, health)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What every member of a fused job shares, parsed once.
@@ -304,7 +362,7 @@ impl Setup {
                     sae::Normalization::None => None,
                     _ => cfg.effective_input_scale(&spec.subject()).ok().map(|s| (cfg.d_in as f64).sqrt() / s),
                 };
-                Ok(LoadedSae { sae, assumed_norm })
+                Ok(LoadedSae { sae, assumed_norm, layer })
             })
             .collect()
     }
@@ -314,6 +372,8 @@ struct LoadedSae {
     sae: Sae,
     /// The raw residual norm the SAE's input scale assumes (`√d_in / scale`), if it has one.
     assumed_norm: Option<f64>,
+    /// The tapped block, for messages.
+    layer: usize,
 }
 
 /// Open parts, per member, in [`OUTPUTS`] order (`None`: already complete).
@@ -352,14 +412,6 @@ fn finish_part(p: usize, guards: Guards<'_>, health: Vec<HealthStats>) -> Result
         }
     }
     Ok(())
-}
-
-/// Write to an output's part unless it was already complete.
-fn write(guard: &mut Option<PartGuard<'_>>, batch: RecordBatch) -> Result<(), EngineError> {
-    match guard {
-        Some(g) => g.write(&batch),
-        None => Ok(()),
-    }
 }
 
 /// The Arrow schema of an output (`d_model` matters for `eoi` only; 0 = any, from the data).
@@ -414,9 +466,8 @@ fn process_batch(
     model: &LlavaGemma,
     saes: &[LoadedSae],
     batch: &Batch,
-    guards: &mut [Vec<Option<PartGuard<'_>>>],
     health: &mut [HealthStats],
-) -> Result<(), EngineError> {
+) -> Result<Vec<[Option<RecordBatch>; 5]>, EngineError> {
     let b = batch.ids.len();
     let pixels = batch.tensor(&setup.device)?;
     let out = model.forward(&pixels).map_err(|e| stage_err(&setup.id, e))?;
@@ -426,7 +477,8 @@ fn process_batch(
     let t_len = prompt.ids.len();
     // text positions: every prompt token outside the image run, except <bos> at 0
     let text_pos: Vec<u32> = (1..t_len).filter(|p| !prompt.image.contains(p)).map(|p| p as u32).collect();
-    for (i, (loaded, member)) in saes.iter().zip(guards.iter_mut()).enumerate() {
+    let mut tables = Vec::with_capacity(saes.len());
+    for (i, loaded) in saes.iter().enumerate() {
         let tap = &out.taps[i];
         let d = tap.dim(2)?;
         let stats = &mut health[i];
@@ -450,6 +502,17 @@ fn process_batch(
         for (bi, &id) in batch.ids.iter().enumerate() {
             if !ok[bi] {
                 continue;
+            }
+            // a NaN or infinite code anywhere in the image shows in its sums (the pruned top-k may not see it)
+            if let Some(f) = sums[bi].iter().position(|v| !v.is_finite()) {
+                return Err(stage_err(
+                    &setup.id,
+                    format!(
+                        "image {id}: SAE feature {f} is not finite ({}) at layer {}: the residual overflowed or the SAE \
+                         weights hold NaN; try dtype: f32, and check the SAE file",
+                        sums[bi][f], loaded.layer
+                    ),
+                ));
             }
             for (f, &c) in counts[bi].iter().enumerate() {
                 if c > 0.0 {
@@ -486,33 +549,27 @@ fn process_batch(
             Arc::new(Float32Array::from(eoi_vals)),
             None,
         )?;
-        write(
-            &mut member[0],
-            RecordBatch::try_new(
-                schema("codes", 0),
-                vec![
-                    Arc::new(UInt32Array::from(ci)),
-                    Arc::new(UInt16Array::from(ct)),
-                    Arc::new(UInt32Array::from(cf)),
-                    Arc::new(Float32Array::from(cv)),
-                ],
-            )?,
+        let codes_table = RecordBatch::try_new(
+            schema("codes", 0),
+            vec![
+                Arc::new(UInt32Array::from(ci)),
+                Arc::new(UInt16Array::from(ct)),
+                Arc::new(UInt32Array::from(cf)),
+                Arc::new(Float32Array::from(cv)),
+            ],
         )?;
-        write(
-            &mut member[1],
-            RecordBatch::try_new(
-                schema("totals", 0),
-                vec![
-                    Arc::new(UInt32Array::from(ti)),
-                    Arc::new(UInt32Array::from(tf)),
-                    Arc::new(Float32Array::from(ts)),
-                    Arc::new(Float32Array::from(tm)),
-                    Arc::new(UInt32Array::from(tc)),
-                ],
-            )?,
+        let totals_table = RecordBatch::try_new(
+            schema("totals", 0),
+            vec![
+                Arc::new(UInt32Array::from(ti)),
+                Arc::new(UInt32Array::from(tf)),
+                Arc::new(Float32Array::from(ts)),
+                Arc::new(Float32Array::from(tm)),
+                Arc::new(UInt32Array::from(tc)),
+            ],
         )?;
-        write(&mut member[2], RecordBatch::try_new(schema("eoi", d as i32), vec![Arc::new(UInt32Array::from(eoi_ids)), Arc::new(list)])?)?;
-        write(&mut member[4], batch.errors()?)?;
+        let eoi_table = RecordBatch::try_new(schema("eoi", d as i32), vec![Arc::new(UInt32Array::from(eoi_ids)), Arc::new(list)])?;
+        tables.push([Some(codes_table), Some(totals_table), Some(eoi_table), None, Some(batch.errors()?)]);
     }
-    Ok(())
+    Ok(tables)
 }

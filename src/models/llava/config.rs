@@ -49,7 +49,7 @@ impl Activation {
     pub fn forward(self, x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
         match self {
             Activation::GeluExact => x.gelu_erf(),
-            Activation::GeluTanh => x.gelu(),
+            Activation::GeluTanh => super::ops::gelu_tanh(x),
             Activation::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
             Activation::Relu => x.relu(),
             Activation::Silu => x.silu(),
