@@ -4,8 +4,8 @@
 #
 #   benches/extraction.sh [MODEL_DIR] [IMAGES] [LAYERS]
 #
-# MODEL_DIR defaults to the mid-size bench model with its random SAEs: build both with
-#   /work/scratch/sae-venv/bin/python benches/extraction_saes.py        (writes MODEL_DIR/saes/blocks.L.hook_resid_post)
+# MODEL_DIR defaults to the mid-size bench model with its random SAEs and noise images: build them with
+#   /work/scratch/sae-venv/bin/python benches/extraction_saes.py   (MODEL_DIR/saes/blocks.L.hook_resid_post, MODEL_DIR/images)
 # `tests/fixtures/llava/a` (the tiny fixture: MODEL_DIR/model, saes at layers 1 and 3) works too:
 #   benches/extraction.sh tests/fixtures/llava/a 3200 "1, 3"
 # Env: SAEFLOW_BIN (default target/release/saeflow, built here), BATCH (8), PART (256 images per part),
@@ -20,17 +20,23 @@ bin=${SAEFLOW_BIN:-target/release/saeflow}
 [ -n "${SAEFLOW_BIN:-}" ] || cargo build --release --quiet
 work=target/bench-extraction
 rm -rf "$work"; mkdir -p "$work/pipelines"
-classes=8
+if [ -d "$dir/images" ]; then   # the noise PNGs extraction_saes.py wrote (the SAEs' calibration set)
+  dataset="    format: imagefolder
+    path: $dir/images
+    limit: $n"
+else                             # e.g. the tiny fixture: saeflow's synthetic shapes
+  dataset="    format: synthetic
+    classes: 8
+    train_per_class: $(( n / 8 ))
+    test_per_class: 0
+    image_size: 32"
+fi
 cat > "$work/pipelines/bench.yaml" <<YAML
 name: bench
 stages:
   dataset:
     kind: dataset
-    format: synthetic
-    classes: $classes
-    train_per_class: $(( n / classes ))
-    test_per_class: 0
-    image_size: 32
+$dataset
   codes:
     kind: llava_sae
     from: dataset.images
@@ -38,6 +44,7 @@ stages:
     sae: $dir/saes/blocks.\${layer}.hook_resid_post
     batch: ${BATCH:-8}
     part_images: ${PART:-256}
+    image_scale: ${IMAGE_SCALE:-unscaled}   # as transformers >= 5.4, which the SAEs were calibrated with
     matrix: {layer: [$layers]}
 YAML
 "$bin" run "$work/pipelines/bench.yaml" --cache "$work/cache" --only dataset > /dev/null

@@ -15,6 +15,8 @@ import json
 import pathlib
 import sys
 
+import numpy as np
+import PIL.Image
 import safetensors.torch
 import torch
 import transformers
@@ -29,7 +31,8 @@ def main():
     ap.add_argument("--layers", type=int, nargs="+", default=[0, 6, 12, 17])
     ap.add_argument("--d-sae", type=int, default=16384)
     ap.add_argument("--l0", type=float, default=64.0, help="target features per image token")
-    ap.add_argument("--images", type=int, default=16, help="calibration images (random pixels)")
+    ap.add_argument("--images", type=int, default=16, help="calibration images (the first of the written ones)")
+    ap.add_argument("--write-images", type=int, default=512, help="noise PNGs written to DIR/images/<class>/ for the bench")
     args = ap.parse_args()
     torch.manual_seed(7)
     model_dir = pathlib.Path(args.dir)
@@ -44,8 +47,19 @@ def main():
     hooks = [model.model.language_model.layers[L].register_forward_hook(
         lambda _m, _a, o, L=L: got.__setitem__(L, (o[0] if isinstance(o, tuple) else o)[:, img[0]:img[-1] + 1]))
         for L in args.layers]
+    # the bench's images: uniform RGB noise at the model's input size (so preprocessing is a plain normalize), in
+    # 8 class folders; the SAEs are calibrated on the first of them, so the bench sees the calibrated L0
+    rng = np.random.default_rng(11)
+    pixels = rng.integers(0, 256, size=(args.write_images, vc.image_size, vc.image_size, 3), dtype=np.uint8)
+    for i, px in enumerate(pixels):
+        folder = model_dir / "images" / f"class_{i % 8}"
+        folder.mkdir(parents=True, exist_ok=True)
+        PIL.Image.fromarray(px).save(folder / f"img_{i:05}.png")
+    pre = json.loads((model_dir / "preprocessor_config.json").read_text())
+    mean, std = np.array(pre["image_mean"]), np.array(pre["image_std"])
+    norm = ((pixels[: args.images] / 255.0 - mean) / std).transpose(0, 3, 1, 2)
     with torch.inference_mode():
-        pv = torch.randn(args.images, 3, vc.image_size, vc.image_size)
+        pv = torch.tensor(norm, dtype=torch.float32)
         model.model(input_ids=torch.tensor([ids] * args.images), pixel_values=pv, use_cache=False)
     for h in hooks:
         h.remove()
