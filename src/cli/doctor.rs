@@ -75,11 +75,17 @@ fn render(r: &Report) -> String {
                     Place::Local(_) => "local",
                     Place::Hub { .. } => "hub",
                 };
-                let missing = a.files.iter().filter(|f| !f.present).count();
-                let download = if a.files.iter().all(|f| f.present) {
+                let missing = a.missing().count();
+                let download = if missing == 0 {
                     String::new()
                 } else {
-                    format!("to download: {missing} file(s), {}", size(&a.to_download, r.offline))
+                    let unknown = if r.offline { "unknown (offline)" } else { "unknown" };
+                    let sized = match (a.to_download.bytes(), a.unknown.len()) {
+                        (Some(0) | None, _) if !a.unknown.is_empty() => unknown.to_string(),
+                        (_, 0) => size(&a.to_download, r.offline),
+                        (_, n) => format!("{} + {n} file(s) {unknown}", size(&a.to_download, r.offline)),
+                    };
+                    format!("to download: {missing} file(s), {sized}")
                 };
                 vec![
                     kind.into(),

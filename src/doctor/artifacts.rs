@@ -80,9 +80,11 @@ pub struct ArtifactReport {
     pub stages: BTreeSet<String>,
     pub place: Place,
     pub files: Vec<FileState>,
-    /// What the missing files come to, counting the index's remainder when shards are unnamed
-    /// sizes: see the module docs.
+    /// What the missing files whose size is known come to (with the index's remainder for
+    /// shards of unknown size): see the module docs.
     pub to_download: Size,
+    /// Missing required files whose size is not known.
+    pub unknown: Vec<String>,
 }
 
 impl ArtifactReport {
@@ -255,17 +257,18 @@ fn examine(
         },
     };
     let files = Files { place: &place, offline: hub.map(|h| HubCache::at(h.root())), hub };
-    let (files, to_download) = match kind {
+    let (files, (to_download, unknown)) = match kind {
         Artifact::Model => model_files(&files, tokenizer),
         Artifact::Sae => sae_files(&files),
     };
-    ArtifactReport { kind, reference: reference.into(), stages, place, files, to_download }
+    ArtifactReport { kind, reference: reference.into(), stages, place, files, to_download, unknown }
 }
 
-/// Sum of the missing files' sizes; unknown when any required one is unknown.
-fn missing_total<'a>(files: impl IntoIterator<Item = &'a FileState>) -> Size {
+/// The missing files: the sum of the known sizes, and the required files of unknown size.
+fn missing_total<'a>(files: impl IntoIterator<Item = &'a FileState>) -> (Size, Vec<String>) {
     let mut total = 0u64;
     let mut about = None;
+    let mut unknown = Vec::new();
     for f in files.into_iter().filter(|f| !f.present) {
         match &f.size {
             Size::Exact(b) => total += b,
@@ -273,19 +276,20 @@ fn missing_total<'a>(files: impl IntoIterator<Item = &'a FileState>) -> Size {
                 total += bytes;
                 about = Some(*how);
             }
-            Size::Unknown if f.required => return Size::Unknown,
+            Size::Unknown if f.required => unknown.push(f.name.clone()),
             Size::Unknown => {}
         }
     }
-    match about {
+    let size = match about {
         Some(how) => Size::About { bytes: total, how },
         None => Size::Exact(total),
-    }
+    };
+    (size, unknown)
 }
 
 /// A LLaVA checkpoint: `config.json`, the index and its shards (or `model.safetensors`), the
 /// tokenizer, and the optional processor files.
-fn model_files(f: &Files, tokenizer: bool) -> (Vec<FileState>, Size) {
+fn model_files(f: &Files, tokenizer: bool) -> (Vec<FileState>, (Size, Vec<String>)) {
     let mut out = vec![f.state(CONFIG_FILE, true, || Size::Unknown)];
     let index = match f.lookup(INDEX_FILE) {
         Lookup::Here(p) => Some(p),
@@ -295,7 +299,8 @@ fn model_files(f: &Files, tokenizer: bool) -> (Vec<FileState>, Size) {
     let mut shards_remaining = None;
     match index.as_deref().map(source::read_index) {
         Some(Ok((shards, total))) => {
-            out.push(f.state(INDEX_FILE, true, || Size::Unknown));
+            let bytes = index.as_deref().and_then(|p| std::fs::metadata(p).ok()).map(|m| Size::Exact(m.len())).unwrap_or(Size::Unknown);
+            out.push(FileState { name: INDEX_FILE.into(), required: true, present: true, size: bytes });
             let states: Vec<FileState> = shards.iter().map(|s| f.state(s, true, || Size::Unknown)).collect();
             let here: u64 = states.iter().filter(|s| s.present).filter_map(|s| s.size.bytes()).sum();
             if states.iter().any(|s| !s.present && s.size == Size::Unknown) {
@@ -331,11 +336,11 @@ fn model_files(f: &Files, tokenizer: bool) -> (Vec<FileState>, Size) {
         }
     }
     // a local folder's absent optional files are not listed (nothing would fetch them)
-    let mut total = missing_total(out.iter().filter(|s| !(shards_remaining.is_some() && is_shard(s))));
+    let (mut total, unknown) = missing_total(out.iter().filter(|s| !(shards_remaining.is_some() && is_shard(s))));
     if let (Some(rest), Some(known)) = (shards_remaining, total.bytes()) {
         total = Size::About { bytes: known + rest, how: "the index's total_size" };
     }
-    (out, total)
+    (out, (total, unknown))
 }
 
 fn is_shard(s: &FileState) -> bool {
@@ -343,7 +348,7 @@ fn is_shard(s: &FileState) -> bool {
 }
 
 /// An SAELens folder: `cfg.json` and `sae_weights.safetensors` (sized from the cfg when missing).
-fn sae_files(f: &Files) -> (Vec<FileState>, Size) {
+fn sae_files(f: &Files) -> (Vec<FileState>, (Size, Vec<String>)) {
     let cfg = f.state(CFG_FILE, true, || Size::Unknown);
     let from_cfg = match f.lookup(CFG_FILE) {
         Lookup::Here(p) => std::fs::read_to_string(p).ok().and_then(|t| SaeConfig::from_json(&t).ok()).map(|c| sae_weight_bytes(&c)),
@@ -369,4 +374,118 @@ pub fn sae_weight_bytes(cfg: &SaeConfig) -> u64 {
         _ => 4,
     };
     (2 * d_in * d_sae + d_sae + d_in + threshold) * width
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::models::hub_mock::{Cdn, FakeFile, FakeHub, FakeRepo, MockHub};
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    /// A model repository: config, an index naming two shards, the shards, a tokenizer.
+    fn model_repo() -> FakeRepo {
+        let index = br#"{"metadata": {"total_size": 1500}, "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}"#;
+        FakeRepo::new(
+            SHA,
+            &[
+                ("config.json", FakeFile::regular(b"{}")),
+                ("model.safetensors.index.json", FakeFile::regular(index)),
+                ("model-00001-of-00002.safetensors", FakeFile::lfs(&[1u8; 700], Cdn::SameHost)),
+                ("model-00002-of-00002.safetensors", FakeFile::lfs(&[2u8; 900], Cdn::SameHost)),
+                ("tokenizer.json", FakeFile::regular(b"{\"model\": {}}")),
+            ],
+        )
+    }
+
+    fn stages() -> BTreeSet<String> {
+        BTreeSet::from(["codes".to_string()])
+    }
+
+    #[test]
+    fn online_the_hub_announces_each_missing_files_size() {
+        let mut hub = FakeHub::default();
+        hub.repos.insert("o/m".into(), model_repo());
+        let mock = MockHub::start(hub);
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = HubCache::at(tmp.path()).online(&mock.base);
+        let got = examine(Artifact::Model, "hf://o/m", stages(), Path::new("/"), Some(&cache), true);
+        let sizes: BTreeMap<&str, (bool, Size)> = got.files.iter().map(|f| (f.name.as_str(), (f.present, f.size.clone()))).collect();
+        // the index is fetched (a small JSON, as plan fetches config.json) to name the shards
+        assert_eq!(sizes["model.safetensors.index.json"].0, true);
+        assert_eq!(sizes["config.json"], (false, Size::Exact(2)));
+        assert_eq!(sizes["model-00001-of-00002.safetensors"], (false, Size::Exact(700)));
+        assert_eq!(sizes["model-00002-of-00002.safetensors"], (false, Size::Exact(900)));
+        assert_eq!(sizes["tokenizer.json"], (false, Size::Exact(13)));
+        // optional files the hub does not have count for nothing
+        assert_eq!(sizes["preprocessor_config.json"], (false, Size::Unknown));
+        assert_eq!(got.to_download, Size::Exact(2 + 700 + 900 + 13));
+        assert!(got.unknown.is_empty());
+        assert_eq!(got.state(), "partial");
+        // no weights were downloaded: only HEADs, and the index's GET
+        let gets: Vec<String> = mock.lines().into_iter().filter(|l| l.starts_with("GET ")).collect();
+        assert!(gets.len() == 1 && gets[0].ends_with("/model.safetensors.index.json"), "{gets:?}");
+        assert!(!tmp.path().join("models--o--m/snapshots").join(SHA).join("model-00001-of-00002.safetensors").exists());
+    }
+
+    #[test]
+    fn offline_sizes_come_from_the_index_and_the_sae_cfg_and_nothing_is_asked() {
+        let mut hub = FakeHub::default();
+        hub.repos.insert("o/m".into(), model_repo());
+        let cfg = br#"{"d_in": 2048, "d_sae": 16384, "dtype": "float32", "apply_b_dec_to_input": false, "normalize_activations": "none",
+            "architecture": "standard", "metadata": {"hook_name": "blocks.6.hook_resid_post", "hook_layer": 6}}"#;
+        hub.repos.insert(
+            "o/s".into(),
+            FakeRepo::new(
+                SHA,
+                &[("l6/cfg.json", FakeFile::regular(cfg)), ("l6/sae_weights.safetensors", FakeFile::lfs(&[0u8; 64], Cdn::SameHost))],
+            ),
+        );
+        let mock = MockHub::start(hub);
+        let tmp = tempfile::tempdir().unwrap();
+        // a partial cache: config, index, the first shard; the SAE's cfg only
+        let online = HubCache::at(tmp.path()).online(&mock.base);
+        for f in ["config.json", "model.safetensors.index.json", "model-00001-of-00002.safetensors"] {
+            online.file("o/m", "main", f).unwrap();
+        }
+        online.file("o/s", "main", "l6/cfg.json").unwrap();
+        let n = mock.count();
+        let offline = HubCache::at(tmp.path());
+        let model = examine(Artifact::Model, "hf://o/m", stages(), Path::new("/"), Some(&offline), true);
+        assert_eq!(
+            model.place,
+            Place::Hub { repo: "o/m".into(), revision: "main".into(), folder: String::new(), commit: Some(SHA.into()) }
+        );
+        assert_eq!(model.state(), "partial");
+        assert_eq!(
+            model.present_bytes(),
+            2 + 700
+                + std::fs::metadata(tmp.path().join("models--o--m/snapshots").join(SHA).join("model.safetensors.index.json"))
+                    .unwrap()
+                    .len()
+        );
+        // the second shard: the index's total_size less the shard that is here
+        assert_eq!(model.to_download, Size::About { bytes: 1500 - 700, how: "the index's total_size" });
+        assert_eq!(model.unknown, ["tokenizer.json"], "a file the index does not size");
+        let missing: Vec<&str> = model.missing().map(|f| f.name.as_str()).collect();
+        assert_eq!(missing, ["model-00002-of-00002.safetensors", "tokenizer.json"]);
+
+        let sae = examine(Artifact::Sae, "hf://o/s/l6", stages(), Path::new("/"), Some(&offline), true);
+        assert_eq!(sae.state(), "partial");
+        let weights = (2 * 2048 * 16384 + 16384 + 2048) * 4;
+        assert_eq!(sae.to_download, Size::About { bytes: weights, how: "cfg.json's d_in × d_sae" });
+        assert_eq!(mock.count(), n, "offline: no request");
+
+        // a vision-only use does not need the tokenizer
+        let vision = examine(Artifact::Model, "hf://o/m", stages(), Path::new("/"), Some(&offline), false);
+        assert_eq!(vision.missing().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["model-00002-of-00002.safetensors"]);
+        // no cache at all: nothing is known, and the layout of the weights is not guessed
+        let none = examine(Artifact::Model, "hf://o/m", stages(), Path::new("/"), None, true);
+        assert_eq!(none.state(), "not cached");
+        assert_eq!(none.to_download, Size::Exact(0));
+        assert_eq!(none.unknown.len(), 3, "{:?}", none.unknown);
+        assert!(none.files.iter().any(|f| f.name.starts_with("weights (")), "{:?}", none.files);
+    }
 }

@@ -147,7 +147,7 @@ impl Report {
     /// Bytes every artifact still needs: (known sum, whether some are unknown).
     pub fn download(&self) -> (u64, bool) {
         let known = self.artifacts.iter().filter_map(|a| a.to_download.bytes()).sum();
-        (known, self.artifacts.iter().any(|a| a.to_download.bytes().is_none()))
+        (known, self.artifacts.iter().any(|a| !a.unknown.is_empty()))
     }
 
     /// The extraction's tables: (known sum, whether some are unknown).
@@ -187,6 +187,7 @@ impl Report {
                     "state": a.state(),
                     "present_bytes": a.present_bytes(),
                     "to_download": size(&a.to_download),
+                    "unknown_size": a.unknown,
                     "files": a.files.iter().map(|f| json!({
                         "name": f.name, "required": f.required, "present": f.present, "size": size(&f.size),
                     })).collect::<Vec<_>>(),
@@ -347,44 +348,86 @@ pub fn examine(plan: &Plan, cache: &Cache, hub: Option<&HubCache>, opts: &Option
         hub_free,
         time,
         assumptions,
-        blockers: plan.unresolved.iter().map(Blocker::from_diagnostic).collect(),
+        blockers: Vec::new(),
         warnings: plan.warnings.iter().map(one_line).collect(),
     };
-    report.blockers.extend(resource_blockers(&report, plan));
+    report.blockers = blockers(&report, plan);
     report
 }
 
-/// Blockers doctor finds beyond the plan's: artifact files a run cannot fetch, too little disk.
-fn resource_blockers(r: &Report, plan: &Plan) -> Vec<Blocker> {
-    let mut out = Vec::new();
-    for a in r.artifacts.iter().filter(|a| !a.complete()) {
-        let missing: Vec<&str> = a.missing().map(|f| f.name.as_str()).collect();
-        // the plan already said so (a reference it could not resolve at all)
-        let name = match &a.place {
-            Place::Hub { repo, .. } => repo.clone(),
-            Place::Local(dir) => dir.display().to_string(),
+/// What blocks the run: the plan's unresolved inputs, hub artifacts a run cannot fetch (one
+/// blocker per repository, in place of the plan's one per reference), local artifact folders
+/// that lack files, and too little disk.
+fn blockers(r: &Report, plan: &Plan) -> Vec<Blocker> {
+    let prefix = |d: &Diagnostic| {
+        let stage = d.stage.as_ref().map(|s| format!("stage '{s}': ")).unwrap_or_default();
+        format!("{}:{}: {stage}", d.file, d.pos)
+    };
+    let list = |items: Vec<String>| {
+        if items.len() > 3 { format!("{}, … ({} in all)", items[..3].join(", "), items.len()) } else { items.join(", ") }
+    };
+    // hub artifacts missing files while downloads are off, by repository
+    let mut by_repo: BTreeMap<(&str, &str), Vec<&ArtifactReport>> = BTreeMap::new();
+    for a in r.artifacts.iter().filter(|a| r.offline && !a.complete()) {
+        if let Place::Hub { repo, revision, .. } = &a.place {
+            by_repo.entry((repo, revision)).or_default().push(a);
+        }
+    }
+    let covered: std::collections::BTreeSet<&str> = by_repo.values().flatten().map(|a| a.reference.as_str()).collect();
+    let mut out: Vec<Blocker> = plan
+        .unresolved
+        .iter()
+        .filter(|u| !(u.missing && covered.contains(u.value.as_str())))
+        .map(|u| Blocker::from_diagnostic(&u.diagnostic))
+        .collect();
+    for ((repo, revision), arts) in &by_repo {
+        let at = plan
+            .unresolved
+            .iter()
+            .find(|u| u.missing && arts.iter().any(|a| a.reference == u.value))
+            .map(|u| prefix(&u.diagnostic))
+            .unwrap_or_default();
+        let what = match arts.as_slice() {
+            [a] => format!(
+                "{at}{}: not in the Hugging Face cache, and downloads are off (HF_HUB_OFFLINE): {}",
+                a.reference,
+                list(a.missing().map(|f| f.name.clone()).collect())
+            ),
+            _ => format!(
+                "{at}hf://{repo}: {} {} not in the Hugging Face cache, and downloads are off (HF_HUB_OFFLINE): {}",
+                arts.len(),
+                if arts.iter().all(|a| a.kind == Artifact::Sae) { "SAEs" } else { "references" },
+                list(arts.iter().map(|a| a.reference.clone()).collect())
+            ),
         };
-        if plan.unresolved.iter().any(|d| d.message.contains(&name)) {
+        let folders: Vec<String> = arts
+            .iter()
+            .filter_map(|a| match &a.place {
+                Place::Hub { folder, .. } if !folder.is_empty() => Some(format!("'{folder}/*'")),
+                _ => None,
+            })
+            .collect();
+        let include = if folders.is_empty() { String::new() } else { format!(" --include {}", folders.join(" ")) };
+        out.push(Blocker {
+            what,
+            help: Some(format!(
+                "unset HF_HUB_OFFLINE so the run fetches them, or fetch them first with `huggingface-cli download {repo} --revision {revision}{include}` (same HF_HOME/HF_HUB_CACHE)"
+            )),
+        });
+    }
+    for a in r.artifacts.iter().filter(|a| !a.complete()) {
+        let Place::Local(dir) = &a.place else { continue };
+        // the plan already said the folder is not there
+        if plan.unresolved.iter().any(|u| u.missing && u.value == a.reference) {
             continue;
         }
-        let list =
-            if missing.len() > 3 { format!("{}, … ({} files)", missing[..3].join(", "), missing.len()) } else { missing.join(", ") };
-        match &a.place {
-            Place::Hub { repo, revision, .. } if r.offline => out.push(Blocker {
-                what: format!("{}: not in the Hugging Face cache and downloads are off (HF_HUB_OFFLINE): {list}", a.reference),
-                help: Some(format!(
-                    "unset HF_HUB_OFFLINE so the run fetches them, or fetch them with `huggingface-cli download {repo} --revision {revision}` using the same HF_HOME/HF_HUB_CACHE"
-                )),
+        out.push(Blocker {
+            what: format!("{}: the folder {} lacks {}", a.reference, dir.display(), list(a.missing().map(|f| f.name.clone()).collect())),
+            help: Some(match a.kind {
+                Artifact::Model => "a checkpoint folder holds config.json, the safetensors (an index and its shards, or model.safetensors) and, for the prompt, tokenizer.json".into(),
+                Artifact::Sae => "an SAELens folder holds cfg.json and sae_weights.safetensors".into(),
             }),
-            Place::Hub { .. } => {}
-            Place::Local(dir) => out.push(Blocker {
-                what: format!("{}: the folder {} lacks {list}", a.reference, dir.display()),
-                help: Some(match a.kind {
-                    Artifact::Model => "a checkpoint folder holds config.json, the safetensors (an index and its shards, or model.safetensors) and tokenizer.json".into(),
-                    Artifact::Sae => "an SAELens folder holds cfg.json and sae_weights.safetensors".into(),
-                }),
-            }),
-        }
+        });
     }
     let (need, _) = r.disk_total();
     if let Some(free) = r.cache_free
@@ -392,7 +435,7 @@ fn resource_blockers(r: &Report, plan: &Plan) -> Vec<Blocker> {
     {
         out.push(Blocker {
             what: format!("the extraction's tables may need {} in {}, which has {} free", fmt_bytes(need), r.cache_dir.display(), fmt_bytes(free)),
-            help: Some("free space, point --cache / SAEFLOW_CACHE at a larger disk, or lower top_k (the bounds assume every token keeps top_k features)".into()),
+            help: Some("free space, point --cache / SAEFLOW_CACHE at a larger disk, or lower top_k (the bound assumes every token keeps top_k features)".into()),
         });
     }
     let (download, _) = r.download();
@@ -563,7 +606,7 @@ fn time_row(members: &[&Instance], n: &Images, a: &Assumptions) -> TimeRow {
         note = Some("the model's config.json is not here".into());
     }
     if n.count.is_none() {
-        note = Some(format!("images {}", n.how));
+        note = Some("the number of images is unknown: see `images`".into());
     }
     let seconds = match (per_image, n.count) {
         (Some(f), Some(images)) => Some(f * images as f64 / flops),

@@ -37,7 +37,19 @@ pub struct Plan {
     /// External inputs that could not be read, with [`Externals::Record`] (always empty
     /// otherwise, where each of them fails the plan): a path that is not there, a hub artifact
     /// not in the cache while offline, a plan-time file check that failed. Each blocks a run.
-    pub unresolved: Vec<Diagnostic>,
+    pub unresolved: Vec<Unresolved>,
+}
+
+/// An external input a plan with [`Externals::Record`] could not use.
+#[derive(Debug, Clone)]
+pub struct Unresolved {
+    /// The parameter, and its value as resolved (a path or a model/SAE reference).
+    pub param: String,
+    pub value: String,
+    /// The input is not there (a path, a hub artifact not cached); `false`: it is there and a
+    /// plan-time check of its files failed.
+    pub missing: bool,
+    pub diagnostic: Diagnostic,
 }
 
 #[derive(Debug, Clone)]
@@ -166,7 +178,8 @@ impl Plan {
         let locate = |d: Diagnostic| pipeline.locate(d);
         match result {
             Some((stages, instances, axes, graph)) if errors.is_empty() => {
-                let (warnings, unresolved) = (warnings.into_iter().map(locate).collect(), unresolved.into_iter().map(locate).collect());
+                let unresolved = unresolved.into_iter().map(|u| Unresolved { diagnostic: locate(u.diagnostic), ..u }).collect();
+                let warnings = warnings.into_iter().map(locate).collect();
                 Ok(Plan { warnings, pipeline, project_root, stages, instances, axes, graph, unresolved })
             }
             _ => {
@@ -213,7 +226,7 @@ struct Builder<'a> {
     warnings: Vec<Diagnostic>,
     /// [`Externals::Record`]: problems with external inputs go to `unresolved`, not `errors`.
     record_externals: bool,
-    unresolved: Vec<Diagnostic>,
+    unresolved: Vec<Unresolved>,
 }
 
 /// Fields of one stage after its kind gave them meaning.
@@ -230,10 +243,10 @@ impl<'a> Builder<'a> {
 
     /// A problem with an external input: an error, or recorded (see [`Externals`]). Returns
     /// whether the instance can go on (with a stand-in).
-    fn external(&mut self, d: Diagnostic) -> bool {
+    fn external(&mut self, d: Diagnostic, param: &str, value: &str, missing: bool) -> bool {
         if self.record_externals {
-            if !self.unresolved.iter().any(|x| x.pos == d.pos && x.message == d.message) {
-                self.unresolved.push(d);
+            if !self.unresolved.iter().any(|x| x.diagnostic.pos == d.pos && x.diagnostic.message == d.message) {
+                self.unresolved.push(Unresolved { param: param.into(), value: value.into(), missing, diagnostic: d });
             }
             true
         } else {
@@ -824,10 +837,17 @@ impl<'a> Builder<'a> {
                                     externals.insert(ps.name.to_string(), fp);
                                 }
                                 Err(e) => {
-                                    let d = Diagnostic::new(*pos, format!("cannot read '{rel}' for parameter '{}': {e}", ps.name))
-                                        .stage(name)
-                                        .help("relative paths resolve against the project folder (the one holding pipelines/); check the path");
-                                    if !self.external(d) {
+                                    let d = if e.kind() == std::io::ErrorKind::NotFound {
+                                        Diagnostic::new(*pos, format!("parameter '{}': '{rel}' does not exist", ps.name)).stage(name).help(
+                                            "relative paths resolve against the project folder (the one holding pipelines/); put the data \
+                                                 there (the pipeline's comments and docs/datasets.md say how) or fix the path",
+                                        )
+                                    } else {
+                                        Diagnostic::new(*pos, format!("cannot read '{rel}' for parameter '{}': {e}", ps.name))
+                                            .stage(name)
+                                            .help("relative paths resolve against the project folder (the one holding pipelines/); check the path")
+                                    };
+                                    if !self.external(d, ps.name, rel, true) {
                                         return None;
                                     }
                                     externals.insert(ps.name.to_string(), format!("unresolved:{rel}"));
@@ -855,7 +875,7 @@ impl<'a> Builder<'a> {
                                     let d = Diagnostic::new(*pos, format!("parameter '{}': {e}", ps.name))
                                         .stage(name)
                                         .help(format!("expected {}; relative folders resolve against the project folder", kind.describe()));
-                                    if !self.external(d) {
+                                    if !self.external(d, ps.name, text, true) {
                                         return None;
                                     }
                                     externals.insert(ps.name.to_string(), format!("unresolved:{text}"));
@@ -909,7 +929,8 @@ impl<'a> Builder<'a> {
                     let d = Diagnostic::new(at(problem.param), format!("parameter '{}': {}", problem.param, problem.message))
                         .stage(name)
                         .help(problem.help);
-                    if !self.external(d) {
+                    let value = resolved.get(problem.param).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+                    if !self.external(d, problem.param, &value.unwrap_or_default(), false) {
                         return None;
                     }
                 }
