@@ -150,7 +150,7 @@ fn render(r: &Report) -> String {
         }
         let how = |o: &str| match o {
             "codes" => format!("images × image tokens × top_k × {} B per non-zero (measured)", a.bytes_per_code),
-            "totals" => format!("images × min(d_sae, image tokens × top_k) rows × {} B (measured)", a.bytes_per_total),
+            "totals" => format!("images × d_sae rows × {} B (measured)", a.bytes_per_total),
             _ => format!("images × d_model × {} B", a.bytes_per_eoi_value),
         };
         let mut rows: Vec<Vec<String>> = ["codes", "totals", "eoi"]

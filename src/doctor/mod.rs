@@ -434,8 +434,17 @@ fn blockers(r: &Report, plan: &Plan) -> Vec<Blocker> {
         && need > free
     {
         out.push(Blocker {
-            what: format!("the extraction's tables may need {} in {}, which has {} free", fmt_bytes(need), r.cache_dir.display(), fmt_bytes(free)),
-            help: Some("free space, point --cache / SAEFLOW_CACHE at a larger disk, or lower top_k (the bound assumes every token keeps top_k features)".into()),
+            what: format!(
+                "the extraction's tables may need up to {} in {}, which has {} free",
+                fmt_bytes(need),
+                r.cache_dir.display(),
+                fmt_bytes(free)
+            ),
+            help: Some(
+                "free space or point --cache / SAEFLOW_CACHE at a larger disk; the figure is an upper bound (codes: every token keeps \
+                 top_k features; totals: every image uses every SAE feature), lower top_k to shrink codes"
+                    .into(),
+            ),
         });
     }
     let (download, _) = r.download();
