@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
+use super::progress::fmt_rows;
 use saeflow::doctor::{self, CheckOutcome, Options, Place, Report, Size, fmt_bytes, fmt_duration, fmt_flop};
 use saeflow::engine::cache::Cache;
 use saeflow::models::hub::HubCache;
@@ -130,7 +131,7 @@ fn render(r: &Report) -> String {
             .images
             .iter()
             .map(|(id, i)| {
-                let n = i.count.map(|c| format!("{} images", group(c))).unwrap_or_else(|| "? images".into());
+                let n = i.count.map(|c| format!("{} images", fmt_rows(c))).unwrap_or_else(|| "? images".into());
                 let labels = i.labels.map(|l| format!("{l} labels")).unwrap_or_default();
                 vec![id.clone(), n, labels, format!("({})", i.how)]
             })
@@ -187,8 +188,8 @@ fn render(r: &Report) -> String {
                 (c, i) => format!("{i} instances in {c} computations"),
             };
             let work = match (ts[0].images, ts[0].flop_per_image) {
-                (Some(i), Some(f)) if ts.len() == 1 => format!("{} images × {}", group(i), fmt_flop(f)),
-                (Some(i), Some(f)) => format!("{} × {} images × {}", ts.len(), group(i), fmt_flop(f)),
+                (Some(i), Some(f)) if ts.len() == 1 => format!("{} images × {}", fmt_rows(i), fmt_flop(f)),
+                (Some(i), Some(f)) => format!("{} × {} images × {}", ts.len(), fmt_rows(i), fmt_flop(f)),
                 _ => "?".into(),
             };
             let known: f64 = ts.iter().filter_map(|t| t.seconds).sum();
@@ -224,19 +225,6 @@ fn render(r: &Report) -> String {
                 out += &format!("      help: {h}\n");
             }
         }
-    }
-    out
-}
-
-/// `10000` → `10,000`.
-fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
     }
     out
 }
