@@ -1,6 +1,7 @@
 //! The command line: parse arguments, call the library, print, choose the exit code. The only
 //! place that prints (besides the progress sink it hands the executor).
 
+mod doctor;
 mod progress;
 
 use std::collections::BTreeSet;
@@ -122,6 +123,19 @@ enum Command {
         #[arg(long, default_value_t = 500, value_name = "MS")]
         interval_ms: u64,
     },
+    /// Before a long run: what is cached or would download (with sizes), SAE/model dimension checks, the disk and an estimated time, and what blocks the run (exit 0: nothing, 11: something does).
+    Doctor {
+        file: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Assume this effective throughput (TFLOP/s) for every model stage instead of the per-device assumptions.
+        #[arg(long, value_name = "X")]
+        tflops: Option<f64>,
+        /// Assume this many images per dataset instead of listing them (e.g. when the data is not here yet).
+        #[arg(long, value_name = "N")]
+        images: Option<u64>,
+    },
     /// List stage kinds with their inputs, parameters and outputs.
     Kinds {
         kind: Option<String>,
@@ -153,6 +167,12 @@ pub fn main() -> Result<ExitCode> {
         Command::Import { dir } => cmd_import(&cli.cache, &dir),
         Command::Report { file, out, open } => cmd_report(&cli.cache, &registry, &file, out, open),
         Command::Watch { file, out, interval_ms } => cmd_watch(&cli.cache, &registry, &file, out, interval_ms),
+        Command::Doctor { file, json, tflops, images } => {
+            if let Some(t) = tflops.filter(|t| !(t.is_finite() && *t > 0.0)) {
+                bail!("--tflops {t}: expected a positive number of TFLOP/s, e.g. --tflops 150");
+            }
+            doctor::cmd_doctor(&cache_dir(&cli.cache, Some(&file)), &registry, &file, json, &saeflow::doctor::Options { images, tflops })
+        }
         Command::Kinds { kind, markdown } => cmd_kinds(&registry, kind.as_deref(), markdown),
     }
 }
@@ -168,7 +188,7 @@ fn cache_dir(flag: &Option<PathBuf>, file: Option<&Path>) -> PathBuf {
 /// Parse and plan a pipeline; diagnostics come back as the error text.
 fn load(cache: &Path, registry: &Registry, file: &Path) -> Result<Plan> {
     let pipeline = Pipeline::load(file).map_err(|d| anyhow::anyhow!("{d}"))?;
-    let opts = PlanOptions { project_root: None, fingerprint_memo: Some(cache.join(".fingerprints.json")) };
+    let opts = PlanOptions { fingerprint_memo: Some(cache.join(".fingerprints.json")), ..PlanOptions::default() };
     let plan = Plan::build(pipeline, registry, &opts).map_err(|d| anyhow::anyhow!("{d}"))?;
     for w in &plan.warnings {
         eprintln!("warning: {w}");

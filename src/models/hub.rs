@@ -438,6 +438,19 @@ impl HubCache {
         Ok(HubFile { path: pointer, commit: meta.commit })
     }
 
+    /// The size the hub announces for `path` at `revision` (one `HEAD`, as a download starts;
+    /// nothing is fetched), or `None` offline, where no request is made. `saeflow doctor` uses it
+    /// to say what a run would download.
+    pub fn remote_size(&self, repo: &str, revision: &str, path: &str) -> Result<Option<u64>, HubError> {
+        check_repo(repo)?;
+        check_relative(revision, &format!("{repo}@{revision}"), "revision")?;
+        check_relative(path, &format!("{repo}@{revision}/{path}"), "path")?;
+        if self.offline {
+            return Ok(None);
+        }
+        self.head(repo, revision, path).map(|meta| Some(meta.size))
+    }
+
     /// `{endpoint}/{repo}/resolve/{revision}/{path}`, quoted as `hf_hub_url` quotes.
     fn resolve_url(&self, repo: &str, revision: &str, path: &str) -> String {
         format!("{}/{repo}/resolve/{}/{}", self.endpoint, quote(revision, false), quote(path, true))

@@ -148,6 +148,13 @@ pub fn fetch_checkpoint(cache: &HubCache, repo: &str, revision: &str, progress: 
 
 /// The file names an index's `weight_map` points to (the checkpoint reader checks them again).
 fn index_shards(index: &Path) -> Result<BTreeSet<String>, HubError> {
+    read_index(index).map(|(shards, _)| shards)
+}
+
+/// A `model.safetensors.index.json`: the shard files its `weight_map` names, and its
+/// `metadata.total_size` (the tensors' bytes, a little under the shards' sizes: each shard also has
+/// a JSON header) when it has one.
+pub fn read_index(index: &Path) -> Result<(BTreeSet<String>, Option<u64>), HubError> {
     let bad =
         |message: String| HubError::Io { path: index.to_path_buf(), source: std::io::Error::new(std::io::ErrorKind::InvalidData, message) };
     let text = std::fs::read_to_string(index).map_err(|source| HubError::Io { path: index.to_path_buf(), source })?;
@@ -156,14 +163,17 @@ fn index_shards(index: &Path) -> Result<BTreeSet<String>, HubError> {
         .get("weight_map")
         .and_then(|m| m.as_object())
         .ok_or_else(|| bad("no \"weight_map\" object: expected {\"weight_map\": {tensor: file}}".into()))?;
-    map.iter()
+    let shards = map
+        .iter()
         .map(|(tensor, file)| match file.as_str() {
             Some(f) if !f.is_empty() && !f.starts_with('/') && f.split('/').all(|s| !s.is_empty() && s != "." && s != "..") => {
                 Ok(f.to_string())
             }
             _ => Err(bad(format!("weight_map[{tensor:?}] is {file}: expected a file name inside the checkpoint"))),
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    let total = value.get("metadata").and_then(|m| m.get("total_size")).and_then(|t| t.as_u64().or_else(|| t.as_f64().map(|f| f as u64)));
+    Ok((shards, total))
 }
 
 /// Whether `dir` holds every safetensors file its index names (or the single file): then nothing

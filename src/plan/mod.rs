@@ -34,6 +34,22 @@ pub struct Plan {
     /// Instance graph: node i is `instances[i]`, edges point from producer to consumer.
     pub graph: DiGraph<usize, ()>,
     pub warnings: Vec<Diagnostic>,
+    /// External inputs that could not be read, with [`Externals::Record`] (always empty
+    /// otherwise, where each of them fails the plan): a path that is not there, a hub artifact
+    /// not in the cache while offline, a plan-time file check that failed. Each blocks a run.
+    pub unresolved: Vec<Unresolved>,
+}
+
+/// An external input a plan with [`Externals::Record`] could not use.
+#[derive(Debug, Clone)]
+pub struct Unresolved {
+    /// The parameter, and its value as resolved (a path or a model/SAE reference).
+    pub param: String,
+    pub value: String,
+    /// The input is not there (a path, a hub artifact not cached); `false`: it is there and a
+    /// plan-time check of its files failed.
+    pub missing: bool,
+    pub diagnostic: Diagnostic,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +129,22 @@ pub struct PlanOptions {
     pub project_root: Option<PathBuf>,
     /// Memo of file fingerprints (normally `cache/.fingerprints.json`).
     pub fingerprint_memo: Option<PathBuf>,
+    /// What an external input that cannot be read does to the plan.
+    pub externals: Externals,
+}
+
+/// What a plan does with an external input it cannot read: a dataset path that is not there, a
+/// hub model or SAE that is not in the Hugging Face cache while offline, or a plan-time file
+/// check (`Signature::check_files`: an SAE whose width is not the model's) that fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Externals {
+    /// Fail the plan with a diagnostic naming the line (`plan`, `run` and every other command).
+    #[default]
+    Required,
+    /// Record the diagnostic in [`Plan::unresolved`] and go on with a stand-in fingerprint
+    /// (`unresolved:<value>`, which no cache entry has), so the whole pipeline is expanded and
+    /// every missing input is seen at once (`saeflow doctor`). Such a plan must not be run.
+    Record,
 }
 
 /// The project a pipeline belongs to: the parent of its `pipelines/` folder, else its own folder.
@@ -133,13 +165,22 @@ struct Variant {
 impl Plan {
     pub fn build(pipeline: Pipeline, registry: &Registry, opts: &PlanOptions) -> Result<Plan, Diagnostics> {
         let project_root = opts.project_root.clone().unwrap_or_else(|| project_root_of(&pipeline.path));
-        let mut builder = Builder { p: &pipeline, registry, errors: Vec::new(), warnings: Vec::new() };
+        let mut builder = Builder {
+            p: &pipeline,
+            registry,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            record_externals: opts.externals == Externals::Record,
+            unresolved: Vec::new(),
+        };
         let result = builder.build(&project_root, opts);
-        let (errors, warnings) = (builder.errors, builder.warnings);
+        let (errors, warnings, unresolved) = (builder.errors, builder.warnings, builder.unresolved);
         let locate = |d: Diagnostic| pipeline.locate(d);
         match result {
             Some((stages, instances, axes, graph)) if errors.is_empty() => {
-                Ok(Plan { warnings: warnings.into_iter().map(locate).collect(), pipeline, project_root, stages, instances, axes, graph })
+                let unresolved = unresolved.into_iter().map(|u| Unresolved { diagnostic: locate(u.diagnostic), ..u }).collect();
+                let warnings = warnings.into_iter().map(locate).collect();
+                Ok(Plan { warnings, pipeline, project_root, stages, instances, axes, graph, unresolved })
             }
             _ => {
                 let mut errors = errors;
@@ -183,6 +224,9 @@ struct Builder<'a> {
     registry: &'a Registry,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
+    /// [`Externals::Record`]: problems with external inputs go to `unresolved`, not `errors`.
+    record_externals: bool,
+    unresolved: Vec<Unresolved>,
 }
 
 /// Fields of one stage after its kind gave them meaning.
@@ -195,6 +239,20 @@ struct Classified {
 impl<'a> Builder<'a> {
     fn err(&mut self, d: Diagnostic) {
         self.errors.push(d);
+    }
+
+    /// A problem with an external input: an error, or recorded (see [`Externals`]). Returns
+    /// whether the instance can go on (with a stand-in).
+    fn external(&mut self, d: Diagnostic, param: &str, value: &str, missing: bool) -> bool {
+        if self.record_externals {
+            if !self.unresolved.iter().any(|x| x.diagnostic.pos == d.pos && x.diagnostic.message == d.message) {
+                self.unresolved.push(Unresolved { param: param.into(), value: value.into(), missing, diagnostic: d });
+            }
+            true
+        } else {
+            self.errors.push(d);
+            false
+        }
     }
 
     fn build(&mut self, project_root: &Path, opts: &PlanOptions) -> Option<Built> {
@@ -781,7 +839,12 @@ impl<'a> Builder<'a> {
                                     externals.insert(ps.name.to_string(), fp);
                                 }
                                 Err(e) => {
-                                    self.err(
+                                    let d = if e.kind() == std::io::ErrorKind::NotFound {
+                                        Diagnostic::new(*pos, format!("parameter '{}': '{rel}' does not exist", ps.name)).stage(name).help(
+                                            "relative paths resolve against the project folder (the one holding pipelines/); put the data \
+                                                 there (the pipeline's comments and docs/datasets.md say how) or fix the path",
+                                        )
+                                    } else {
                                         Diagnostic::new(*pos, format!("cannot read '{rel}' for parameter '{}': {e}", ps.name))
                                             .stage(name)
                                             .help(match &ps.ty {
@@ -791,9 +854,12 @@ impl<'a> Builder<'a> {
                                                 ),
                                                 _ => "relative paths resolve against the project folder (the one holding pipelines/); check the path"
                                                     .to_string(),
-                                            }),
-                                    );
-                                    return None;
+                                            })
+                                    };
+                                    if !self.external(d, ps.name, rel, true) {
+                                        return None;
+                                    }
+                                    externals.insert(ps.name.to_string(), format!("unresolved:{rel}"));
                                 }
                             }
                             paths.insert(ps.name.to_string(), path);
@@ -815,11 +881,13 @@ impl<'a> Builder<'a> {
                                     paths.insert(ps.name.to_string(), dir);
                                 }
                                 Err(e) => {
-                                    self.err(Diagnostic::new(*pos, format!("parameter '{}': {e}", ps.name)).stage(name).help(format!(
-                                        "expected {}; relative folders resolve against the project folder",
-                                        kind.describe()
-                                    )));
-                                    return None;
+                                    let d = Diagnostic::new(*pos, format!("parameter '{}': {e}", ps.name))
+                                        .stage(name)
+                                        .help(format!("expected {}; relative folders resolve against the project folder", kind.describe()));
+                                    if !self.external(d, ps.name, text, true) {
+                                        return None;
+                                    }
+                                    externals.insert(ps.name.to_string(), format!("unresolved:{text}"));
                                 }
                             }
                         }
@@ -867,12 +935,13 @@ impl<'a> Builder<'a> {
                     }
                 }
                 Err(problem) => {
-                    self.err(
-                        Diagnostic::new(at(problem.param), format!("parameter '{}': {}", problem.param, problem.message))
-                            .stage(name)
-                            .help(problem.help),
-                    );
-                    return None;
+                    let d = Diagnostic::new(at(problem.param), format!("parameter '{}': {}", problem.param, problem.message))
+                        .stage(name)
+                        .help(problem.help);
+                    let value = resolved.get(problem.param).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+                    if !self.external(d, problem.param, &value.unwrap_or_default(), false) {
+                        return None;
+                    }
                 }
             }
         }
