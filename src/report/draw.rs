@@ -399,7 +399,7 @@ fn draw_rows_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, chart: &Ro
         }
         c.draw_series([Circle::new((r.x, y), 5, marker_style(r.series))])?;
         // the value beside the dot: right of the bar, or left of it near 1
-        let (at, anchor) = if hi > 0.86 { (lo - 0.012, HPos::Right) } else { (hi + 0.012, HPos::Left) };
+        let (at, anchor) = if hi > 0.86 { (lo - 0.018, HPos::Right) } else { (hi + 0.018, HPos::Left) };
         c.draw_series([Text::new(format!("{:.3}", r.x), (at, y), value_style.pos(Pos::new(anchor, VPos::Center)))])?;
     }
     Ok(())
@@ -428,10 +428,7 @@ mod tests {
             panels: vec![Panel {
                 title: "p".into(),
                 y: YAxis::unit("y"),
-                lines: vec![Line {
-                    series: 0,
-                    points: vec![Point { x: 0.0, y: 0.3, sd: Some(0.1) }, Point { x: 1.0, y: 0.6, sd: None }],
-                }],
+                lines: vec![Line { series: 0, points: vec![Point { x: 0.0, y: 0.3, sd: Some(0.1) }, Point { x: 1.0, y: 0.6, sd: None }] }],
             }],
             labels: vec!["series".into()],
         });

@@ -394,11 +394,8 @@ fn f1_by_train_fraction(variants: &[Variant], out: &mut Figures) -> Result<(), R
         panels,
         labels: series.labels,
     };
-    let caption = format!(
-        "One panel per {LAYER}; one line per combination of the other axes. {} probe variants.{}",
-        rows.len(),
-        repeats_note(&rows)
-    );
+    let caption =
+        format!("One panel per {LAYER}; one line per combination of the other axes. {} probe variants.{}", rows.len(), repeats_note(&rows));
     out.figures.push(Figure::new(name, Section::Probes, title, caption, data, Plot::Panels(chart))?);
     Ok(())
 }
@@ -419,7 +416,9 @@ fn baselines(variants: &[Variant], out: &mut Figures) -> Result<(), ReportError>
         ));
         return Ok(());
     }
-    let split_of = |v: &Variant| -> Coords { v.coords.iter().filter(|(k, _)| SPLIT_AXES.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect() };
+    let split_of = |v: &Variant| -> Coords {
+        v.coords.iter().filter(|(k, _)| SPLIT_AXES.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
     let splits = distinct(variants.iter().collect::<Vec<_>>().as_slice(), |v| split_of(v), cmp_coords);
     // series 0: the best SAE variants; then one per baseline stage
     let stages = distinct(&base, |v| v.stage.clone(), |a, b| a.cmp(b));
@@ -429,7 +428,8 @@ fn baselines(variants: &[Variant], out: &mut Figures) -> Result<(), ReportError>
         let rest = coords_label(&without(&v.coords, &SPLIT_AXES));
         if rest.is_empty() { v.stage.clone() } else { format!("{}: {rest}", v.stage) }
     };
-    let mut data = Table::new(["panel", "row", "role", LAYER, "train_fraction", "instance", "macro_f1", "mean_macro_f1", "sd_macro_f1", "n"]);
+    let mut data =
+        Table::new(["panel", "row", "role", LAYER, "train_fraction", "instance", "macro_f1", "mean_macro_f1", "sd_macro_f1", "n"]);
     let mut panels = Vec::new();
     for split in &splits {
         let in_split = |v: &&&Variant| split_of(v) == *split;
@@ -658,7 +658,9 @@ mod tests {
             v.sort_by(|a, b| a.0.cmp(&b.0));
             v
         };
-        let all = |keep: &dyn Fn(&ProbeResult) -> bool| sorted(probes.iter().filter(|p| keep(p)).map(|p| (p.instance.clone(), p.macro_f1)).collect());
+        let all = |keep: &dyn Fn(&ProbeResult) -> bool| {
+            sorted(probes.iter().filter(|p| keep(p)).map(|p| (p.instance.clone(), p.macro_f1)).collect())
+        };
         assert_eq!(drawn(&figs, "f1_by_pooling"), all(&|p| p.coords.contains_key("method")));
         assert_eq!(drawn(&figs, "f1_by_train_fraction"), all(&|_| true));
         // series: layers 1, 3, then the fused 1+3; panels: raw before binarized
@@ -689,7 +691,10 @@ mod tests {
                 // top1 and top5 tie at layer 1 (same length): the first in report order wins
                 ("probe: layer=1, method=top1, mode=none".to_string(), "probe[layer=1,method=top1,mode=none,train_folds=1]".to_string()),
                 ("probe: layer=3, method=top1, mode=none".into(), "probe[layer=3,method=top1,mode=none,train_folds=1]".into()),
-                ("fused_probe: layer=1+3, method=sum, mode=none".into(), "fused_probe[layer=1+3,method=sum,mode=none,train_folds=1]".into()),
+                (
+                    "fused_probe: layer=1+3, method=sum, mode=none".into(),
+                    "fused_probe[layer=1+3,method=sum,mode=none,train_folds=1]".into()
+                ),
                 ("vit_probe".into(), "vit_probe[train_folds=1]".into()),
             ]
         );
@@ -706,7 +711,12 @@ mod tests {
             let c = |m: &str| vec![("layer", Value::Int(1)), ("method", s(m)), ("train_folds", Value::Int(1)), ("seed", Value::Int(seed))];
             probes.push(probe("probe", &c("sum"), sum, 10));
             probes.push(probe("probe", &c("top5"), top5, 10));
-            probes.push(probe("eoi_probe", &[("layer", Value::Int(1)), ("train_folds", Value::Int(1)), ("seed", Value::Int(seed))], eoi, 10));
+            probes.push(probe(
+                "eoi_probe",
+                &[("layer", Value::Int(1)), ("train_folds", Value::Int(1)), ("seed", Value::Int(seed))],
+                eoi,
+                10,
+            ));
         }
         let study = Study { probes, ..Study::default() };
         let figs = study_figures(&study).unwrap();

@@ -69,7 +69,12 @@ impl<B: DrawingBackend> DrawingBackend for Glyphs<B> {
         self.0.draw_pixel(point, color)
     }
 
-    fn draw_line<S: BackendStyle>(&mut self, from: BackendCoord, to: BackendCoord, style: &S) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+    fn draw_line<S: BackendStyle>(
+        &mut self,
+        from: BackendCoord,
+        to: BackendCoord,
+        style: &S,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
         self.0.draw_line(from, to, style)
     }
 
@@ -117,7 +122,12 @@ impl<B: DrawingBackend> DrawingBackend for Glyphs<B> {
         Ok((text_width(text, style.size()), (style.size() * BOX_HEIGHT).round() as u32))
     }
 
-    fn draw_text<S: BackendTextStyle>(&mut self, text: &str, style: &S, pos: BackendCoord) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+    fn draw_text<S: BackendTextStyle>(
+        &mut self,
+        text: &str,
+        style: &S,
+        pos: BackendCoord,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
         let colour = style.color();
         if colour.alpha == 0.0 {
             return Ok(());

@@ -49,9 +49,11 @@ pub fn render(study: &Study, opts: &Options) -> Result<Rendered, ReportError> {
         files.insert(format!("{}.csv", f.name), f.data.to_csv().into_bytes());
     }
     let mut body = format!("<h1>{}</h1>\n", escape(title));
+    let variants = super::repeats::variants(&study.probes).len();
+    let repeats = if variants < study.probes.len() { format!(" ({variants} variants over their repeats)") } else { String::new() };
     body += &format!(
-        "<p class=\"lead\">{} probe variants, {} SAE health tables, {} class-feature tables. Figures and tables are \
-         also in this folder as SVG, PNG and CSV.</p>\n",
+        "<p class=\"lead\">{} probe results{repeats}, {} SAE health tables, {} class-feature tables. Figures and tables \
+         are also in this folder as SVG, PNG and CSV.</p>\n",
         study.probes.len(),
         study.health.len(),
         study.classes.len()
@@ -164,7 +166,7 @@ pub fn body_html(study: &Study, figures: &Figures, labels: Option<&[String]>, li
             let _ = writeln!(out, "<p class=\"note\">data (means, standard deviations, instances):{}</p>", link(REPEATS_CSV, true));
         }
     }
-    out += "<h2 id=\"summary\">Every probe variant</h2>\n";
+    out += "<h2 id=\"summary\">Every probe result</h2>\n";
     if let Some(best) = study.best_probe() {
         let p = &study.probes[best];
         let _ = writeln!(

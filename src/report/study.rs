@@ -102,7 +102,8 @@ pub struct Study {
 }
 
 /// The columns of a `clean` stage's `stats` table the report reads.
-const CLEAN_COLUMNS: [&str; 6] = ["images", "unique_before", "unique_after", "images_with_features", "fraction_images_with_features", "max_images"];
+const CLEAN_COLUMNS: [&str; 6] =
+    ["images", "unique_before", "unique_after", "images_with_features", "fraction_images_with_features", "max_images"];
 
 fn stage_of(instance: &str) -> String {
     instance.split('[').next().unwrap_or(instance).to_string()
@@ -190,7 +191,10 @@ impl Study {
                 if let Some(missing) = CLEAN_COLUMNS.iter().find(|c| !have.contains(c)) {
                     return Err(bad(
                         &g.instance,
-                        format!("a clean_stats table needs a column '{missing}', found only {} (feed the report `clean: clean.stats`)", have.join(", ")),
+                        format!(
+                            "a clean_stats table needs a column '{missing}', found only {} (feed the report `clean: clean.stats`)",
+                            have.join(", ")
+                        ),
                     ));
                 }
                 let get = |name: &str, r: usize| b.column_by_name(name).map(|c| Cell::from_array(c.as_ref(), r)).unwrap_or(Cell::Null);
