@@ -320,11 +320,8 @@ fn check_baselines(dir: &Path, results: &[Result_]) {
                 best.insert(layer, (r.variant(), mean));
             }
         }
-        let mut want: Vec<String> = here
-            .iter()
-            .filter(|r| !sae(r) || best.values().any(|(v, _)| *v == r.variant()))
-            .map(|r| r.instance.clone())
-            .collect();
+        let mut want: Vec<String> =
+            here.iter().filter(|r| !sae(r) || best.values().any(|(v, _)| *v == r.variant())).map(|r| r.instance.clone()).collect();
         want.sort();
         let mut got: Vec<String> = drawn.iter().map(|r| r["instance"].clone()).collect();
         got.sort();
