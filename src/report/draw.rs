@@ -155,6 +155,7 @@ fn marker_style(series: usize) -> ShapeStyle {
 const PANEL_W: u32 = 420;
 const PANEL_H: u32 = 300;
 const ROWS_W: u32 = 1000;
+const ROWS_PLOT_W: u32 = 600;
 const ROW_H: u32 = 26;
 /// A row panel's height besides its rows: caption, x labels and description, margins.
 const ROWS_EXTRA_H: u32 = 100;
@@ -185,7 +186,8 @@ impl Plot {
     fn width(&self) -> u32 {
         match self {
             Plot::Panels(c) => PANEL_W * c.panels.len().clamp(1, 3) as u32,
-            Plot::Rows(_) => ROWS_W,
+            // the plotting area keeps at least ROWS_PLOT_W pixels beside long row labels
+            Plot::Rows(c) => ROWS_W.max(row_label_width(c) + ROWS_PLOT_W),
         }
     }
 
@@ -258,7 +260,7 @@ impl Plot {
                 }
             }
             Plot::Rows(c) => {
-                let label_w = c.panels.iter().flat_map(|p| &p.rows).map(|r| text_width(&r.label, LABEL_TEXT)).max().unwrap_or(0) + 24;
+                let label_w = row_label_width(c);
                 let mut area = grid;
                 for (panel, h) in c.panels.iter().zip(&rows) {
                     let (this, next) = area.split_vertically(*h);
@@ -275,6 +277,11 @@ impl Plot {
         }
         Ok(())
     }
+}
+
+/// The label area of a dot plot: its longest row label and a margin.
+fn row_label_width(c: &RowChart) -> u32 {
+    c.panels.iter().flat_map(|p| &p.rows).map(|r| text_width(&r.label, LABEL_TEXT)).max().unwrap_or(0) + 24
 }
 
 /// A linear axis with ticks exactly where asked (category centres, 0.2 steps), rather than where
