@@ -1,7 +1,9 @@
 //! The `report` stage and `saeflow report` on the demo pipeline (tiny LLaVA-Gemma fixture): the
 //! notebook has one cell per instance of `plan --json`, every figure's CSV holds the probe
-//! metrics it was drawn from, reports are byte-identical across runs, and an edited parameter
-//! shows up as a cell not yet run.
+//! metrics (or clean statistics) it was drawn from — recomputed here from the cached Parquet,
+//! means and standard deviations over the `seed` axis included — every figure's PNG decodes at
+//! its SVG's size, reports are byte-identical across runs, and an edited parameter shows up as a
+//! cell not yet run.
 
 mod common;
 
@@ -9,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use arrow_array::{Array, Float64Array, RecordBatch, StringArray, UInt64Array};
+use common::column;
 use common::{Project, Run};
 use serde_json::Value;
 
@@ -111,7 +114,7 @@ fn the_demo_report_and_notebook_are_complete_exact_and_deterministic() {
     for inst in plan {
         assert!(notebook.contains(inst["key"].as_str().unwrap()), "the cell of {} shows its key", inst["instance"]);
     }
-    assert!(notebook.matches("<svg").count() >= 3, "the report instance's cell embeds its figures");
+    assert!(notebook.matches("<svg").count() >= 5, "the report instance's cell embeds its figures");
 
     // the report folder
     let dir = p.root().join("reports/demo");
@@ -137,7 +140,7 @@ fn the_demo_report_and_notebook_are_complete_exact_and_deterministic() {
         .collect();
     // the SAE variants (probe, fused_probe) have the pooling axes; the baselines' probes do not
     let sae_variants: Vec<&String> = probes.keys().filter(|id| id.starts_with("probe[") || id.starts_with("fused_probe[")).collect();
-    assert_eq!(sae_variants.len(), 36);
+    assert_eq!(sae_variants.len(), 72, "(2 layers + fused) × 3 poolings × 2 modes × 2 splits × 2 seeds");
     let mut csvs: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
@@ -146,6 +149,12 @@ fn the_demo_report_and_notebook_are_complete_exact_and_deterministic() {
         .collect();
     csvs.sort();
     assert_eq!(csvs, ["f1_by_pooling_train_folds-1.csv", "f1_by_pooling_train_folds-5.csv", "f1_by_train_fraction.csv"]);
+    let results = probe_results(&p, plan);
+    check_points(&dir, &csvs, &results);
+    check_baselines(&dir, &results);
+    check_repeats(&dir, &index, &results);
+    check_feature_occurrence(&p, plan, &dir);
+    check_pngs(&dir);
     for figure in ["f1_by_pooling", "f1_by_train_fraction"] {
         let mut drawn: BTreeMap<String, f64> = BTreeMap::new();
         for name in csvs.iter().filter(|n| n.starts_with(figure)) {
@@ -215,6 +224,174 @@ fn the_demo_report_and_notebook_are_complete_exact_and_deterministic() {
     assert_eq!(not_run, to_run);
     assert!(notebook.contains("params changed: top_k (5 → 4)"), "the cell says why it would run");
     assert!(!notebook.contains("<svg"), "a report that has not run embeds no figures");
+}
+
+/// A gathered metrics table, read back from the cache: instance, stage, coordinates, scores.
+struct Result_ {
+    instance: String,
+    stage: String,
+    coords: serde_json::Map<String, Value>,
+    f1: f64,
+}
+
+impl Result_ {
+    /// The variant over its repeats: the stage and every coordinate but `seed`.
+    fn variant(&self) -> String {
+        let rest: Vec<String> = self.coords.iter().filter(|(k, _)| *k != "seed").map(|(k, v)| format!("{k}={v}")).collect();
+        format!("{}[{}]", self.stage, rest.join(","))
+    }
+
+    fn split(&self) -> String {
+        format!("train_folds={}", self.coords["train_folds"])
+    }
+}
+
+/// Every probe and zero-shot result of the plan, read from its cached metrics table.
+fn probe_results(p: &Project, plan: &[Value]) -> Vec<Result_> {
+    plan.iter()
+        .filter(|i| i["kind"] == "probe" || i["kind"] == "zeroshot")
+        .map(|i| Result_ {
+            instance: i["instance"].as_str().unwrap().to_string(),
+            stage: i["stage"].as_str().unwrap().to_string(),
+            coords: i["coords"].as_object().unwrap().clone(),
+            f1: probe_metrics(p, &output_key(i, "metrics")).0,
+        })
+        .collect()
+}
+
+/// Mean and sample standard deviation (n − 1), by hand.
+fn mean_sd(xs: &[f64]) -> (f64, Option<f64>) {
+    let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+    let sd = (xs.len() > 1).then(|| (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt());
+    (mean, sd)
+}
+
+/// Variant → its results' macro F1s, in plan order.
+fn by_variant(results: &[Result_]) -> BTreeMap<String, Vec<f64>> {
+    let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for r in results {
+        out.entry(r.variant()).or_default().push(r.f1);
+    }
+    out
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-12
+}
+
+/// A CSV row's point columns: the variant's mean, sd (empty for one result) and n, by hand.
+fn check_point(what: &str, row: &BTreeMap<String, String>, f1s: &[f64]) {
+    let (mean, sd) = mean_sd(f1s);
+    assert!(close(row["mean_macro_f1"].parse().unwrap(), mean), "{what}: mean of {f1s:?}");
+    match sd {
+        Some(sd) => assert!(close(row["sd_macro_f1"].parse().unwrap(), sd), "{what}: sd of {f1s:?}"),
+        None => assert_eq!(row["sd_macro_f1"], "", "{what}"),
+    }
+    assert_eq!(row["n"], f1s.len().to_string(), "{what}");
+}
+
+/// The line figures: every row's point is its variant's mean ± sd over the seeds.
+fn check_points(dir: &Path, csvs: &[String], results: &[Result_]) {
+    let variants = by_variant(results);
+    let of: BTreeMap<&str, &Result_> = results.iter().map(|r| (r.instance.as_str(), r)).collect();
+    for name in csvs {
+        for row in read_csv(&std::fs::read_to_string(dir.join(name)).unwrap()) {
+            let r = of[row["instance"].as_str()];
+            check_point(&format!("{name}: {}", r.instance), &row, &variants[&r.variant()]);
+        }
+    }
+}
+
+/// `baselines.csv`: per split, the best SAE variant of each layer (by mean macro F1 over the
+/// seeds, the first in plan order at a tie) and every baseline result, each with its scores.
+fn check_baselines(dir: &Path, results: &[Result_]) {
+    let rows = read_csv(&std::fs::read_to_string(dir.join("baselines.csv")).unwrap());
+    let variants = by_variant(results);
+    let sae = |r: &Result_| r.coords.contains_key("method");
+    for split in ["train_folds=1", "train_folds=5"] {
+        let here: Vec<&Result_> = results.iter().filter(|r| r.split() == split).collect();
+        let drawn: Vec<&BTreeMap<String, String>> = rows.iter().filter(|r| r["panel"].starts_with(split)).collect();
+        // the best SAE variant of each layer, by hand
+        let mut best: BTreeMap<String, (String, f64)> = BTreeMap::new();
+        for r in here.iter().filter(|r| sae(r)) {
+            let mean = mean_sd(&variants[&r.variant()]).0;
+            let layer = r.coords["layer"].to_string();
+            if best.get(&layer).is_none_or(|(_, m)| mean > *m) {
+                best.insert(layer, (r.variant(), mean));
+            }
+        }
+        let mut want: Vec<String> =
+            here.iter().filter(|r| !sae(r) || best.values().any(|(v, _)| *v == r.variant())).map(|r| r.instance.clone()).collect();
+        want.sort();
+        let mut got: Vec<String> = drawn.iter().map(|r| r["instance"].clone()).collect();
+        got.sort();
+        assert_eq!(got, want, "{split}: the best SAE variant per layer and every baseline");
+        assert_eq!(best.len(), 3, "layers 1, 3 and the fused 1+3");
+        for row in drawn {
+            let r = results.iter().find(|r| r.instance == row["instance"]).unwrap();
+            assert_eq!(row["macro_f1"].parse::<f64>().unwrap(), r.f1, "{}: the metrics table's macro F1", r.instance);
+            assert_eq!(row["role"], if sae(r) { "best SAE" } else { "baseline" });
+            check_point(&format!("baselines: {}", r.instance), row, &variants[&r.variant()]);
+        }
+    }
+}
+
+/// `summary_mean_sd.csv` and the page: one row per variant, mean ± sd over its seeds by hand.
+fn check_repeats(dir: &Path, index: &str, results: &[Result_]) {
+    let rows = read_csv(&std::fs::read_to_string(dir.join("summary_mean_sd.csv")).unwrap());
+    let variants = by_variant(results);
+    assert_eq!(rows.len(), variants.len());
+    for row in &rows {
+        let instances: Vec<&str> = row["instances"].split(';').collect();
+        let first = results.iter().find(|r| r.instance == instances[0]).unwrap();
+        let f1s = &variants[&first.variant()];
+        let mine: Vec<&str> = results.iter().filter(|r| r.variant() == first.variant()).map(|r| r.instance.as_str()).collect();
+        assert_eq!(instances, mine, "the seeds of {}", first.variant());
+        assert_eq!(f1s.len(), 2, "two seeds each");
+        let (mean, sd) = mean_sd(f1s);
+        assert!(close(row["macro_f1_mean"].parse().unwrap(), mean) && close(row["macro_f1_sd"].parse().unwrap(), sd.unwrap()));
+        let shown = format!("{mean:.3} ± {:.3} (n=2)", sd.unwrap());
+        assert!(index.contains(&shown), "the page shows {shown} for {}", first.variant());
+    }
+}
+
+/// `feature_occurrence.csv`: one row per `clean` variant, its `stats` table's numbers.
+fn check_feature_occurrence(p: &Project, plan: &[Value], dir: &Path) {
+    let rows = read_csv(&std::fs::read_to_string(dir.join("feature_occurrence.csv")).unwrap());
+    let cleans: Vec<&Value> = plan.iter().filter(|i| i["kind"] == "clean").collect();
+    assert_eq!(rows.len(), cleans.len());
+    for (row, inst) in rows.iter().zip(&cleans) {
+        assert_eq!(row["instance"], inst["instance"].as_str().unwrap());
+        assert_eq!(row["layer"], inst["coords"]["layer"].to_string());
+        let b = &common::read_entry(p, &output_key(inst, "stats"))[0];
+        for name in ["images", "unique_before", "unique_after", "images_with_features"] {
+            assert_eq!(row[name], column::<UInt64Array>(b, name).value(0).to_string(), "{}: {name}", row["instance"]);
+        }
+        for name in ["fraction_images_with_features", "max_images"] {
+            assert_eq!(row[name].parse::<f64>().unwrap(), column::<Float64Array>(b, name).value(0), "{}: {name}", row["instance"]);
+        }
+        assert!(row["unique_after"].parse::<u64>().unwrap() < row["unique_before"].parse::<u64>().unwrap(), "cleaning dropped some");
+    }
+}
+
+/// Every figure's PNG: beside its SVG, decodes, the SVG's size, and drawn (many colours).
+fn check_pngs(dir: &Path) {
+    let mut svgs = 0;
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".svg") else { continue };
+        svgs += 1;
+        let svg = std::fs::read_to_string(e.path()).unwrap();
+        let size = |attr: &str| -> u32 { attributes(&svg[..svg.find('>').unwrap()], attr)[0].parse().unwrap() };
+        let png = image::load_from_memory(&std::fs::read(dir.join(format!("{stem}.png"))).unwrap()).unwrap().to_rgb8();
+        assert_eq!(png.dimensions(), (size("width"), size("height")), "{stem}.png has the svg's size");
+        let colours: std::collections::BTreeSet<[u8; 3]> = png.pixels().map(|p| p.0).collect();
+        assert!(colours.len() >= 20, "{stem}.png is drawn: {} colours", colours.len());
+        for series in [[31u8, 119, 180], [255, 127, 14]] {
+            assert!(colours.contains(&series), "{stem}.png draws the first series' colours");
+        }
+    }
+    assert_eq!(svgs, 5, "features, pooling × 2 splits, training fraction, baselines");
 }
 
 /// `${pipeline}` (the report's default `out: reports/${pipeline}`) is the pipeline's name in any

@@ -5,14 +5,20 @@
 //! - `table.rs`: [`table::Table`] of [`table::Cell`]s — CSV, Arrow, typed columns;
 //! - `html.rs`: escaping, the page skeleton and its inline CSS, HTML tables;
 //! - `study.rs`: probe results, SAE health and class features read from record batches;
-//! - `figures.rs`: the plots (plotters, SVG backend) and the data each one draws;
-//! - `page.rs`: the report stage's folder (`index.html`, `*.svg`, `*.csv`);
+//! - `repeats.rs`: variants repeated over a `seed` axis, as mean ± sample sd;
+//! - `figures.rs`: what each plot draws, and the data table behind it;
+//! - `draw.rs`: how plots are drawn (plotters: SVG, and PNG);
+//! - `glyphs.rs`: bitmap text in the embedded DejaVu Sans (ab_glyph), and text measurement;
+//! - `page.rs`: the report stage's folder (`index.html`, `*.svg`, `*.png`, `*.csv`);
 //! - `notebook.rs`: one cell per plan instance, from the cache.
 
+pub mod draw;
 pub mod figures;
+pub mod glyphs;
 pub mod html;
 pub mod notebook;
 pub mod page;
+pub mod repeats;
 pub mod study;
 pub mod table;
 
@@ -26,6 +32,7 @@ use crate::engine::table::write_atomic;
 pub const SLOT_METRICS: &str = "metrics";
 pub const SLOT_HEALTH: &str = "health";
 pub const SLOT_CLASSES: &str = "classes";
+pub const SLOT_CLEAN: &str = "clean";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {

@@ -1,13 +1,13 @@
 //! The `report` stage's output folder: `index.html` (self-contained: inline CSS, inline SVG) and,
-//! beside it, every figure as `.svg` with its data as `.csv` and every table as `.csv`, so they
-//! paste into a paper. The health table comes first: whether the SAE fits the image tokens at all
-//! frames every other number.
+//! beside it, every figure as `.svg` and `.png` with its data as `.csv` and every table as `.csv`,
+//! so they paste into a paper. The health table comes first: whether the SAE fits the image tokens
+//! at all frames every other number.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::ReportError;
-use super::figures::{Figures, study_figures};
+use super::figures::{Figures, Section, study_figures};
 use super::html::{TableStyle, document, escape, table};
 use super::study::{ClassResult, Study, coords_label, slug};
 use super::table::{Cell, Table};
@@ -40,14 +40,20 @@ pub fn render(study: &Study, opts: &Options) -> Result<Rendered, ReportError> {
     for c in &study.classes {
         files.insert(format!("{}.csv", classes_stem(c)), Study::classes_table(c).to_csv().into_bytes());
     }
+    if study.has_repeats() {
+        files.insert(REPEATS_CSV.into(), study.repeats_table(false).to_csv().into_bytes());
+    }
     for f in &figures.figures {
         files.insert(format!("{}.svg", f.name), f.svg.clone().into_bytes());
+        files.insert(format!("{}.png", f.name), f.png()?);
         files.insert(format!("{}.csv", f.name), f.data.to_csv().into_bytes());
     }
     let mut body = format!("<h1>{}</h1>\n", escape(title));
+    let variants = super::repeats::variants(&study.probes).len();
+    let repeats = if variants < study.probes.len() { format!(" ({variants} variants over their repeats)") } else { String::new() };
     body += &format!(
-        "<p class=\"lead\">{} probe variants, {} SAE health tables, {} class-feature tables. Figures and tables are \
-         also in this folder as SVG and CSV.</p>\n",
+        "<p class=\"lead\">{} probe results{repeats}, {} SAE health tables, {} class-feature tables. Figures and tables \
+         are also in this folder as SVG, PNG and CSV.</p>\n",
         study.probes.len(),
         study.health.len(),
         study.classes.len()
@@ -58,6 +64,9 @@ pub fn render(study: &Study, opts: &Options) -> Result<Rendered, ReportError> {
     Ok(Rendered { files, summary })
 }
 
+/// The table of probe variants over their repeats (written only when some variant has repeats).
+pub const REPEATS_CSV: &str = "summary_mean_sd.csv";
+
 fn classes_stem(c: &ClassResult) -> String {
     let coords: Vec<(String, crate::spec::Value)> = c.coords.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     slug(&format!("top_features_{}", c.instance.split('[').next().unwrap_or("classes")), &coords)
@@ -67,8 +76,29 @@ fn link(file: &str, links: bool) -> String {
     if links { format!(" <a href=\"{0}\">{0}</a>", escape(file)) } else { String::new() }
 }
 
-/// The report's sections as an HTML fragment: health, the figures, the class tables, every probe
-/// variant. `labels`: only these labels' class tables. `links`: link the files written beside `index.html` (the notebook embeds the same
+/// The figures of one section, with their captions, file links and the notes of figures left out.
+fn section(figures: &Figures, which: Section, links: bool) -> String {
+    let mut out = String::new();
+    for f in figures.figures.iter().filter(|f| f.section == which) {
+        let _ = write!(
+            out,
+            "<figure id=\"fig-{}\">\n{}\n<figcaption>{}{}{}{}</figcaption>\n</figure>\n",
+            escape(&f.name),
+            f.svg,
+            escape(&f.caption),
+            link(&format!("{}.svg", f.name), links),
+            link(&format!("{}.png", f.name), links),
+            link(&format!("{}.csv", f.name), links)
+        );
+    }
+    for (_, n) in figures.notes.iter().filter(|(s, _)| *s == which) {
+        let _ = writeln!(out, "<p class=\"note\">{}</p>", escape(n));
+    }
+    out
+}
+
+/// The report's sections as an HTML fragment: health, the features per layer, the probes'
+/// figures, the class tables, the variants over repeats (if any) and every probe result. `labels`: only these labels' class tables. `links`: link the files written beside `index.html` (the notebook embeds the same
 /// fragment without them).
 pub fn body_html(study: &Study, figures: &Figures, labels: Option<&[String]>, links: bool) -> String {
     let mut out = String::new();
@@ -86,23 +116,12 @@ pub fn body_html(study: &Study, figures: &Figures, labels: Option<&[String]>, li
             let _ = writeln!(out, "<p class=\"note\">data:{}</p>", link("health.csv", true));
         }
     }
-    // 2. figures
+    // 2. what cleaning left of the features, 3. the probes' figures
+    out += "<h2 id=\"features\">SAE features per layer</h2>\n";
+    out += &section(figures, Section::Features, links);
     out += "<h2 id=\"figures\">Probes</h2>\n";
-    for f in &figures.figures {
-        let _ = write!(
-            out,
-            "<figure id=\"fig-{}\">\n{}\n<figcaption>{}{}{}</figcaption>\n</figure>\n",
-            escape(&f.name),
-            f.svg,
-            escape(&f.caption),
-            link(&format!("{}.svg", f.name), links),
-            link(&format!("{}.csv", f.name), links)
-        );
-    }
-    for n in &figures.notes {
-        let _ = writeln!(out, "<p class=\"note\">{}</p>", escape(n));
-    }
-    // 3. class features
+    out += &section(figures, Section::Probes, links);
+    // 4. class features
     out += "<h2 id=\"classes\">Top features per class</h2>\n";
     if study.classes.is_empty() {
         out += "<p class=\"note\">No class-feature tables were gathered: add <code>classes: classes</code> (a \
@@ -137,8 +156,17 @@ pub fn body_html(study: &Study, figures: &Figures, labels: Option<&[String]>, li
         let _ =
             writeln!(out, "<p class=\"note\">{}{}</p>", escape(&coords_label(&c.coords)), link(&format!("{}.csv", classes_stem(c)), links));
     }
-    // 4. every probe variant
-    out += "<h2 id=\"summary\">Every probe variant</h2>\n";
+    // 5. every probe variant: over its repeats, then every result
+    if study.has_repeats() {
+        out += "<h2 id=\"repeats\">Probe variants over repeats</h2>\n";
+        out += "<p class=\"note\">Results that differ only in a repeat axis (<code>seed</code>) as mean ± sample standard \
+                deviation (n − 1) over the n repeats; the best mean macro F1 highlighted.</p>\n";
+        out += &table(&study.repeats_table(true), TableStyle { wrap: &[], highlight: study.best_variant() });
+        if links {
+            let _ = writeln!(out, "<p class=\"note\">data (means, standard deviations, instances):{}</p>", link(REPEATS_CSV, true));
+        }
+    }
+    out += "<h2 id=\"summary\">Every probe result</h2>\n";
     if let Some(best) = study.best_probe() {
         let p = &study.probes[best];
         let _ = writeln!(

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use arrow_array::RecordBatch;
 
 use super::ReportError;
+use super::repeats::{MeanSd, variants};
 use super::table::{Cell, Table};
 use crate::health::Summary;
 use crate::plan::Coords;
@@ -74,13 +75,35 @@ pub struct ClassResult {
     pub rows: Vec<ClassRow>,
 }
 
+/// One `clean` variant's statistics (a row of its `stats` table): what cleaning left per layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CleanResult {
+    pub instance: String,
+    pub coords: Coords,
+    /// Images present in the codes.
+    pub images: u64,
+    /// Distinct features occurring in any image, before and after dropping the over-frequent ones.
+    pub unique_before: u64,
+    pub unique_after: u64,
+    /// Images with at least one kept feature occurring, and their share of `images`.
+    pub images_with_features: u64,
+    pub fraction_images_with_features: f64,
+    /// The threshold in images (a fraction already multiplied out).
+    pub max_images: f64,
+}
+
 /// Everything a report shows, in the canonical gather order (stage, then coordinates).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Study {
     pub probes: Vec<ProbeResult>,
     pub health: Vec<HealthResult>,
     pub classes: Vec<ClassResult>,
+    pub clean: Vec<CleanResult>,
 }
+
+/// The columns of a `clean` stage's `stats` table the report reads.
+const CLEAN_COLUMNS: [&str; 6] =
+    ["images", "unique_before", "unique_after", "images_with_features", "fraction_images_with_features", "max_images"];
 
 fn stage_of(instance: &str) -> String {
     instance.split('[').next().unwrap_or(instance).to_string()
@@ -94,7 +117,7 @@ impl Study {
     /// Read the gathered tables. Metrics tables must be `probe_metrics` tables (checked column by
     /// column); every row is one result, identified by the gathered instance (not the table's
     /// own `instance` column, which names whichever pipeline first computed the entry).
-    pub fn from_tables(metrics: &[Gathered], health: &[Gathered], classes: &[Gathered]) -> Result<Study, ReportError> {
+    pub fn from_tables(metrics: &[Gathered], health: &[Gathered], classes: &[Gathered], clean: &[Gathered]) -> Result<Study, ReportError> {
         let axes: BTreeSet<&str> = metrics.iter().flat_map(|g| g.coords.keys().map(String::as_str)).collect();
         let mut study = Study::default();
         for g in metrics {
@@ -162,6 +185,38 @@ impl Study {
             }
             study.classes.push(ClassResult { instance: g.instance.clone(), coords: g.coords.clone(), rows });
         }
+        for g in clean {
+            for b in &g.batches {
+                let have: Vec<&str> = b.schema_ref().fields().iter().map(|f| f.name().as_str()).collect();
+                if let Some(missing) = CLEAN_COLUMNS.iter().find(|c| !have.contains(c)) {
+                    return Err(bad(
+                        &g.instance,
+                        format!(
+                            "a clean_stats table needs a column '{missing}', found only {} (feed the report `clean: clean.stats`)",
+                            have.join(", ")
+                        ),
+                    ));
+                }
+                let get = |name: &str, r: usize| b.column_by_name(name).map(|c| Cell::from_array(c.as_ref(), r)).unwrap_or(Cell::Null);
+                for r in 0..b.num_rows() {
+                    let uint = |name: &str| match get(name, r) {
+                        Cell::UInt(u) => Ok(u),
+                        other => Err(bad(&g.instance, format!("{name} must be an unsigned integer in row {r}, got {other:?}"))),
+                    };
+                    let float = |name: &str| get(name, r).as_f64().ok_or_else(|| bad(&g.instance, format!("{name} is null in row {r}")));
+                    study.clean.push(CleanResult {
+                        instance: g.instance.clone(),
+                        coords: g.coords.clone(),
+                        images: uint("images")?,
+                        unique_before: uint("unique_before")?,
+                        unique_after: uint("unique_after")?,
+                        images_with_features: uint("images_with_features")?,
+                        fraction_images_with_features: float("fraction_images_with_features")?,
+                        max_images: float("max_images")?,
+                    });
+                }
+            }
+        }
         Ok(study)
     }
 
@@ -201,6 +256,59 @@ impl Study {
             t.push(row);
         }
         t
+    }
+
+    /// Whether some probe variant was measured more than once (over a repeat axis such as `seed`).
+    pub fn has_repeats(&self) -> bool {
+        variants(&self.probes).iter().any(|v| v.members.len() > 1)
+    }
+
+    /// One row per probe variant over its repeats (see `repeats.rs`): `stage`, one column per
+    /// coordinate axis but the repeat axes, `n`, `train_fraction`, mean and sample sd of macro F1
+    /// and accuracy (sd empty for n = 1), and the `instances` averaged (`;`-separated). `display`:
+    /// the scores as people read them, `0.712 ± 0.013 (n=3)`, instead of the numbers.
+    pub fn repeats_table(&self, display: bool) -> Table {
+        let vs = variants(&self.probes);
+        let axes: Vec<String> = vs.iter().flat_map(|v| v.coords.keys().cloned()).collect::<BTreeSet<_>>().into_iter().collect();
+        let mut columns: Vec<String> = vec!["stage".into()];
+        columns.extend(axes.iter().cloned());
+        if display {
+            columns.extend(["macro_f1", "accuracy"].map(String::from));
+        } else {
+            columns.extend(
+                ["n", "train_fraction", "macro_f1_mean", "macro_f1_sd", "accuracy_mean", "accuracy_sd", "instances"].map(String::from),
+            );
+        }
+        let mut t = Table::new(columns);
+        for v in &vs {
+            let mut row = vec![Cell::Str(v.stage.clone())];
+            row.extend(axes.iter().map(|a| v.coords.get(a).map(Cell::from_value).unwrap_or(Cell::Null)));
+            if display {
+                row.extend([Cell::Str(v.macro_f1.display()), Cell::Str(v.accuracy.display())]);
+            } else {
+                let sd = |m: &MeanSd| m.sd.map(Cell::Float).unwrap_or(Cell::Null);
+                row.extend([
+                    Cell::UInt(v.members.len() as u64),
+                    Cell::Float(v.train_fraction()),
+                    Cell::Float(v.macro_f1.mean),
+                    sd(&v.macro_f1),
+                    Cell::Float(v.accuracy.mean),
+                    sd(&v.accuracy),
+                    Cell::Str(v.members.iter().map(|p| p.instance.as_str()).collect::<Vec<_>>().join(";")),
+                ]);
+            }
+            t.push(row);
+        }
+        t
+    }
+
+    /// The row of [`Study::repeats_table`] with the best mean macro F1 (the first one at ties).
+    pub fn best_variant(&self) -> Option<usize> {
+        let vs = variants(&self.probes);
+        (0..vs.len()).fold(None, |best, i| match best {
+            Some(b) if vs[b].macro_f1.mean >= vs[i].macro_f1.mean => Some(b),
+            _ => Some(i),
+        })
     }
 
     /// The index (into `probes`) of the best macro F1 (the first one at ties).

@@ -1,6 +1,7 @@
 //! `report`: the study's figures and tables from every gathered probe variant (with its
-//! coordinates), the extraction's SAE health and the class-feature tables. It writes a folder
-//! inside the project (`out`: `index.html`, each figure as `.svg` + `.csv`, each table as `.csv`;
+//! coordinates), the extraction's SAE health, the class-feature tables and the `clean` stage's
+//! statistics. It writes a folder inside the project (`out`: `index.html`, each figure as `.svg`,
+//! `.png` and `.csv`, each table as `.csv`;
 //! see `report/page.rs`) and publishes `summary`, one row per probe variant, as its cache entry.
 //!
 //! The folder is a side output: a cached report does not rewrite it. `saeflow run --force report`
@@ -11,7 +12,7 @@ use super::signature::{InputSlot, Many, ParamType, Signature, output, param};
 use crate::engine::EngineError;
 use crate::engine::job::{Job, TableInput};
 use crate::report::study::{Gathered, Study};
-use crate::report::{SLOT_CLASSES, SLOT_HEALTH, SLOT_METRICS, page, write_folder};
+use crate::report::{SLOT_CLASSES, SLOT_CLEAN, SLOT_HEALTH, SLOT_METRICS, page, write_folder};
 use crate::spec::Value;
 
 pub struct Report;
@@ -29,8 +30,9 @@ impl Stage for Report {
             |name, accepts: &[&'static str], required, doc| InputSlot { name, accepts: accepts.to_vec(), many: Many::All, required, doc };
         Signature {
             kind: "report",
-            version: 1,
-            doc: "the study's HTML report (SAE health, macro F1 by pooling and by training fraction, per-class features, every probe variant) written to `out` as index.html + SVG + CSV",
+            // 2: the features-per-layer and baseline figures, mean ± sd over repeats, PNGs
+            version: 2,
+            doc: "the study's HTML report (SAE health, features per layer, macro F1 by pooling, by training fraction and against the baselines, per-class features, every probe variant; mean ± sd over a `seed` axis) written to `out` as index.html + SVG + PNG + CSV",
             inputs: vec![
                 all(
                     SLOT_METRICS,
@@ -40,6 +42,7 @@ impl Stage for Report {
                 ),
                 all(SLOT_HEALTH, &["health"], false, "SAE health of the extraction (codes.health): the report opens with it"),
                 all(SLOT_CLASSES, &["class_features"], false, "per-class top features (a class_features stage)"),
+                all(SLOT_CLEAN, &["clean_stats"], false, "what cleaning left per layer (clean.stats): the features-per-layer figure"),
             ],
             params: vec![
                 param(
@@ -72,9 +75,13 @@ impl Stage for Report {
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
             let stage_err = |e: crate::report::ReportError| EngineError::Stage(format!("{}: {e}", m.id));
-            let study =
-                Study::from_tables(&gather(m.inputs(SLOT_METRICS))?, &gather(m.inputs(SLOT_HEALTH))?, &gather(m.inputs(SLOT_CLASSES))?)
-                    .map_err(stage_err)?;
+            let study = Study::from_tables(
+                &gather(m.inputs(SLOT_METRICS))?,
+                &gather(m.inputs(SLOT_HEALTH))?,
+                &gather(m.inputs(SLOT_CLASSES))?,
+                &gather(m.inputs(SLOT_CLEAN))?,
+            )
+            .map_err(stage_err)?;
             let title = m.param("title")?.as_str().unwrap_or_default().to_string();
             let labels: Option<Vec<String>> = match m.param("labels")? {
                 Value::List(items) => Some(items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()),
