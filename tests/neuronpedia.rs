@@ -401,7 +401,7 @@ fn bad_endpoints_and_sources_are_refused_without_showing_the_key() {
     let (p, f) = project("explanations: data/nothing-here, neuronpedia: gemma-2b/6-res-jb");
     let r = run(&p, &["plan", &f], &[]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("cannot read 'data/nothing-here'") && r.stderr.contains("or write api"), "{}", r.stderr);
+    assert!(r.stderr.contains("'data/nothing-here' does not exist") && r.stderr.contains("or write api"), "{}", r.stderr);
 }
 
 #[test]

@@ -839,22 +839,22 @@ impl<'a> Builder<'a> {
                                     externals.insert(ps.name.to_string(), fp);
                                 }
                                 Err(e) => {
+                                    // a parameter that also takes words (`explanations: api`) names them
+                                    let or_words = match &ps.ty {
+                                        ParamType::InputPathOr(words) => format!(", or write {}", words.join(" or ")),
+                                        _ => String::new(),
+                                    };
                                     let d = if e.kind() == std::io::ErrorKind::NotFound {
-                                        Diagnostic::new(*pos, format!("parameter '{}': '{rel}' does not exist", ps.name)).stage(name).help(
-                                            "relative paths resolve against the project folder (the one holding pipelines/); put the data \
-                                                 there (the pipeline's comments and docs/datasets.md say how) or fix the path",
-                                        )
-                                    } else {
-                                        Diagnostic::new(*pos, format!("cannot read '{rel}' for parameter '{}': {e}", ps.name))
+                                        Diagnostic::new(*pos, format!("parameter '{}': '{rel}' does not exist", ps.name))
                                             .stage(name)
-                                            .help(match &ps.ty {
-                                                ParamType::InputPathOr(words) => format!(
-                                                    "relative paths resolve against the project folder (the one holding pipelines/); check the path, or write {}",
-                                                    words.join(" or ")
-                                                ),
-                                                _ => "relative paths resolve against the project folder (the one holding pipelines/); check the path"
-                                                    .to_string(),
-                                            })
+                                            .help(format!(
+                                                "relative paths resolve against the project folder (the one holding pipelines/); put the data \
+                                                 there (the pipeline's comments and docs/datasets.md say how) or fix the path{or_words}"
+                                            ))
+                                    } else {
+                                        Diagnostic::new(*pos, format!("cannot read '{rel}' for parameter '{}': {e}", ps.name)).stage(name).help(
+                                            format!("relative paths resolve against the project folder (the one holding pipelines/); check the path{or_words}"),
+                                        )
                                     };
                                     if !self.external(d, ps.name, rel, true) {
                                         return None;
