@@ -493,6 +493,23 @@ fn plan_checks_each_sae_against_the_model() {
     let r = p.run(&["plan", &f]);
     assert_eq!(r.code, 10, "{}", r.stderr);
     assert!(r.stderr.contains("warning") && r.stderr.contains("3"), "{}", r.stderr);
+    // positions on the stream, not layer numbers: the blocks.3.hook_resid_post SAE read at block 3's
+    // input (the authors' reading) is warned, read at its output (the spec's) is not
+    let sae3 = fixture().join("saes/blocks.3.hook_resid_post").display().to_string();
+    let authors = yaml.replace("    layer: 1\n", "    layer: 3\n    hook: resid_pre\n");
+    let r = p.run(&["plan", &p.pipeline("check", &authors)]);
+    assert_eq!(r.code, 10, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("sae was trained on blocks.3.hook_resid_post but the stage reads blocks.3.hook_resid_pre")
+            && r.stderr.contains("tap `layer: 3` with `hook: resid_post`"),
+        "{}",
+        r.stderr
+    );
+    let spec = yaml.replace("    layer: 1\n", "    layer: 3\n");
+    assert!(spec.contains(&sae3));
+    let r = p.run(&["plan", &p.pipeline("check", &spec)]);
+    assert_eq!(r.code, 10, "{}", r.stderr);
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
 }
 
 /// A real SIGKILL in the middle of the extraction: nothing is published, finished parts are kept

@@ -87,7 +87,8 @@ fn check_files(p: &BTreeMap<String, Value>, paths: &BTreeMap<String, std::path::
             "use a layer in 0..num_hidden_layers",
         ));
     }
-    let warnings = sae::check_against_model(&sae_cfg, cfg.text.hidden_size, layer, &spec.subject())
+    let tap_pre = p.get("hook").and_then(Value::as_str).and_then(TapPoint::parse) == Some(TapPoint::ResidPre);
+    let warnings = sae::check_against_tap(&sae_cfg, cfg.text.hidden_size, layer, tap_pre, &spec.subject())
         .map_err(|e| problem("sae", format!("{}: {e}", spec.subject()), "use an SAE trained on this model's residual stream"))?;
     Ok(warnings
         .into_iter()
@@ -357,7 +358,8 @@ impl Setup {
                 };
                 let (cfg, sae) = sae_load::load(&spec, &dir, &self.device).map_err(|e| stage_err(&m.id, e))?;
                 let layer = m.int("layer")? as usize;
-                sae::check_against_model(&cfg, width, layer, &spec.subject()).map_err(|e| stage_err(&m.id, e))?;
+                sae::check_against_tap(&cfg, width, layer, self.hook == TapPoint::ResidPre, &spec.subject())
+                    .map_err(|e| stage_err(&m.id, e))?;
                 let assumed_norm = match cfg.normalize {
                     sae::Normalization::None => None,
                     _ => cfg.effective_input_scale(&spec.subject()).ok().map(|s| (cfg.d_in as f64).sqrt() / s),
