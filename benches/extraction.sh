@@ -48,6 +48,7 @@ $dataset
     matrix: {layer: [$layers]}
 YAML
 "$bin" run "$work/pipelines/bench.yaml" --cache "$work/cache" --only dataset > /dev/null
+[ -z "${BENCH_PREPARE_ONLY:-}" ] || exit 0
 start=$(date +%s.%N)
 /usr/bin/time -f "%e s wall, %U s user, %M KB peak RSS" -o "$work/time.txt" \
   "$bin" run "$work/pipelines/bench.yaml" --cache "$work/cache" > "$work/run.log" 2>&1
