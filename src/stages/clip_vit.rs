@@ -51,7 +51,7 @@ impl Stage for ClipVit {
         for m in &mut job.members {
             let id = m.id.clone();
             let err = |e: &dyn std::fmt::Display| EngineError::Stage(format!("{id}: {e}"));
-            let Some(setup) = images::Setup::new(m, &OUTPUTS, job.progress)? else { continue };
+            let Some(setup) = images::Setup::new(std::slice::from_mut(m), &OUTPUTS, job.progress)? else { continue };
             let (dtype, device, dir) = (setup.dtype, setup.device.clone(), setup.model_dir.clone());
             let checkpoint = Checkpoint::open(&dir).map_err(|e| err(&e))?;
             let cfg = checkpoint.config.clone();

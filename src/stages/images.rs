@@ -273,11 +273,6 @@ pub fn finish_parts(guards: Vec<crate::engine::job::PartGuard<'_>>) -> Result<()
     Ok(())
 }
 
-/// Parts some output of the member still lacks.
-pub fn parts_to_do(m: &Member, n_parts: usize) -> Vec<usize> {
-    (0..n_parts).filter(|&p| m.outputs.iter().any(|o| !o.has_part(p))).collect()
-}
-
 /// A dense per-image table (`eoi`, `vit`, `dense`): `image_id`, `resid [width]`.
 pub fn dense_schema(width: usize) -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -304,9 +299,10 @@ pub fn kept_rows(rows: &[Vec<f32>], ok: &[bool], ids: &[u32]) -> (Vec<u32>, Vec<
     (ids, values)
 }
 
-/// What a one-model image stage (`clip_vit`, `resnet`) sets up per member: the images, the
-/// runtime parameters, the declared parts and the ones still to compute (progress is told about
-/// the rest).
+/// What an image stage sets up for its members — one member for `clip_vit` and `resnet`, the
+/// fused members of one forward for `llava_sae`: the images (of the first member: fused members
+/// share their inputs), the runtime parameters, the declared parts and the ones still to compute in
+/// any member (progress is told about the rest).
 pub struct Setup {
     pub images: Arc<Images>,
     pub dtype: DType,
@@ -320,23 +316,31 @@ pub struct Setup {
 }
 
 impl Setup {
-    /// `None` when every part of every output is already there. Fetches the rest of an `hf://`
-    /// checkpoint only when there is work.
-    pub fn new(m: &mut Member, outputs: &[&str], progress: &dyn crate::engine::job::Progress) -> Result<Option<Setup>, EngineError> {
+    /// `None` when every part of every output of every member is already there. Fetches the rest
+    /// of an `hf://` checkpoint only when there is work.
+    pub fn new(
+        members: &mut [Member],
+        outputs: &[&str],
+        progress: &dyn crate::engine::job::Progress,
+    ) -> Result<Option<Setup>, EngineError> {
+        let Some(m) = members.first() else { return Ok(None) };
         let images = Arc::new(Images::open(m)?);
         let (dtype, device) = dtype_device(m)?;
         let (part_images, batch, workers) = sizes(m)?;
         let n_parts = images.ids.len().div_ceil(part_images).max(1);
-        for o in outputs {
-            m.output(o)?.set_parts(n_parts)?;
+        for m in members.iter_mut() {
+            for o in outputs {
+                m.output(o)?.set_parts(n_parts)?;
+            }
         }
-        let todo = parts_to_do(m, n_parts);
+        let todo: Vec<usize> = (0..n_parts).filter(|&p| members.iter().any(|m| m.outputs.iter().any(|o| !o.has_part(p)))).collect();
         progress.add_total(images.ids.len() as u64, "images");
         let done: usize = (0..n_parts).filter(|p| !todo.contains(p)).map(|p| part_range(p, part_images, images.ids.len()).len()).sum();
         progress.advance(done as u64);
         if todo.is_empty() {
             return Ok(None);
         }
+        let m = &members[0];
         let model_dir =
             m.paths.get("model").cloned().ok_or_else(|| EngineError::Stage(format!("{}: parameter 'model' was not resolved", m.id)))?;
         let reference = m.param("model")?.as_str().unwrap_or_default().to_string();

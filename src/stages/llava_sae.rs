@@ -30,7 +30,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use candle_core::{D, DType, Device, Tensor};
 
 use super::Stage;
-use super::images::{self, Batch, BatchStream, Images, Preprocess};
+use super::images::{self, Batch, Preprocess};
 use super::signature::{ParamProblem, ParamType, Signature, input, output, param};
 use crate::engine::EngineError;
 use crate::engine::job::{Job, Member, PartGuard};
@@ -167,29 +167,13 @@ impl Stage for LlavaSae {
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
-        let setup = Setup::new(&job.members)?;
-        let images = Arc::new(Images::open(&job.members[0])?);
-        let ids = &images.ids;
-        let n_parts = ids.len().div_ceil(setup.part_images).max(1);
-        for m in &mut job.members {
-            for o in OUTPUTS {
-                m.output(o)?.set_parts(n_parts)?;
-            }
-        }
-        let todo: Vec<usize> = (0..n_parts).filter(|&p| job.members.iter().any(|m| m.outputs.iter().any(|o| !o.has_part(p)))).collect();
-        job.progress.add_total(ids.len() as u64, "images");
-        let done_images: usize =
-            (0..n_parts).filter(|p| !todo.contains(p)).map(|p| images::part_range(p, setup.part_images, ids.len()).len()).sum();
-        job.progress.advance(done_images as u64);
-        if todo.is_empty() {
-            return Ok(());
-        }
+        let Some(io) = images::Setup::new(&mut job.members, &OUTPUTS, job.progress)? else { return Ok(()) };
+        let setup = Setup::new(&job.members, io.model_dir.clone(), io.dtype, io.device.clone())?;
         let model = setup.load_model(&job.members)?;
         let saes = setup.load_saes(&job.members, model.config().text.hidden_size)?;
         let d_model = model.config().text.hidden_size;
         let progress = job.progress;
         let members = &mut job.members[..];
-        let (part_images, batch_size, workers) = (setup.part_images, setup.batch, setup.workers);
         // The device computes while a writer thread encodes Parquet (zstd) and publishes parts: at most
         // `WRITE_AHEAD` batches wait between them, so memory stays flat.
         std::thread::scope(|scope| {
@@ -197,7 +181,7 @@ impl Stage for LlavaSae {
             let writer = scope.spawn(move || write_parts(members, rx, d_model));
             let computed = (|| {
                 let mut current: Option<(usize, Vec<HealthStats>)> = None;
-                for batch in BatchStream::spawn(images, setup.processor.clone(), todo, part_images, batch_size, workers) {
+                for batch in io.batches(setup.processor.clone()) {
                     if current.as_ref().map(|c| c.0) != Some(batch.part) {
                         if let Some((part, health)) = current.take()
                             && tx.send(WriteMsg::Finish { part, health }).is_err()
@@ -269,10 +253,10 @@ fn write_parts(members: &mut [Member], rx: std::sync::mpsc::Receiver<WriteMsg>, 
     Ok(())
 }
 
-/// What every member of a fused job shares, parsed once.
+/// The stage's own parameters, shared by every member of a fused job and parsed once (the images,
+/// parts and device come from [`images::Setup`]).
 struct Setup {
     id: String,
-    model_ref: String,
     model_dir: std::path::PathBuf,
     processor: Arc<dyn Preprocess + Send>,
     hook: TapPoint,
@@ -283,9 +267,6 @@ struct Setup {
     question: String,
     dtype: DType,
     device: Device,
-    part_images: usize,
-    batch: usize,
-    workers: usize,
 }
 
 fn stage_err(id: &str, e: impl std::fmt::Display) -> EngineError {
@@ -297,18 +278,16 @@ fn str_param<'a>(m: &'a Member, name: &str) -> Result<&'a str, EngineError> {
 }
 
 impl Setup {
-    fn new(members: &[Member]) -> Result<Setup, EngineError> {
+    /// `model_dir` must be complete (its preprocessor config is read here).
+    fn new(members: &[Member], model_dir: std::path::PathBuf, dtype: DType, device: Device) -> Result<Setup, EngineError> {
         let m = &members[0];
         let id = m.id.clone();
-        let model_dir = m.paths.get("model").cloned().ok_or_else(|| stage_err(&id, "parameter 'model' was not resolved"))?;
         let processor: Arc<dyn Preprocess + Send> = Arc::new(images::image_processor(&model_dir).map_err(|e| stage_err(&id, e))?);
         let keep = match m.param("top_k")? {
             Value::Int(k) => Keep::Top(*k as usize),
             _ => Keep::All,
         };
-        let (dtype, device) = images::dtype_device(m)?;
         Ok(Setup {
-            model_ref: str_param(m, "model")?.to_string(),
             model_dir,
             processor,
             hook: TapPoint::parse(str_param(m, "hook")?).unwrap_or(TapPoint::ResidPost),
@@ -319,16 +298,12 @@ impl Setup {
             question: str_param(m, "question")?.to_string(),
             dtype,
             device,
-            part_images: m.int("part_images")? as usize,
-            batch: m.int("batch")? as usize,
-            workers: m.int("workers")? as usize,
             id,
         })
     }
 
     fn load_model(&self, members: &[Member]) -> Result<LlavaGemma, EngineError> {
         let err = |e: &dyn std::fmt::Display| stage_err(&self.id, format!("model {}: {e}", self.model_dir.display()));
-        crate::models::source::ensure_model(&self.model_ref, &self.model_dir).map_err(|e| err(&e))?;
         let checkpoint = Checkpoint::open(&self.model_dir).map_err(|e| err(&e))?;
         let tokenizer = Tokenizer::from_file(&self.model_dir.join("tokenizer.json")).map_err(|e| err(&e))?;
         let cfg = &checkpoint.config;

@@ -66,7 +66,7 @@ impl Stage for ResNetStage {
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
             let id = m.id.clone();
-            let Some(setup) = images::Setup::new(m, &OUTPUTS, job.progress)? else { continue };
+            let Some(setup) = images::Setup::new(std::slice::from_mut(m), &OUTPUTS, job.progress)? else { continue };
             let (dtype, device, model_dir) = (setup.dtype, setup.device.clone(), setup.model_dir.clone());
             let err = |e: &dyn std::fmt::Display| EngineError::Stage(format!("{id}: model {}: {e}", model_dir.display()));
             let pre: Arc<dyn Preprocess + Send> = Arc::new(resnet_load::image_processor(&model_dir).map_err(|e| err(&e))?);
