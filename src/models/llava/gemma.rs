@@ -177,6 +177,18 @@ pub struct Gemma {
     blocks: Vec<Block>,
     norm: Option<GemmaRmsNorm>,
     cfg: GemmaConfig,
+    /// RoPE tables and causal mask of the last sequence length [`Gemma::forward`] saw (every batch
+    /// of an extraction has the same prompt length), built once instead of per batch.
+    tables: std::sync::Mutex<Option<Tables>>,
+}
+
+/// `cos`, `sin` and the causal mask for positions `0..t` on one device.
+#[derive(Clone)]
+struct Tables {
+    t: usize,
+    cos: Tensor,
+    sin: Tensor,
+    mask: Tensor,
 }
 
 impl Gemma {
@@ -185,7 +197,19 @@ impl Gemma {
         let n = if final_norm { cfg.num_hidden_layers } else { blocks.min(cfg.num_hidden_layers) };
         let blocks = (0..n).map(|l| Block::new(cfg, vb.pp(format!("layers.{l}")))).collect::<Result<Vec<_>>>()?;
         let norm = if final_norm { Some(GemmaRmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("norm"))?) } else { None };
-        Ok(Gemma { blocks, norm, cfg: cfg.clone() })
+        Ok(Gemma { blocks, norm, cfg: cfg.clone(), tables: std::sync::Mutex::new(None) })
+    }
+
+    /// The tables for `t` positions, from the memo when the last call had the same length and device.
+    fn tables(&self, t: usize, device: &candle_core::Device) -> Result<Tables> {
+        let mut memo = self.tables.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(tables) = memo.as_ref().filter(|m| m.t == t && m.mask.device().same_device(device)) {
+            return Ok(tables.clone());
+        }
+        let (cos, sin) = rope_tables(self.cfg.head_dim, self.cfg.rope_theta, t, device)?;
+        let tables = Tables { t, cos, sin, mask: causal_mask(0, t, device)? };
+        *memo = Some(tables.clone());
+        Ok(tables)
     }
 
     /// Blocks built (what a forward costs).
@@ -209,8 +233,7 @@ impl Gemma {
             None => taps.iter().map(|&(b, p)| p.blocks_needed(b)).max().unwrap_or(0),
         };
         let mut x = embeds.clone();
-        let (cos, sin) = rope_tables(self.cfg.head_dim, self.cfg.rope_theta, t, device)?;
-        let mask = causal_mask(0, t, device)?;
+        let Tables { cos, sin, mask, .. } = self.tables(t, device)?;
         let mut out: Vec<Option<Tensor>> = vec![None; taps.len()];
         let mut record = |x: &Tensor, block: usize, point: TapPoint| {
             for (slot, &(b, p)) in out.iter_mut().zip(taps) {
