@@ -91,7 +91,9 @@ impl Assumptions {
             ("cuda", _) => (self.cuda_flops_half, format!("{name} {dtype}, {} TFLOP/s assumed", fmt_g(self.cuda_flops_half / 1e12))),
             _ => {
                 let f = self.cpu_flops_per_core * self.cores as f64;
-                (f, format!("{name} {dtype}, {} cores × {} GFLOP/s measured", self.cores, fmt_g(self.cpu_flops_per_core / 1e9)))
+                // the figure is f32's: candle's CPU matmul has no fast bf16/f16 path
+                let caveat = if dtype == "f32" { "" } else { " (an f32 figure: bf16/f16 are far slower on CPU; set dtype: f32)" };
+                (f, format!("{name} {dtype}, {} cores × {} GFLOP/s measured{caveat}", self.cores, fmt_g(self.cpu_flops_per_core / 1e9)))
             }
         }
     }
@@ -251,6 +253,7 @@ mod tests {
         assert_eq!(a.throughput("cpu", "f32"), (168e9, "cpu f32, 4 cores × 42 GFLOP/s measured".to_string()));
         assert_eq!(a.throughput("cuda", "bf16"), (100e12, "cuda bf16, 100 TFLOP/s assumed".to_string()));
         assert_eq!(a.throughput("cuda", "f32").0, 20e12);
+        assert!(a.throughput("cpu", "bf16").1.ends_with("(an f32 figure: bf16/f16 are far slower on CPU; set dtype: f32)"));
         assert!(a.throughput("auto", "f32").1.starts_with("auto = "));
         let o = Assumptions { flops_override: Some(50e12), ..a };
         assert_eq!(o.throughput("cpu", "f32"), (50e12, "50 TFLOP/s (--tflops)".to_string()));
