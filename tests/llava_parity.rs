@@ -16,6 +16,16 @@ const F32_TOL: f32 = 1e-4;
 /// ‖Δ‖/‖ref‖ allowed for a bf16 run against the f32 reference.
 const BF16_TOL: f32 = 2e-2;
 
+/// Where the models run: the CPU, or `SAEFLOW_TEST_DEVICE=cuda` (a `--features cuda` build of these
+/// tests on a GPU host: the same goldens, the same tolerances).
+fn device() -> Device {
+    match std::env::var("SAEFLOW_TEST_DEVICE").as_deref() {
+        Ok("cuda") => Device::new_cuda(0).expect("SAEFLOW_TEST_DEVICE=cuda needs a --features cuda build and a GPU"),
+        Ok("cpu") | Err(_) => Device::Cpu,
+        Ok(other) => panic!("SAEFLOW_TEST_DEVICE={other}: expected cpu or cuda"),
+    }
+}
+
 struct Fixture {
     root: PathBuf,
     goldens: HashMap<String, Tensor>,
@@ -52,7 +62,7 @@ impl Fixture {
     fn model(&self, dir: &Path, request: Request, dtype: DType) -> LlavaGemma {
         let checkpoint = Checkpoint::open(dir).unwrap();
         let prompt = self.prompt(&checkpoint);
-        LlavaGemma::load(&checkpoint, prompt, request, dtype, &Device::Cpu).unwrap()
+        LlavaGemma::load(&checkpoint, prompt, request, dtype, &device()).unwrap()
     }
 }
 
@@ -379,7 +389,7 @@ fn zero_shot_scores_and_greedy_answers_match_transformers() {
                 .unwrap();
         let want_ids: Vec<u32> = fx.golden("zeroshot.input_ids").to_vec1::<i64>().unwrap().into_iter().map(|i| i as u32).collect();
         assert_eq!(prompt.ids, want_ids, "{variant}: zero-shot prompt");
-        let lm = LlavaLm::load(&checkpoint, prompt, ImageScale::Scaled, DType::F32, &Device::Cpu).unwrap();
+        let lm = LlavaLm::load(&checkpoint, prompt, ImageScale::Scaled, DType::F32, &device()).unwrap();
         // the labels as saeflow tokenizes them
         let labels: Vec<Vec<u32>> =
             zs["labels"].as_array().unwrap().iter().map(|l| tokenizer.encode(l.as_str().unwrap()).unwrap()).collect();

@@ -28,8 +28,10 @@ impl Run {
     }
 }
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_saeflow")
+/// The saeflow binary: the one cargo built for these tests, or `SAEFLOW_BIN` (a binary carried to
+/// another machine with the test binaries, e.g. a CUDA build on the GPU host).
+pub fn bin() -> String {
+    std::env::var("SAEFLOW_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_saeflow").to_string())
 }
 
 impl Project {

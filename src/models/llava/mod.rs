@@ -188,6 +188,11 @@ impl LlavaGemma {
     }
 
     /// Run a batch of preprocessed images `[B, 3, S, S]` (any float dtype; cast to the model's).
+    /// Where the weights are (and every output).
+    pub fn device(&self) -> &Device {
+        self.prefix.device()
+    }
+
     pub fn forward(&self, pixels: &Tensor) -> Result<Forward, LlavaError> {
         let (merged, clip, image_features) = self.embed(pixels)?;
         let taps: Vec<(usize, TapPoint)> = self.request.blocks.iter().map(|&l| (l, self.request.point)).collect();
@@ -202,7 +207,8 @@ impl LlavaGemma {
     /// The merged input of Gemma for a batch of images, `[B, T, hidden]` (text rows × √hidden,
     /// image rows as [`ImageScale`] says), with the vision tower's output and the projector's.
     fn embed(&self, pixels: &Tensor) -> Result<(Tensor, clip::ClipOutput, Tensor), LlavaError> {
-        let pixels = pixels.to_dtype(self.dtype)?;
+        // pixels may come from the host: they go where the weights are
+        let pixels = pixels.to_device(self.device())?.to_dtype(self.dtype)?;
         let b = pixels.dim(0)?;
         let clip = self.vision.forward(&pixels)?;
         let selected = match self.config.vision_feature_select_strategy {

@@ -84,7 +84,7 @@ impl LlavaLm {
         }
         let (first, cache) = self.prefix(pixels)?;
         let first = first.to_vec2::<f32>()?;
-        let device = pixels.device();
+        let device = self.base.device();
         let mut out = vec![vec![0f32; answers.len()]; first.len()];
         for (b, row) in out.iter_mut().enumerate() {
             for (c, chunk) in answers.chunks(ANSWER_CHUNK).enumerate() {
@@ -127,7 +127,7 @@ impl LlavaLm {
             if done.iter().all(|d| *d) || out.iter().all(|o| o.len() >= max_new) {
                 break;
             }
-            let ids = Tensor::from_vec(next, (b, 1), pixels.device())?;
+            let ids = Tensor::from_vec(next, (b, 1), self.base.device())?;
             let (hidden, extended) = self.base.gemma.forward_cached(&self.embed_ids(&ids)?, Some(&cache))?;
             cache = extended;
             lp = self.log_probs(&hidden.i((.., 0, ..))?)?;
