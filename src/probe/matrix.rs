@@ -17,10 +17,10 @@ use super::ProbeError;
 /// Cache-blocked copies of a [`Csr`], built once on first use by the
 /// products (they cost two extra copies of indices and values).
 ///
-/// * `cols`: the matrix split into column blocks of `col_width` features,
+/// * `cols`: the matrix split into column blocks of `width` features,
 ///   each stored as CSR. `X·Wᵀ` walks one block at a time so that the
 ///   `col_width × k` slice of `Wᵀ` it gathers from stays in L2.
-/// * `rows`: the matrix split into row blocks of `row_height` samples, each
+/// * `rows`: the matrix split into row blocks of `width` samples, each
 ///   stored column-compressed (CSC). `Xᵀ·G` walks one block at a time so that
 ///   the `row_height × k` slice of `G` it gathers from stays in L2.
 ///
@@ -28,9 +28,7 @@ use super::ProbeError;
 /// (resp. row) order, so blocking does not change any result bit.
 #[derive(Debug, Clone)]
 struct Blocked {
-    col_width: usize,
     cols: Vec<Block>,
-    row_height: usize,
     rows: Vec<Block>,
     /// Stored values per column, prefix-summed (load balance of `Xᵀ·G`).
     col_nnz_prefix: Vec<usize>,
@@ -240,94 +238,267 @@ impl Csr {
             for j in 0..d {
                 col_nnz_prefix[j + 1] += col_nnz_prefix[j];
             }
-            Blocked { col_width: width, cols, row_height: width, rows, col_nnz_prefix }
+            Blocked { cols, rows, col_nnz_prefix }
         })
     }
 }
 
-/// `z[(r-a)·k..] += Σ x_rj · wt[j·k..]` for rows `a..b`, one column block at
-/// a time.
+/// `out[(r-a)·k..] += Σ_j x_rj · wt[j·k..]` for rows `a..b`, one column block
+/// at a time; after the last block, `vals[r-a] = finish(r, row)`.
 #[inline(always)]
-fn csr_mul_rows(bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, out: &mut [f64]) {
-    let _ = bl.col_width;
-    for blk in &bl.cols {
+fn csr_mul_rows<T, F>(g: impl Fn(&[u32], &[f32], &[f64], &mut [f64]), bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, out: &mut [f64], vals: &mut [T], finish: &F)
+where
+    F: Fn(usize, &mut [f64]) -> T,
+{
+    let last = bl.cols.len() - 1;
+    for (bi, blk) in bl.cols.iter().enumerate() {
         for r in a..b {
             let z = &mut out[(r - a) * k..(r - a + 1) * k];
-            for p in blk.ptr[r]..blk.ptr[r + 1] {
-                let j = blk.idx[p] as usize;
-                axpy(blk.data[p] as f64, &wt[j * k..(j + 1) * k], z);
+            let (p0, p1) = (blk.ptr[r], blk.ptr[r + 1]);
+            if p1 > p0 {
+                g(&blk.idx[p0..p1], &blk.data[p0..p1], wt, z);
+            }
+            if bi == last {
+                vals[r - a] = finish(r, z);
             }
         }
     }
 }
 
 /// `out[(j-a)·k..] = Σ_r x_rj · g[r·k..]` for columns `a..b`, one row block at
-/// a time.
+/// a time; after the last block, `vals[j-a] = finish(j, row)`.
 #[inline(always)]
-fn csr_tmul_cols(bl: &Blocked, g: &[f64], k: usize, a: usize, b: usize, out: &mut [f64]) {
-    let _ = bl.row_height;
+fn csr_tmul_cols<T, F>(gat: impl Fn(&[u32], &[f32], &[f64], &mut [f64]), bl: &Blocked, g: &[f64], k: usize, a: usize, b: usize, out: &mut [f64], vals: &mut [T], finish: &F)
+where
+    F: Fn(usize, &mut [f64]) -> T,
+{
     out.fill(0.0);
-    for blk in &bl.rows {
+    let last = bl.rows.len() - 1;
+    for (bi, blk) in bl.rows.iter().enumerate() {
         for j in a..b {
             let o = &mut out[(j - a) * k..(j - a + 1) * k];
-            for p in blk.ptr[j]..blk.ptr[j + 1] {
-                let r = blk.idx[p] as usize;
-                axpy(blk.data[p] as f64, &g[r * k..(r + 1) * k], o);
+            let (p0, p1) = (blk.ptr[j], blk.ptr[j + 1]);
+            if p1 > p0 {
+                gat(&blk.idx[p0..p1], &blk.data[p0..p1], g, o);
+            }
+            if bi == last {
+                vals[j - a] = finish(j, o);
             }
         }
     }
 }
 
-/// The same kernels compiled for AVX2 (no FMA: a separate multiply and add
-/// per element, exactly as the portable build, so results are identical).
+/// The gather-accumulate kernel of both products:
+/// `acc[c] += vals[p] · src[idx[p]·k + c]` for `p` in order, where
+/// `k = acc.len()` and every `idx[p]·k + k ≤ src.len()`.
+///
+/// Each term is one multiply and one add in `f64` (no FMA), added in entry
+/// order, so the SIMD kernels give exactly the bits of [`gather_portable`];
+/// they only keep `acc` in registers, one tile of classes at a time.
+#[inline(always)]
+fn gather_portable(idx: &[u32], vals: &[f32], src: &[f64], acc: &mut [f64]) {
+    let k = acc.len();
+    for (&j, &v) in idx.iter().zip(vals) {
+        let j = j as usize;
+        axpy(v as f64, &src[j * k..(j + 1) * k], acc);
+    }
+}
+
+/// Which gather kernel this CPU runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Isa {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+fn isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Isa::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Portable
+}
+
+/// SIMD versions of [`gather_portable`] and the products compiled around
+/// them.
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+mod simd {
+    use std::arch::x86_64::*;
+
     use super::Blocked;
 
+    /// One tile of `width` classes (`8·(R-1) < width ≤ 8·R`) in `R` zmm
+    /// registers.
+    ///
     /// # Safety
-    /// The CPU must support AVX2.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn mul_rows(bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, out: &mut [f64]) {
-        super::csr_mul_rows(bl, wt, k, a, b, out)
+    /// AVX-512F; `acc` valid for `width` values; `src + idx[p]·k` valid for
+    /// `width` values for every `p`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn tile512<const R: usize>(idx: &[u32], vals: &[f32], src: *const f64, k: usize, acc: *mut f64, width: usize) {
+        let tail = width - 8 * (R - 1);
+        let mask: __mmask8 = (0xffu32 >> (8 - tail)) as u8;
+        // SAFETY (whole body): pointer ranges as in the contract; the last
+        // register is loaded and stored under `mask`, so no lane beyond
+        // `width` is touched.
+        unsafe {
+            let mut r = [_mm512_setzero_pd(); R];
+            for (t, reg) in r.iter_mut().enumerate().take(R - 1) {
+                *reg = _mm512_loadu_pd(acc.add(8 * t));
+            }
+            r[R - 1] = _mm512_maskz_loadu_pd(mask, acc.add(8 * (R - 1)));
+            for (&j, &v) in idx.iter().zip(vals) {
+                let vb = _mm512_set1_pd(v as f64);
+                let w = src.add(j as usize * k);
+                for (t, reg) in r.iter_mut().enumerate().take(R - 1) {
+                    *reg = _mm512_add_pd(*reg, _mm512_mul_pd(vb, _mm512_loadu_pd(w.add(8 * t))));
+                }
+                r[R - 1] = _mm512_add_pd(r[R - 1], _mm512_mul_pd(vb, _mm512_maskz_loadu_pd(mask, w.add(8 * (R - 1)))));
+            }
+            for (t, reg) in r.iter().enumerate().take(R - 1) {
+                _mm512_storeu_pd(acc.add(8 * t), *reg);
+            }
+            _mm512_mask_storeu_pd(acc.add(8 * (R - 1)), mask, r[R - 1]);
+        }
     }
 
+    /// One tile of `width` classes (`4·(R-1) < width ≤ 4·R`) in `R` ymm
+    /// registers.
+    ///
     /// # Safety
-    /// The CPU must support AVX2.
+    /// AVX2; pointer contract as [`tile512`].
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn tmul_cols(bl: &Blocked, g: &[f64], k: usize, a: usize, b: usize, out: &mut [f64]) {
-        super::csr_tmul_cols(bl, g, k, a, b, out)
+    #[inline]
+    unsafe fn tile256<const R: usize>(idx: &[u32], vals: &[f32], src: *const f64, k: usize, acc: *mut f64, width: usize) {
+        let tail = (width - 4 * (R - 1)) as i64;
+        let mask = _mm256_setr_epi64x(-((tail > 0) as i64), -((tail > 1) as i64), -((tail > 2) as i64), -((tail > 3) as i64));
+        // SAFETY (whole body): as in `tile512`, with masked loads/stores.
+        unsafe {
+            let mut r = [_mm256_setzero_pd(); R];
+            for (t, reg) in r.iter_mut().enumerate().take(R - 1) {
+                *reg = _mm256_loadu_pd(acc.add(4 * t));
+            }
+            r[R - 1] = _mm256_maskload_pd(acc.add(4 * (R - 1)), mask);
+            for (&j, &v) in idx.iter().zip(vals) {
+                let vb = _mm256_set1_pd(v as f64);
+                let w = src.add(j as usize * k);
+                for (t, reg) in r.iter_mut().enumerate().take(R - 1) {
+                    *reg = _mm256_add_pd(*reg, _mm256_mul_pd(vb, _mm256_loadu_pd(w.add(4 * t))));
+                }
+                r[R - 1] = _mm256_add_pd(r[R - 1], _mm256_mul_pd(vb, _mm256_maskload_pd(w.add(4 * (R - 1)), mask)));
+            }
+            for (t, reg) in r.iter().enumerate().take(R - 1) {
+                _mm256_storeu_pd(acc.add(4 * t), *reg);
+            }
+            _mm256_maskstore_pd(acc.add(4 * (R - 1)), mask, r[R - 1]);
+        }
+    }
+
+    macro_rules! dispatch {
+        ($tile:ident, $regs:expr, $($n:literal)+; $args:tt) => {
+            match $regs {
+                $($n => $tile::<$n> $args,)+
+                _ => unreachable!("tile register count"),
+            }
+        };
+    }
+
+    /// [`super::gather_portable`] with AVX-512F, tiles of up to 128
+    /// classes.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn gather512(idx: &[u32], vals: &[f32], src: &[f64], acc: &mut [f64]) {
+        let k = acc.len();
+        debug_assert!(idx.iter().all(|&j| (j as usize + 1) * k <= src.len()));
+        let mut c0 = 0;
+        while c0 < k {
+            let width = (k - c0).min(128);
+            // SAFETY: AVX-512F is enabled here; `c0 + width ≤ k` and every
+            // `idx[p]·k + k ≤ src.len()` (the products' shape checks and the
+            // validated CSR indices).
+            unsafe {
+                let (s, a) = (src.as_ptr().add(c0), acc.as_mut_ptr().add(c0));
+                dispatch!(tile512, width.div_ceil(8), 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; (idx, vals, s, k, a, width));
+            }
+            c0 += width;
+        }
+    }
+
+    /// [`super::gather_portable`] with AVX2, tiles of up to 48 classes.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn gather256(idx: &[u32], vals: &[f32], src: &[f64], acc: &mut [f64]) {
+        let k = acc.len();
+        debug_assert!(idx.iter().all(|&j| (j as usize + 1) * k <= src.len()));
+        let mut c0 = 0;
+        while c0 < k {
+            let width = (k - c0).min(48);
+            // SAFETY: as in `gather512`, with AVX2.
+            unsafe {
+                let (s, a) = (src.as_ptr().add(c0), acc.as_mut_ptr().add(c0));
+                dispatch!(tile256, width.div_ceil(4), 1 2 3 4 5 6 7 8 9 10 11 12; (idx, vals, s, k, a, width));
+            }
+            c0 += width;
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn mul_rows512<T, F: Fn(usize, &mut [f64]) -> T>(bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, out: &mut [f64], vals: &mut [T], finish: &F) {
+        super::csr_mul_rows(|i, v, s, z| gather512(i, v, s, z), bl, wt, k, a, b, out, vals, finish)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn tmul_cols512<T, F: Fn(usize, &mut [f64]) -> T>(bl: &Blocked, g: &[f64], k: usize, a: usize, b: usize, out: &mut [f64], vals: &mut [T], finish: &F) {
+        super::csr_tmul_cols(|i, v, s, z| gather512(i, v, s, z), bl, g, k, a, b, out, vals, finish)
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn mul_rows256<T, F: Fn(usize, &mut [f64]) -> T>(bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, out: &mut [f64], vals: &mut [T], finish: &F) {
+        super::csr_mul_rows(|i, v, s, z| gather256(i, v, s, z), bl, wt, k, a, b, out, vals, finish)
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn tmul_cols256<T, F: Fn(usize, &mut [f64]) -> T>(bl: &Blocked, g: &[f64], k: usize, a: usize, b: usize, out: &mut [f64], vals: &mut [T], finish: &F) {
+        super::csr_tmul_cols(|i, v, s, z| gather256(i, v, s, z), bl, g, k, a, b, out, vals, finish)
     }
 }
 
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+#[allow(clippy::too_many_arguments)]
+fn mul_rows<T, F: Fn(usize, &mut [f64]) -> T>(isa: Isa, bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, out: &mut [f64], vals: &mut [T], finish: &F) {
+    match isa {
+        // SAFETY: `isa()` detected the feature.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { simd::mul_rows512(bl, wt, k, a, b, out, vals, finish) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { simd::mul_rows256(bl, wt, k, a, b, out, vals, finish) },
+        Isa::Portable => csr_mul_rows(gather_portable, bl, wt, k, a, b, out, vals, finish),
     }
 }
 
-fn mul_rows(bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, out: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: AVX2 support was just checked.
-        unsafe { avx2::mul_rows(bl, wt, k, a, b, out) };
-        return;
+#[allow(clippy::too_many_arguments)]
+fn tmul_cols<T, F: Fn(usize, &mut [f64]) -> T>(isa: Isa, bl: &Blocked, g: &[f64], k: usize, a: usize, b: usize, out: &mut [f64], vals: &mut [T], finish: &F) {
+    match isa {
+        // SAFETY: `isa()` detected the feature.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { simd::tmul_cols512(bl, g, k, a, b, out, vals, finish) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { simd::tmul_cols256(bl, g, k, a, b, out, vals, finish) },
+        Isa::Portable => csr_tmul_cols(gather_portable, bl, g, k, a, b, out, vals, finish),
     }
-    csr_mul_rows(bl, wt, k, a, b, out)
-}
-
-fn tmul_cols(bl: &Blocked, g: &[f64], k: usize, a: usize, b: usize, out: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: AVX2 support was just checked.
-        unsafe { avx2::tmul_cols(bl, g, k, a, b, out) };
-        return;
-    }
-    csr_tmul_cols(bl, g, k, a, b, out)
 }
 
 /// Dense row-major matrix.
@@ -470,10 +641,28 @@ pub trait Design: Sync + Sized {
     /// Number of features.
     fn n_cols(&self) -> usize;
     /// `out += X · wt` with `wt` `d × k` and `out` `n × k`, both row-major.
-    fn mul_wt(&self, wt: &[f64], k: usize, out: &mut [f64], threads: usize);
+    fn mul_wt(&self, wt: &[f64], k: usize, out: &mut [f64], threads: usize) {
+        self.mul_wt_then(wt, k, out, &mut vec![(); self.n_rows()], threads, |_, _| ());
+    }
     /// `out = Xᵀ · g` with `g` `n × k` and `out` `d × k`, both row-major
     /// (overwritten).
-    fn tmul_g(&self, g: &[f64], k: usize, out: &mut [f64], threads: usize);
+    fn tmul_g(&self, g: &[f64], k: usize, out: &mut [f64], threads: usize) {
+        self.tmul_g_then(g, k, out, &mut vec![(); self.n_cols()], threads, |_, _| ());
+    }
+    /// [`Design::mul_wt`], then `row_vals[i] = finish(i, out row i)` for
+    /// every row, on the thread that computed the row, while it is still in
+    /// cache. `finish` may rewrite the row.
+    fn mul_wt_then<T, F>(&self, wt: &[f64], k: usize, out: &mut [f64], row_vals: &mut [T], threads: usize, finish: F)
+    where
+        T: Send,
+        F: Fn(usize, &mut [f64]) -> T + Sync;
+    /// [`Design::tmul_g`], then `col_vals[j] = finish(j, out row j)` for
+    /// every feature `j`, on the thread that computed it. `finish` may
+    /// rewrite the row.
+    fn tmul_g_then<T, F>(&self, g: &[f64], k: usize, out: &mut [f64], col_vals: &mut [T], threads: usize, finish: F)
+    where
+        T: Send,
+        F: Fn(usize, &mut [f64]) -> T + Sync;
     /// The rows `rows` (in that order; repeats allowed) as a new matrix.
     fn select_rows(&self, rows: &[usize]) -> Result<Self, ProbeError>;
     /// `max_i |x_ij|` per column, in `f64`.
@@ -510,24 +699,28 @@ fn balanced_bounds(prefix: &[usize], parts: usize) -> Vec<usize> {
     bounds
 }
 
-/// Run `f(start, end, out_chunk)` over item ranges given by `bounds`, where
-/// item `i` owns `out[i*k..(i+1)*k]`; ranges run on scoped threads.
-fn par_ranges<F>(bounds: &[usize], k: usize, out: &mut [f64], f: F)
+/// Run `f(start, end, out_chunk, vals_chunk)` over item ranges given by
+/// `bounds`, where item `i` owns `out[i*k..(i+1)*k]` and `vals[i]`; ranges
+/// run on scoped threads.
+fn par_ranges<T, F>(bounds: &[usize], k: usize, out: &mut [f64], vals: &mut [T], f: F)
 where
-    F: Fn(usize, usize, &mut [f64]) + Sync,
+    T: Send,
+    F: Fn(usize, usize, &mut [f64], &mut [T]) + Sync,
 {
     if bounds.len() <= 2 {
-        f(bounds[0], bounds[bounds.len() - 1], out);
+        f(bounds[0], bounds[bounds.len() - 1], out, vals);
         return;
     }
     std::thread::scope(|s| {
-        let mut rest = out;
+        let (mut rest, mut vrest) = (out, vals);
         for w in bounds.windows(2) {
             let (a, b) = (w[0], w[1]);
             let (chunk, tail) = rest.split_at_mut((b - a) * k);
+            let (vchunk, vtail) = vrest.split_at_mut(b - a);
             rest = tail;
+            vrest = vtail;
             let f = &f;
-            s.spawn(move || f(a, b, chunk));
+            s.spawn(move || f(a, b, chunk, vchunk));
         }
     });
 }
@@ -540,20 +733,32 @@ impl Design for Csr {
         self.n_cols
     }
 
-    fn mul_wt(&self, wt: &[f64], k: usize, out: &mut [f64], threads: usize) {
+    fn mul_wt_then<T, F>(&self, wt: &[f64], k: usize, out: &mut [f64], row_vals: &mut [T], threads: usize, finish: F)
+    where
+        T: Send,
+        F: Fn(usize, &mut [f64]) -> T + Sync,
+    {
         assert_eq!(wt.len(), self.n_cols * k, "mul_wt: wt shape");
         assert_eq!(out.len(), self.n_rows * k, "mul_wt: out shape");
+        assert_eq!(row_vals.len(), self.n_rows, "mul_wt: row_vals length");
         let bl = self.blocked(k);
+        let isa = isa();
         let bounds = balanced_bounds(&self.indptr, threads);
-        par_ranges(&bounds, k, out, |a, b, chunk| mul_rows(bl, wt, k, a, b, chunk));
+        par_ranges(&bounds, k, out, row_vals, |a, b, chunk, vals| mul_rows(isa, bl, wt, k, a, b, chunk, vals, &finish));
     }
 
-    fn tmul_g(&self, g: &[f64], k: usize, out: &mut [f64], threads: usize) {
+    fn tmul_g_then<T, F>(&self, g: &[f64], k: usize, out: &mut [f64], col_vals: &mut [T], threads: usize, finish: F)
+    where
+        T: Send,
+        F: Fn(usize, &mut [f64]) -> T + Sync,
+    {
         assert_eq!(g.len(), self.n_rows * k, "tmul_g: g shape");
         assert_eq!(out.len(), self.n_cols * k, "tmul_g: out shape");
+        assert_eq!(col_vals.len(), self.n_cols, "tmul_g: col_vals length");
         let bl = self.blocked(k);
+        let isa = isa();
         let bounds = balanced_bounds(&bl.col_nnz_prefix, threads);
-        par_ranges(&bounds, k, out, |a, b, chunk| tmul_cols(bl, g, k, a, b, chunk));
+        par_ranges(&bounds, k, out, col_vals, |a, b, chunk, vals| tmul_cols(isa, bl, g, k, a, b, chunk, vals, &finish));
     }
 
     fn select_rows(&self, rows: &[usize]) -> Result<Self, ProbeError> {
@@ -639,30 +844,41 @@ impl Design for Dense {
         self.n_cols
     }
 
-    fn mul_wt(&self, wt: &[f64], k: usize, out: &mut [f64], threads: usize) {
+    fn mul_wt_then<T, F>(&self, wt: &[f64], k: usize, out: &mut [f64], row_vals: &mut [T], threads: usize, finish: F)
+    where
+        T: Send,
+        F: Fn(usize, &mut [f64]) -> T + Sync,
+    {
         assert_eq!(wt.len(), self.n_cols * k, "mul_wt: wt shape");
         assert_eq!(out.len(), self.n_rows * k, "mul_wt: out shape");
+        assert_eq!(row_vals.len(), self.n_rows, "mul_wt: row_vals length");
         let d = self.n_cols;
         let prefix: Vec<usize> = (0..=self.n_rows).map(|i| i * d).collect();
         let bounds = balanced_bounds(&prefix, threads);
-        par_ranges(&bounds, k, out, |a, b, chunk| {
+        par_ranges(&bounds, k, out, row_vals, |a, b, chunk, vals| {
             for r in a..b {
                 let z = &mut chunk[(r - a) * k..(r - a + 1) * k];
                 let row = &self.data[r * d..(r + 1) * d];
                 for (j, &v) in row.iter().enumerate() {
                     axpy(v as f64, &wt[j * k..(j + 1) * k], z);
                 }
+                vals[r - a] = finish(r, z);
             }
         });
     }
 
-    fn tmul_g(&self, g: &[f64], k: usize, out: &mut [f64], threads: usize) {
+    fn tmul_g_then<T, F>(&self, g: &[f64], k: usize, out: &mut [f64], col_vals: &mut [T], threads: usize, finish: F)
+    where
+        T: Send,
+        F: Fn(usize, &mut [f64]) -> T + Sync,
+    {
         assert_eq!(g.len(), self.n_rows * k, "tmul_g: g shape");
         assert_eq!(out.len(), self.n_cols * k, "tmul_g: out shape");
+        assert_eq!(col_vals.len(), self.n_cols, "tmul_g: col_vals length");
         let d = self.n_cols;
         let prefix: Vec<usize> = (0..=d).map(|j| j * self.n_rows).collect();
         let bounds = balanced_bounds(&prefix, threads);
-        par_ranges(&bounds, k, out, |a, b, chunk| {
+        par_ranges(&bounds, k, out, col_vals, |a, b, chunk, vals| {
             chunk.fill(0.0);
             for r in 0..self.n_rows {
                 let gr = &g[r * k..(r + 1) * k];
@@ -670,6 +886,9 @@ impl Design for Dense {
                     let o = &mut chunk[(j - a) * k..(j - a + 1) * k];
                     axpy(self.data[r * d + j] as f64, gr, o);
                 }
+            }
+            for j in a..b {
+                vals[j - a] = finish(j, &mut chunk[(j - a) * k..(j - a + 1) * k]);
             }
         });
     }
