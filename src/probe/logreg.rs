@@ -164,6 +164,10 @@ struct Problem<'a, D: Design> {
     threads: usize,
     /// `n × k` scratch: logits, then the pointwise gradient.
     z: Vec<f64>,
+    /// Per-sample loss `logsumexp(zᵢ) − z_{i,yᵢ}`.
+    row_loss: Vec<f64>,
+    /// Per feature `j`: `‖w_j‖²` and `∇_j · dir_j` (rows of `Wᵀ`).
+    col_sums: Vec<[f64; 2]>,
     n_fev: usize,
 }
 
@@ -182,6 +186,8 @@ impl<'a, D: Design> Problem<'a, D> {
             fit_intercept,
             threads: threads.max(1),
             z: vec![0.0; n * k],
+            row_loss: vec![0.0; n],
+            col_sums: vec![[0.0; 2]; x.n_cols()],
             n_fev: 0,
         }
     }
@@ -190,8 +196,14 @@ impl<'a, D: Design> Problem<'a, D> {
         self.d * self.k + if self.fit_intercept { self.k } else { 0 }
     }
 
-    /// Objective value; writes the gradient into `grad`.
-    fn eval(&mut self, theta: &[f64], grad: &mut [f64]) -> f64 {
+    /// Objective value; writes the gradient into `grad` and also returns
+    /// `grad · dir` (0 without `dir`).
+    ///
+    /// The softmax of each sample runs right after its logits are complete,
+    /// on the thread of the product, and the penalty's gradient, `‖W‖²` and
+    /// `grad · dir` per feature right after `Xᵀ·G` completes that feature;
+    /// the per-sample and per-feature sums are then added in index order.
+    fn eval(&mut self, theta: &[f64], grad: &mut [f64], dir: Option<&[f64]>) -> (f64, f64) {
         self.n_fev += 1;
         let (k, d) = (self.k, self.d);
         let n = self.x.n_rows();
@@ -203,10 +215,10 @@ impl<'a, D: Design> Problem<'a, D> {
                 row.fill(0.0);
             }
         }
-        self.x.mul_wt(wt, k, &mut self.z, self.threads);
         let inv_n = 1.0 / n as f64;
-        let mut loss = 0.0;
-        for (row, &yi) in self.z.chunks_exact_mut(k).zip(&self.y) {
+        let labels = &self.y;
+        self.x.mul_wt_then(wt, k, &mut self.z, &mut self.row_loss, self.threads, |r, row| {
+            let yi = labels[r];
             let m = row.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v));
             let zy = row[yi];
             let mut s = 0.0;
@@ -214,20 +226,24 @@ impl<'a, D: Design> Problem<'a, D> {
                 *v = (*v - m).exp();
                 s += *v;
             }
-            loss += m + s.ln() - zy;
             let inv_s = 1.0 / s;
             for v in row.iter_mut() {
                 *v *= inv_s * inv_n;
             }
             row[yi] -= inv_n;
-        }
+            m + s.ln() - zy
+        });
+        let loss = self.row_loss.iter().fold(0.0, |a, &l| a + l);
         let (gw, gb) = grad.split_at_mut(d * k);
-        self.x.tmul_g(&self.z, k, gw, self.threads);
-        let mut sq = 0.0;
-        for (g, &w) in gw.iter_mut().zip(wt) {
-            *g += self.l2 * w;
-            sq += w * w;
-        }
+        let l2 = self.l2;
+        self.x.tmul_g_then(&self.z, k, gw, &mut self.col_sums, self.threads, |j, grow| {
+            let w = &wt[j * k..(j + 1) * k];
+            for (g, &wv) in grow.iter_mut().zip(w) {
+                *g += l2 * wv;
+            }
+            [vops::dot(w, w), dir.map_or(0.0, |dv| vops::dot(grow, &dv[j * k..(j + 1) * k]))]
+        });
+        let (sq, mut dg) = self.col_sums.iter().fold((0.0, 0.0), |(a, b), s| (a + s[0], b + s[1]));
         if self.fit_intercept {
             gb.fill(0.0);
             for row in self.z.chunks_exact(k) {
@@ -235,118 +251,247 @@ impl<'a, D: Design> Problem<'a, D> {
                     *g += v;
                 }
             }
+            if let Some(dv) = dir {
+                dg += vops::dot(gb, &dv[d * k..]);
+            }
         }
-        loss * inv_n + 0.5 * self.l2 * sq
+        (loss * inv_n + 0.5 * self.l2 * sq, dg)
     }
 }
 
 /// Vector kernels of the optimiser, optionally on several threads.
 ///
-/// Reductions (dot products) are summed per fixed block of `BLOCK` elements
-/// and the block sums are then added in block order, whatever the number of
-/// threads: results are bit-identical for any thread count.
+/// Vectors are cut into fixed blocks of `BLOCK` elements; reductions are
+/// summed per block (in a fixed lane order, see [`dot`]) and the block sums
+/// then added in block order, whatever the number of threads: results are
+/// bit-identical for any thread count.
 mod vops {
     pub(super) const BLOCK: usize = 1 << 14;
+    /// Sub-block for the updates of [`combine`], small enough for L1.
+    const CHUNK: usize = 1 << 10;
 
-    /// Run `f(offset, chunks...)` on contiguous block-aligned ranges of
-    /// `out`, collecting one partial per `BLOCK` into `partials`.
-    fn run<F>(threads: usize, out: &mut [f64], partials: &mut [f64], f: F)
-    where
-        F: Fn(usize, &mut [f64], &mut [f64]) + Sync,
-    {
-        let n_blocks = partials.len();
-        let threads = threads.clamp(1, n_blocks.max(1));
-        if threads == 1 {
-            f(0, out, partials);
-            return;
-        }
-        let per = n_blocks.div_ceil(threads);
-        std::thread::scope(|s| {
-            let mut o = out;
-            let mut p = partials;
-            let mut start = 0;
-            while !p.is_empty() {
-                let nb = per.min(p.len());
-                let len = (nb * BLOCK).min(o.len());
-                let (oc, ot) = o.split_at_mut(len);
-                let (pc, pt) = p.split_at_mut(nb);
-                o = ot;
-                p = pt;
-                let f = &f;
-                s.spawn(move || f(start, oc, pc));
-                start += len;
+    /// `Σ aᵢ·bᵢ` over 8 interleaved lanes, added in a fixed tree, then the
+    /// tail: vectorisable, and the same bits on every CPU.
+    #[inline(always)]
+    pub(super) fn dot(a: &[f64], b: &[f64]) -> f64 {
+        let n = a.len().min(b.len());
+        let (a, b) = (&a[..n], &b[..n]);
+        let mut acc = [0.0f64; 8];
+        let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+        let (ra, rb) = (ca.remainder(), cb.remainder());
+        for (x, y) in ca.zip(cb) {
+            for l in 0..8 {
+                acc[l] += x[l] * y[l];
             }
-        });
+        }
+        let mut tail = 0.0;
+        for (x, y) in ra.iter().zip(rb) {
+            tail += x * y;
+        }
+        (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) + tail
     }
 
-    fn blocks(n: usize) -> usize {
-        n.div_ceil(BLOCK).max(1)
+    /// `(a·b, a·c)` in one pass over `a`, each as [`dot`] computes it.
+    #[inline(always)]
+    fn dot2(a: &[f64], b: &[f64], c: &[f64]) -> (f64, f64) {
+        let n = a.len().min(b.len()).min(c.len());
+        let (a, b, c) = (&a[..n], &b[..n], &c[..n]);
+        let (mut p, mut q) = ([0.0f64; 8], [0.0f64; 8]);
+        let (ca, cb, cc) = (a.chunks_exact(8), b.chunks_exact(8), c.chunks_exact(8));
+        let (ra, rb, rc) = (ca.remainder(), cb.remainder(), cc.remainder());
+        for ((x, y), z) in ca.zip(cb).zip(cc) {
+            for l in 0..8 {
+                p[l] += x[l] * y[l];
+                q[l] += x[l] * z[l];
+            }
+        }
+        let (mut tp, mut tq) = (0.0, 0.0);
+        for ((x, y), z) in ra.iter().zip(rb).zip(rc) {
+            tp += x * y;
+            tq += x * z;
+        }
+        let tree = |s: [f64; 8]| ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+        (tree(p) + tp, tree(q) + tq)
     }
 
-    /// `a · b`.
-    pub(super) fn dot(threads: usize, a: &[f64], b: &[f64]) -> f64 {
-        let mut partials = vec![0.0; blocks(a.len())];
-        dot_into(threads, a, b, &mut partials);
-        partials.iter().sum()
-    }
-
-    fn dot_into(threads: usize, a: &[f64], b: &[f64], partials: &mut [f64]) {
-        let n_blocks = partials.len();
-        let threads = threads.clamp(1, n_blocks);
-        let work = |first: usize, part: &mut [f64]| {
-            for (i, p) in part.iter_mut().enumerate() {
-                let lo = (first + i) * BLOCK;
-                let hi = (lo + BLOCK).min(a.len());
-                *p = a[lo..hi].iter().zip(&b[lo..hi]).map(|(x, y)| x * y).sum();
+    /// Run `f(lo, hi, outs, partials)` on every block `lo..hi` of `0..n`,
+    /// with `outs` the block's part of each output vector and `partials`
+    /// the block's `n_red` reduction slots. Contiguous runs of blocks go to
+    /// scoped threads. Returns the partials, block-major.
+    fn blocks<F>(threads: usize, n: usize, outs: Vec<&mut [f64]>, n_red: usize, f: F) -> Vec<f64>
+    where
+        F: Fn(usize, usize, &mut [&mut [f64]], &mut [f64]) + Sync,
+    {
+        let nb = n.div_ceil(BLOCK).max(1);
+        let mut partials = vec![0.0; nb * n_red];
+        let work = |b0: usize, b1: usize, mut outs: Vec<&mut [f64]>, part: &mut [f64]| {
+            let base = b0 * BLOCK;
+            for bi in b0..b1 {
+                let (lo, hi) = (bi * BLOCK, ((bi + 1) * BLOCK).min(n));
+                let mut sub: Vec<&mut [f64]> = outs.iter_mut().map(|o| &mut o[lo - base..hi - base]).collect();
+                f(lo, hi, &mut sub, &mut part[(bi - b0) * n_red..(bi - b0 + 1) * n_red]);
             }
         };
+        let threads = threads.clamp(1, nb);
         if threads == 1 {
-            work(0, partials);
-            return;
+            work(0, nb, outs, &mut partials);
+            return partials;
         }
-        let per = n_blocks.div_ceil(threads);
+        let per = nb.div_ceil(threads);
         std::thread::scope(|s| {
-            for (t, part) in partials.chunks_mut(per).enumerate() {
+            let (mut rest, mut prest) = (outs, partials.as_mut_slice());
+            let mut b0 = 0;
+            while b0 < nb {
+                let b1 = (b0 + per).min(nb);
+                let len = (b1 * BLOCK).min(n) - b0 * BLOCK;
+                let (mut heads, mut tails) = (Vec::with_capacity(rest.len()), Vec::with_capacity(rest.len()));
+                for o in rest {
+                    let (h, t) = o.split_at_mut(len);
+                    heads.push(h);
+                    tails.push(t);
+                }
+                rest = tails;
+                let (p, pt) = prest.split_at_mut((b1 - b0) * n_red);
+                prest = pt;
                 let work = &work;
-                s.spawn(move || work(t * per, part));
+                s.spawn(move || work(b0, b1, heads, p));
+                b0 = b1;
             }
         });
+        partials
     }
 
-    /// `out[i] = f(i, out[i])` elementwise, then `Σ out[i]·w[i]` if `w` is
-    /// given (0 otherwise).
-    pub(super) fn map_dot<F>(threads: usize, out: &mut [f64], w: Option<&[f64]>, f: F) -> f64
-    where
-        F: Fn(usize, f64) -> f64 + Sync,
-    {
-        let mut partials = vec![0.0; blocks(out.len())];
-        run(threads, out, &mut partials, |off, o, part| {
-            for (bi, (chunk, p)) in o.chunks_mut(BLOCK).zip(part.iter_mut()).enumerate() {
-                let base = off + bi * BLOCK;
-                for (i, v) in chunk.iter_mut().enumerate() {
-                    *v = f(base + i, *v);
-                }
-                if let Some(w) = w {
-                    *p = chunk.iter().zip(&w[base..base + chunk.len()]).map(|(x, y)| x * y).sum();
-                }
+    /// Column `r` of block-major `partials` with `n_red` columns, summed in
+    /// block order.
+    fn total(partials: &[f64], n_red: usize, r: usize) -> f64 {
+        partials.chunks_exact(n_red).fold(0.0, |a, p| a + p[r])
+    }
+
+    /// `out = x + a·dir`.
+    pub(super) fn step(threads: usize, out: &mut [f64], x: &[f64], a: f64, dir: &[f64]) {
+        let n = out.len();
+        blocks(threads, n, vec![out], 0, |lo, hi, o, _| {
+            for ((v, &xi), &di) in o[0].iter_mut().zip(&x[lo..hi]).zip(&dir[lo..hi]) {
+                *v = xi + a * di;
             }
         });
-        partials.iter().sum()
     }
 
     /// `max_i |a_i|`.
     pub(super) fn max_abs(a: &[f64]) -> f64 {
         a.iter().fold(0.0, |m, v| m.max(v.abs()))
     }
+
+    /// The dot products of a new L-BFGS pair with the memory, in one pass.
+    pub(super) struct PairDots {
+        /// `s_i·y_new`, `y_i·y_new`, `s_i·g_new`, `y_i·g_new` for each
+        /// stored pair `i` (oldest first).
+        pub(super) sy: Vec<f64>,
+        pub(super) yy: Vec<f64>,
+        pub(super) sg: Vec<f64>,
+        pub(super) yg: Vec<f64>,
+        /// The same four for the new pair itself.
+        pub(super) new: [f64; 4],
+        /// `max_i |g_new,i|`.
+        pub(super) g_max: f64,
+    }
+
+    /// `s = x_new − x`, `y = g_new − g`, and their dot products with the
+    /// stored pairs and `g_new` (see [`PairDots`]), in one pass.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new_pair(
+        threads: usize,
+        s: &mut [f64],
+        y: &mut [f64],
+        (x_new, x): (&[f64], &[f64]),
+        (g_new, g): (&[f64], &[f64]),
+        ss: &[Vec<f64>],
+        ys: &[Vec<f64>],
+    ) -> PairDots {
+        let m = ss.len();
+        let n_red = 4 * m + 5;
+        let n = s.len();
+        let partials = blocks(threads, n, vec![s, y], n_red, |lo, hi, o, p| {
+            let gn = &g_new[lo..hi];
+            let [sb, yb] = o else { unreachable!("two outputs") };
+            for (((sv, &a), &b), (yv, (&c, &d))) in sb.iter_mut().zip(&x_new[lo..hi]).zip(&x[lo..hi]).zip(yb.iter_mut().zip(gn.iter().zip(&g[lo..hi]))) {
+                *sv = a - b;
+                *yv = c - d;
+            }
+            for i in 0..m {
+                let (sy, sg) = dot2(&ss[i][lo..hi], yb, gn);
+                let (yy, yg) = dot2(&ys[i][lo..hi], yb, gn);
+                p[4 * i..4 * i + 4].copy_from_slice(&[sy, yy, sg, yg]);
+            }
+            let (sy, sg) = dot2(sb, yb, gn);
+            let (yy, yg) = dot2(yb, yb, gn);
+            p[4 * m..4 * m + 4].copy_from_slice(&[sy, yy, sg, yg]);
+            p[4 * m + 4] = max_abs(gn);
+        });
+        let col = |r| total(&partials, n_red, r);
+        PairDots {
+            sy: (0..m).map(|i| col(4 * i)).collect(),
+            yy: (0..m).map(|i| col(4 * i + 1)).collect(),
+            sg: (0..m).map(|i| col(4 * i + 2)).collect(),
+            yg: (0..m).map(|i| col(4 * i + 3)).collect(),
+            new: [col(4 * m), col(4 * m + 1), col(4 * m + 2), col(4 * m + 3)],
+            g_max: partials.chunks_exact(n_red).fold(0.0, |a, p| a.max(p[n_red - 1])),
+        }
+    }
+
+    /// `d = cg·g + Σ cs_i·s_i + Σ cy_i·y_i` (terms added in that order);
+    /// returns `(g·d, d·d)`.
+    pub(super) fn combine(threads: usize, d: &mut [f64], cg: f64, g: &[f64], cs: &[f64], ss: &[Vec<f64>], cy: &[f64], ys: &[Vec<f64>]) -> (f64, f64) {
+        let n = d.len();
+        let partials = blocks(threads, n, vec![d], 2, |lo, hi, o, p| {
+            let db = &mut *o[0];
+            let mut c0 = lo;
+            while c0 < hi {
+                let c1 = (c0 + CHUNK).min(hi);
+                let dc = &mut db[c0 - lo..c1 - lo];
+                for (v, &gi) in dc.iter_mut().zip(&g[c0..c1]) {
+                    *v = cg * gi;
+                }
+                for (&c, v) in cs.iter().zip(ss).chain(cy.iter().zip(ys)) {
+                    for (di, &vi) in dc.iter_mut().zip(&v[c0..c1]) {
+                        *di += c * vi;
+                    }
+                }
+                c0 = c1;
+            }
+            let db: &[f64] = db;
+            let (gd, dd) = dot2(db, &g[lo..hi], db);
+            p.copy_from_slice(&[gd, dd]);
+        });
+        (total(&partials, 2, 0), total(&partials, 2, 1))
+    }
 }
 
-/// L-BFGS memory: the last `MEMORY` pairs `(s, y)` with `ρ = 1/(sᵀy)`.
-/// Buffers are recycled, never reallocated once the memory is full.
+/// L-BFGS memory in the compact form of Byrd, Nocedal & Schnabel (1994),
+/// as L-BFGS-B keeps it: the last `MEMORY` pairs `(s, y)` plus their dot
+/// products `sᵢ·yⱼ` (`i ≤ j`) and `yᵢ·yⱼ`, and `Sᵀg`, `Yᵀg` for the
+/// current gradient. With `γ = sᵀy / yᵀy` of the newest pair,
+///
+/// ```text
+/// H·g = γ·g + S·p − γ·Y·u,   u = R⁻¹·Sᵀg,   p = R⁻ᵀ·((D + γ·YᵀY)·u − γ·Yᵀg)
+/// ```
+///
+/// (`R` upper triangular with `Rᵢⱼ = sᵢ·yⱼ`, `D` its diagonal) is exactly
+/// the two-loop recursion's `H·g` in exact arithmetic, but costs two passes
+/// over the memory per iteration (one for the new pair's dot products, one
+/// for the direction) instead of four. Buffers are recycled, never
+/// reallocated once the memory is full.
 struct Memory {
+    /// Oldest first.
     s: Vec<Vec<f64>>,
     y: Vec<Vec<f64>>,
-    rho: Vec<f64>,
-    /// Buffers of dropped pairs, reused by `push`.
+    /// `sy[j][i] = sᵢ·yⱼ` and `yy[j][i] = yᵢ·yⱼ` for `i ≤ j`.
+    sy: Vec<Vec<f64>>,
+    yy: Vec<Vec<f64>>,
+    /// `sᵢ·g` and `yᵢ·g` for the current gradient `g`.
+    sg: Vec<f64>,
+    yg: Vec<f64>,
+    /// Buffers of dropped pairs, reused for new ones.
     spare: Vec<Vec<f64>>,
     /// Initial inverse-Hessian scale `sᵀy / yᵀy` of the newest pair.
     gamma: f64,
@@ -354,6 +499,10 @@ struct Memory {
 }
 
 impl Memory {
+    fn new(threads: usize) -> Self {
+        Memory { s: vec![], y: vec![], sy: vec![], yy: vec![], sg: vec![], yg: vec![], spare: vec![], gamma: 1.0, threads }
+    }
+
     fn len(&self) -> usize {
         self.s.len()
     }
@@ -361,69 +510,84 @@ impl Memory {
     fn clear(&mut self) {
         self.spare.append(&mut self.s);
         self.spare.append(&mut self.y);
-        self.rho.clear();
+        for v in [&mut self.sy, &mut self.yy] {
+            v.clear();
+        }
+        self.sg.clear();
+        self.yg.clear();
     }
 
     fn buffer(&mut self, n: usize) -> Vec<f64> {
         self.spare.pop().unwrap_or_else(|| vec![0.0; n])
     }
 
-    /// Store `s = x_new − x`, `y = g_new − g` if `sᵀy > ε·yᵀy` (L-BFGS-B's
-    /// curvature test). Returns whether the pair was stored.
-    fn push(&mut self, x_new: &[f64], x: &[f64], g_new: &[f64], g: &[f64]) -> bool {
+    /// Move to the accepted point: form `s = x_new − x`, `y = g_new − g`
+    /// and store the pair if `sᵀy > ε·yᵀy` (L-BFGS-B's curvature test),
+    /// dropping the oldest when full; either way `Sᵀg_new` and `Yᵀg_new` are
+    /// brought up to date. Returns `max|g_new|`.
+    fn advance(&mut self, x_new: &[f64], x: &[f64], g_new: &[f64], g: &[f64]) -> f64 {
         let n = x.len();
-        let t = self.threads;
-        let mut s = self.buffer(n);
-        let mut y = self.buffer(n);
-        vops::map_dot(t, &mut s, None, |i, _| x_new[i] - x[i]);
-        let sy = vops::map_dot(t, &mut y, Some(&s), |i, _| g_new[i] - g[i]);
-        let yy = vops::dot(t, &y, &y);
+        let (mut s, mut y) = (self.buffer(n), self.buffer(n));
+        let dots = vops::new_pair(self.threads, &mut s, &mut y, (x_new, x), (g_new, g), &self.s, &self.y);
+        let [sy, yy, sg, yg] = dots.new;
+        (self.sg, self.yg) = (dots.sg, dots.yg);
         if sy.is_nan() || sy <= f64::EPSILON * yy {
             self.spare.push(s);
             self.spare.push(y);
-            return false;
+            return dots.g_max;
         }
+        let (mut col_sy, mut col_yy) = (dots.sy, dots.yy);
         if self.s.len() == MEMORY {
             self.spare.push(self.s.remove(0));
             self.spare.push(self.y.remove(0));
-            self.rho.remove(0);
+            for v in [&mut self.sy, &mut self.yy] {
+                v.remove(0);
+                v.iter_mut().for_each(|c| {
+                    c.remove(0);
+                });
+            }
+            for v in [&mut self.sg, &mut self.yg, &mut col_sy, &mut col_yy] {
+                v.remove(0);
+            }
         }
+        col_sy.push(sy);
+        col_yy.push(yy);
         self.s.push(s);
         self.y.push(y);
-        self.rho.push(1.0 / sy);
+        self.sy.push(col_sy);
+        self.yy.push(col_yy);
+        self.sg.push(sg);
+        self.yg.push(yg);
         self.gamma = sy / yy;
-        true
+        dots.g_max
     }
 
-    /// `d = −H g` by the two-loop recursion, with each update fused with
-    /// the next dot product (one pass per pair and loop).
-    fn direction(&self, g: &[f64], d: &mut [f64]) {
-        let t = self.threads;
-        let m = self.s.len();
-        if m == 0 {
-            vops::map_dot(t, d, None, |i, _| -g[i]);
-            return;
-        }
-        let mut alpha = vec![0.0; m];
-        // first loop, newest to oldest: α_i = ρ_i s_iᵀd; d −= α_i y_i
-        let mut sd = vops::map_dot(t, d, Some(&self.s[m - 1]), |i, _| -g[i]);
-        for i in (0..m).rev() {
-            alpha[i] = self.rho[i] * sd;
-            let yi = &self.y[i];
-            let a = alpha[i];
-            let next = if i > 0 { Some(self.s[i - 1].as_slice()) } else { None };
-            sd = vops::map_dot(t, d, next, |j, v| v - a * yi[j]);
-        }
-        // scaling γ = sᵀy / yᵀy of the newest pair, fused with y_0ᵀd
+    /// `d = −H·g` for the current gradient `g` (the one of the last
+    /// [`Memory::advance`]); returns `(g·d, d·d)`.
+    fn direction(&self, g: &[f64], d: &mut [f64]) -> (f64, f64) {
+        let m = self.len();
         let gamma = self.gamma;
-        let mut yd = vops::map_dot(t, d, Some(&self.y[0]), |_, v| v * gamma);
-        // second loop, oldest to newest: β_i = ρ_i y_iᵀd; d += (α_i − β_i) s_i
-        for (i, (&a, &rho)) in alpha.iter().zip(&self.rho).enumerate() {
-            let c = a - rho * yd;
-            let si = &self.s[i];
-            let next = if i + 1 < m { Some(self.y[i + 1].as_slice()) } else { None };
-            yd = vops::map_dot(t, d, next, |j, v| v + c * si[j]);
+        let r = |i: usize, j: usize| self.sy[j][i];
+        let yy = |i: usize, j: usize| if i <= j { self.yy[j][i] } else { self.yy[i][j] };
+        // u = R⁻¹·Sᵀg (back substitution)
+        let mut u = vec![0.0; m];
+        for i in (0..m).rev() {
+            let acc = (i + 1..m).fold(self.sg[i], |a, j| a - r(i, j) * u[j]);
+            u[i] = acc / r(i, i);
         }
+        // p = R⁻ᵀ·((D + γ·YᵀY)·u − γ·Yᵀg) (forward substitution)
+        let mut p = vec![0.0; m];
+        for i in 0..m {
+            let yyu = (0..m).fold(0.0, |a, j| a + yy(i, j) * u[j]);
+            let v = r(i, i) * u[i] + gamma * yyu - gamma * self.yg[i];
+            let acc = (0..i).fold(v, |a, j| a - r(j, i) * p[j]);
+            p[i] = acc / r(i, i);
+        }
+        // d = −γ·g − S·p + γ·Y·u
+        let cs: Vec<f64> = p.iter().map(|v| -v).collect();
+        let cy: Vec<f64> = u.iter().map(|v| gamma * v).collect();
+        let cg = if m == 0 { -1.0 } else { -gamma };
+        vops::combine(self.threads, d, cg, g, &cs, &self.s, &cy, &self.y)
     }
 }
 
@@ -502,9 +666,8 @@ fn line_search<D: Design>(p: &mut Problem<'_, D>, x: &[f64], f0: f64, dir: &[f64
     let mut hi: Option<Pt> = None;
     let mut a = a0;
     for _ in 0..MAX_LS {
-        vops::map_dot(t, &mut bufs.x_t, None, |i, _| x[i] + a * dir[i]);
-        let f = p.eval(&bufs.x_t, &mut bufs.g_t);
-        let dg = vops::dot(t, &bufs.g_t, dir);
+        vops::step(t, &mut bufs.x_t, x, a, dir);
+        let (f, dg) = p.eval(&bufs.x_t, &mut bufs.g_t, Some(dir));
         let trial = Pt { a, f, dg };
         let armijo_fails = !f.is_finite() || f > f0 + C1 * a * dg0 || (lo.a > 0.0 && f >= lo.f);
         if armijo_fails {
@@ -581,21 +744,20 @@ pub fn fit(
     let np = theta.len();
     let t = p.threads;
     let mut g = vec![0.0; np];
-    let mut f = p.eval(&theta, &mut g);
-    let mut mem = Memory { s: Vec::new(), y: Vec::new(), rho: Vec::new(), spare: Vec::new(), gamma: 1.0, threads: t };
+    let (mut f, _) = p.eval(&theta, &mut g, None);
+    let mut mem = Memory::new(t);
     let mut dir = vec![0.0; np];
     let mut bufs = Buffers { x_t: vec![0.0; np], g_t: vec![0.0; np], x_lo: vec![0.0; np], g_lo: vec![0.0; np] };
     let mut n_iter = 0;
-    let mut converged = vops::max_abs(&g) <= cfg.tol;
+    let mut g_max = vops::max_abs(&g);
+    let mut converged = g_max <= cfg.tol;
     while !converged && n_iter < cfg.max_iter {
-        mem.direction(&g, &mut dir);
-        let mut dg0 = vops::dot(t, &g, &dir);
+        let (mut dg0, mut dd) = mem.direction(&g, &mut dir);
         if dg0.is_nan() || dg0 >= 0.0 {
             mem.clear();
-            mem.direction(&g, &mut dir);
-            dg0 = vops::dot(t, &g, &dir);
+            (dg0, dd) = mem.direction(&g, &mut dir);
         }
-        let a0 = if mem.len() == 0 { (1.0 / vops::dot(t, &dir, &dir).sqrt()).min(1e10) } else { 1.0 };
+        let a0 = if mem.len() == 0 { (1.0 / dd.sqrt()).min(1e10) } else { 1.0 };
         let f_new = match line_search(&mut p, &theta, f, &dir, dg0, a0, &mut bufs) {
             LineSearch::Ok(f_new) => f_new,
             LineSearch::Failed => {
@@ -607,17 +769,17 @@ pub fn fit(
             }
         };
         n_iter += 1;
-        mem.push(&bufs.x_t, &theta, &bufs.g_t, &g);
+        g_max = mem.advance(&bufs.x_t, &theta, &bufs.g_t, &g);
         let f_old = f;
         f = f_new;
         std::mem::swap(&mut theta, &mut bufs.x_t);
         std::mem::swap(&mut g, &mut bufs.g_t);
-        if vops::max_abs(&g) <= cfg.tol || (f_old - f) <= FTOL * f_old.abs().max(f.abs()).max(1.0) {
+        if g_max <= cfg.tol || (f_old - f) <= FTOL * f_old.abs().max(f.abs()).max(1.0) {
             converged = true;
         }
     }
 
-    let grad_max_norm = vops::max_abs(&g);
+    let grad_max_norm = g_max;
     let mut coef = vec![0.0; n_classes * d];
     let mut intercept = vec![f64::NEG_INFINITY; n_classes];
     for (ci, &c) in map.seen.iter().enumerate() {
@@ -674,7 +836,7 @@ pub fn objective(
         }
     }
     let mut g = vec![0.0; theta.len()];
-    Ok(p.eval(&theta, &mut g))
+    Ok(p.eval(&theta, &mut g, None).0)
 }
 
 impl LogRegModel {
@@ -747,24 +909,89 @@ impl LogRegModel {
 
 #[cfg(test)]
 mod tests {
-    use super::vops;
+    use super::{Memory, vops};
 
-    #[test]
-    fn vector_reductions_do_not_depend_on_threads() {
-        let n = 5 * vops::BLOCK + 123;
+    fn vecs(n: usize) -> (Vec<f64>, Vec<f64>) {
         let a: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1000) as f64 * 1e-3 - 0.4).collect();
         let b: Vec<f64> = (0..n).map(|i| ((i as f64) * 0.37).sin()).collect();
-        let base = vops::dot(1, &a, &b);
-        let mut out1 = b.clone();
-        let m1 = vops::map_dot(1, &mut out1, Some(&a), |i, v| v * 0.5 + a[i]);
-        for t in 2..6 {
-            assert_eq!(vops::dot(t, &a, &b).to_bits(), base.to_bits());
-            let mut out = b.clone();
-            let m = vops::map_dot(t, &mut out, Some(&a), |i, v| v * 0.5 + a[i]);
-            assert_eq!(m.to_bits(), m1.to_bits());
-            assert_eq!(out, out1);
-        }
+        (a, b)
+    }
+
+    #[test]
+    fn vector_passes_do_not_depend_on_threads() {
+        let n = 5 * vops::BLOCK + 123;
+        let (a, b) = vecs(n);
         let naive: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((base - naive).abs() < 1e-9 * naive.abs().max(1.0));
+        assert!((vops::dot(&a, &b) - naive).abs() < 1e-9 * naive.abs().max(1.0));
+        let run = |threads: usize| {
+            let mut m = Memory::new(threads);
+            let (mut x, mut g) = (a.clone(), b.clone());
+            let mut d = vec![0.0; n];
+            let mut out = Vec::new();
+            for it in 0..4 {
+                let (gd, dd) = m.direction(&g, &mut d);
+                let x_new: Vec<f64> = x.iter().zip(&d).map(|(x, d)| x + 0.1 * d).collect();
+                let g_new: Vec<f64> = g.iter().zip(&x_new).map(|(g, x)| 0.5 * g + 0.01 * x * (it as f64 + 1.0)).collect();
+                let gmax = m.advance(&x_new, &x, &g_new, &g);
+                out.extend([gd, dd, gmax]);
+                out.extend_from_slice(&d);
+                (x, g) = (x_new, g_new);
+            }
+            let mut stepped = vec![0.0; n];
+            vops::step(threads, &mut stepped, &a, 0.25, &b);
+            out.extend_from_slice(&stepped);
+            out.into_iter().map(f64::to_bits).collect::<Vec<_>>()
+        };
+        let base = run(1);
+        for t in 2..6 {
+            assert!(run(t) == base, "threads={t} changed a vector pass");
+        }
+    }
+
+    /// The compact form gives the two-loop recursion's direction.
+    #[test]
+    fn compact_direction_matches_two_loop_recursion() {
+        let n = 3 * vops::BLOCK + 7;
+        let (a, b) = vecs(n);
+        let mut m = Memory::new(2);
+        let (mut x, mut g) = (a.clone(), b.clone());
+        let (mut ss, mut ys): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (vec![], vec![]);
+        let mut d = vec![0.0; n];
+        // a quadratic with a diagonal Hessian keeps sᵀy > 0
+        let h: Vec<f64> = (0..n).map(|i| 1.0 + (i % 17) as f64 * 0.3).collect();
+        for _ in 0..(super::MEMORY + 3) {
+            m.direction(&g, &mut d);
+            // two-loop reference
+            let mut q: Vec<f64> = g.clone();
+            let mut alpha = vec![0.0; ss.len()];
+            for i in (0..ss.len()).rev() {
+                let rho = 1.0 / vops::dot(&ss[i], &ys[i]);
+                alpha[i] = rho * vops::dot(&ss[i], &q);
+                q.iter_mut().zip(&ys[i]).for_each(|(q, y)| *q -= alpha[i] * y);
+            }
+            if let (Some(s), Some(y)) = (ss.last(), ys.last()) {
+                let gamma = vops::dot(s, y) / vops::dot(y, y);
+                q.iter_mut().for_each(|v| *v *= gamma);
+            }
+            for i in 0..ss.len() {
+                let rho = 1.0 / vops::dot(&ss[i], &ys[i]);
+                let beta = rho * vops::dot(&ys[i], &q);
+                q.iter_mut().zip(&ss[i]).for_each(|(q, s)| *q += (alpha[i] - beta) * s);
+            }
+            let scale = q.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+            let err = d.iter().zip(&q).fold(0.0f64, |a, (d, q)| a.max((d + q).abs()));
+            assert!(err <= 1e-10 * scale, "compact vs two-loop: {err} (scale {scale})");
+            let x_new: Vec<f64> = x.iter().zip(&d).map(|(x, d)| x + 0.5 * d).collect();
+            let g_new: Vec<f64> = x_new.iter().zip(&h).map(|(x, h)| h * x).collect();
+            m.advance(&x_new, &x, &g_new, &g);
+            ss.push(x_new.iter().zip(&x).map(|(a, b)| a - b).collect());
+            ys.push(g_new.iter().zip(&g).map(|(a, b)| a - b).collect());
+            if ss.len() > super::MEMORY {
+                ss.remove(0);
+                ys.remove(0);
+            }
+            (x, g) = (x_new, g_new);
+        }
+        assert_eq!(m.len(), super::MEMORY);
     }
 }
