@@ -34,7 +34,8 @@
 //! predicted. Fewer than two seen classes is an error, as in scikit-learn.
 //!
 //! # Optimiser
-//! L-BFGS (two-loop recursion, memory 10 as scipy's `maxcor`), first step
+//! L-BFGS (memory 10 as scipy's `maxcor`, in the compact representation
+//! L-BFGS-B uses), first step
 //! `1/‖g‖₂` as L-BFGS-B, then unit steps; a line search satisfying the strong
 //! Wolfe conditions (`c₁ = 1e-3`, `c₂ = 0.9`, scipy's `dcsrch` constants;
 //! at most 50 evaluations, sklearn's `maxls`) with safeguarded cubic
@@ -267,7 +268,8 @@ impl<'a, D: Design> Problem<'a, D> {
 /// bit-identical for any thread count.
 mod vops {
     pub(super) const BLOCK: usize = 1 << 14;
-    /// Sub-block for the updates of [`combine`], small enough for L1.
+    /// Sub-block of the memory passes ([`combine`], [`new_pair`]): all
+    /// vectors are read a chunk at a time, which stays in L1.
     const CHUNK: usize = 1 << 10;
 
     /// `Σ aᵢ·bᵢ` over 8 interleaved lanes, added in a fixed tree, then the
@@ -291,27 +293,48 @@ mod vops {
         (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) + tail
     }
 
-    /// `(a·b, a·c)` in one pass over `a`, each as [`dot`] computes it.
+    /// A dot product in progress, summed as [`dot`] sums it: 8 interleaved
+    /// lanes, then the tail. Feeding a vector piecewise gives [`dot`]'s bits
+    /// when every piece but the last has a length divisible by 8.
+    #[derive(Clone, Copy, Default)]
+    pub(super) struct Lanes {
+        acc: [f64; 8],
+        tail: f64,
+    }
+
+    impl Lanes {
+        #[inline(always)]
+        fn total(&self) -> f64 {
+            let s = &self.acc;
+            (((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))) + self.tail
+        }
+    }
+
+    /// Add `a·b` into `p` and `a·c` into `q`, one pass over `a`.
     #[inline(always)]
-    fn dot2(a: &[f64], b: &[f64], c: &[f64]) -> (f64, f64) {
+    fn dot2_into(a: &[f64], b: &[f64], c: &[f64], mut p: Lanes, mut q: Lanes) -> (Lanes, Lanes) {
         let n = a.len().min(b.len()).min(c.len());
         let (a, b, c) = (&a[..n], &b[..n], &c[..n]);
-        let (mut p, mut q) = ([0.0f64; 8], [0.0f64; 8]);
         let (ca, cb, cc) = (a.chunks_exact(8), b.chunks_exact(8), c.chunks_exact(8));
         let (ra, rb, rc) = (ca.remainder(), cb.remainder(), cc.remainder());
         for ((x, y), z) in ca.zip(cb).zip(cc) {
             for l in 0..8 {
-                p[l] += x[l] * y[l];
-                q[l] += x[l] * z[l];
+                p.acc[l] += x[l] * y[l];
+                q.acc[l] += x[l] * z[l];
             }
         }
-        let (mut tp, mut tq) = (0.0, 0.0);
         for ((x, y), z) in ra.iter().zip(rb).zip(rc) {
-            tp += x * y;
-            tq += x * z;
+            p.tail += x * y;
+            q.tail += x * z;
         }
-        let tree = |s: [f64; 8]| ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
-        (tree(p) + tp, tree(q) + tq)
+        (p, q)
+    }
+
+    /// `(a·b, a·c)` in one pass over `a`, each as [`dot`] computes it.
+    #[inline(always)]
+    fn dot2(a: &[f64], b: &[f64], c: &[f64]) -> (f64, f64) {
+        let (p, q) = dot2_into(a, b, c, Lanes::default(), Lanes::default());
+        (p.total(), q.total())
     }
 
     /// Run `f(lo, hi, outs, partials)` on every block `lo..hi` of `0..n`,
@@ -367,19 +390,71 @@ mod vops {
         partials.chunks_exact(n_red).fold(0.0, |a, p| a + p[r])
     }
 
+    /// Define `fn $name(args)` running `$body` compiled for AVX-512F or
+    /// AVX2 when the CPU has it, portable code otherwise. The bodies keep
+    /// their lanes explicit (see [`dot`]), so every path gives the same bits;
+    /// the wider paths just vectorise them.
+    macro_rules! multiversion {
+        ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+            $(#[$doc])*
+            #[allow(clippy::too_many_arguments)]
+            fn $name($($arg: $ty),*) {
+                #[inline(always)]
+                #[allow(clippy::too_many_arguments)]
+                fn body($($arg: $ty),*) $body
+                #[cfg(target_arch = "x86_64")]
+                {
+                    #[target_feature(enable = "avx512f")]
+                    #[allow(clippy::too_many_arguments)]
+                    fn v512($($arg: $ty),*) {
+                        body($($arg),*)
+                    }
+                    #[target_feature(enable = "avx2")]
+                    #[allow(clippy::too_many_arguments)]
+                    fn v256($($arg: $ty),*) {
+                        body($($arg),*)
+                    }
+                    if std::arch::is_x86_feature_detected!("avx512f") {
+                        // SAFETY: the feature was just detected.
+                        return unsafe { v512($($arg),*) };
+                    }
+                    if std::arch::is_x86_feature_detected!("avx2") {
+                        // SAFETY: the feature was just detected.
+                        return unsafe { v256($($arg),*) };
+                    }
+                }
+                body($($arg),*)
+            }
+        };
+    }
+
+    multiversion! {
+        /// One block of [`step`].
+        fn step_block(x: &[f64], dir: &[f64], a: f64, o: &mut [f64]) {
+            for ((v, &xi), &di) in o.iter_mut().zip(x).zip(dir) {
+                *v = xi + a * di;
+            }
+        }
+    }
+
     /// `out = x + a·dir`.
     pub(super) fn step(threads: usize, out: &mut [f64], x: &[f64], a: f64, dir: &[f64]) {
         let n = out.len();
-        blocks(threads, n, vec![out], 0, |lo, hi, o, _| {
-            for ((v, &xi), &di) in o[0].iter_mut().zip(&x[lo..hi]).zip(&dir[lo..hi]) {
-                *v = xi + a * di;
-            }
-        });
+        blocks(threads, n, vec![out], 0, |lo, hi, o, _| step_block(&x[lo..hi], &dir[lo..hi], a, o[0]));
     }
 
-    /// `max_i |a_i|`.
+    /// `max_i |a_i|` (NaN ignored, as `f64::max` does).
+    #[inline(always)]
     pub(super) fn max_abs(a: &[f64]) -> f64 {
-        a.iter().fold(0.0, |m, v| m.max(v.abs()))
+        let mut acc = [0.0f64; 8];
+        let c = a.chunks_exact(8);
+        let tail = c.remainder().iter().fold(0.0, |m: f64, v| m.max(v.abs()));
+        for x in c {
+            for l in 0..8 {
+                acc[l] = acc[l].max(x[l].abs());
+            }
+        }
+        acc.iter().fold(tail, |m, &v| m.max(v))
     }
 
     /// The dot products of a new L-BFGS pair with the memory, in one pass.
@@ -394,6 +469,39 @@ mod vops {
         pub(super) new: [f64; 4],
         /// `max_i |g_new,i|`.
         pub(super) g_max: f64,
+    }
+
+    multiversion! {
+        /// One block of [`new_pair`], starting at element `lo`.
+        fn pair_block(x_new: &[f64], x: &[f64], g_new: &[f64], g: &[f64], ss: &[Vec<f64>], ys: &[Vec<f64>], lo: usize, sb: &mut [f64], yb: &mut [f64], p: &mut [f64]) {
+            // Chunk by chunk, all vectors at once (many concurrent streams
+            // read memory faster than one vector after the other); the lanes
+            // carry over between chunks, so the sums are [`dot`]'s.
+            let m = ss.len();
+            let mut acc = vec![Lanes::default(); 4 * m + 4];
+            let len = sb.len();
+            let mut c0 = 0;
+            while c0 < len {
+                let c1 = (c0 + CHUNK).min(len);
+                let (sc, yc) = (&mut sb[c0..c1], &mut yb[c0..c1]);
+                for (((sv, &a), &b), (yv, (&c, &d))) in sc.iter_mut().zip(&x_new[c0..c1]).zip(&x[c0..c1]).zip(yc.iter_mut().zip(g_new[c0..c1].iter().zip(&g[c0..c1]))) {
+                    *sv = a - b;
+                    *yv = c - d;
+                }
+                let (sc, yc, gc): (&[f64], &[f64], &[f64]) = (sc, yc, &g_new[c0..c1]);
+                let (a0, a1) = (lo + c0, lo + c1);
+                for i in 0..=m {
+                    let (s_i, y_i) = if i < m { (&ss[i][a0..a1], &ys[i][a0..a1]) } else { (sc, yc) };
+                    (acc[4 * i], acc[4 * i + 2]) = dot2_into(s_i, yc, gc, acc[4 * i], acc[4 * i + 2]);
+                    (acc[4 * i + 1], acc[4 * i + 3]) = dot2_into(y_i, yc, gc, acc[4 * i + 1], acc[4 * i + 3]);
+                }
+                c0 = c1;
+            }
+            for (r, l) in acc.iter().enumerate() {
+                p[r] = l.total();
+            }
+            p[4 * m + 4] = max_abs(g_new);
+        }
     }
 
     /// `s = x_new − x`, `y = g_new − g`, and their dot products with the
@@ -412,21 +520,8 @@ mod vops {
         let n_red = 4 * m + 5;
         let n = s.len();
         let partials = blocks(threads, n, vec![s, y], n_red, |lo, hi, o, p| {
-            let gn = &g_new[lo..hi];
             let [sb, yb] = o else { unreachable!("two outputs") };
-            for (((sv, &a), &b), (yv, (&c, &d))) in sb.iter_mut().zip(&x_new[lo..hi]).zip(&x[lo..hi]).zip(yb.iter_mut().zip(gn.iter().zip(&g[lo..hi]))) {
-                *sv = a - b;
-                *yv = c - d;
-            }
-            for i in 0..m {
-                let (sy, sg) = dot2(&ss[i][lo..hi], yb, gn);
-                let (yy, yg) = dot2(&ys[i][lo..hi], yb, gn);
-                p[4 * i..4 * i + 4].copy_from_slice(&[sy, yy, sg, yg]);
-            }
-            let (sy, sg) = dot2(sb, yb, gn);
-            let (yy, yg) = dot2(yb, yb, gn);
-            p[4 * m..4 * m + 4].copy_from_slice(&[sy, yy, sg, yg]);
-            p[4 * m + 4] = max_abs(gn);
+            pair_block(&x_new[lo..hi], &x[lo..hi], &g_new[lo..hi], &g[lo..hi], ss, ys, lo, sb, yb, p)
         });
         let col = |r| total(&partials, n_red, r);
         PairDots {
@@ -439,12 +534,11 @@ mod vops {
         }
     }
 
-    /// `d = cg·g + Σ cs_i·s_i + Σ cy_i·y_i` (terms added in that order);
-    /// returns `(g·d, d·d)`.
-    pub(super) fn combine(threads: usize, d: &mut [f64], cg: f64, g: &[f64], cs: &[f64], ss: &[Vec<f64>], cy: &[f64], ys: &[Vec<f64>]) -> (f64, f64) {
-        let n = d.len();
-        let partials = blocks(threads, n, vec![d], 2, |lo, hi, o, p| {
-            let db = &mut *o[0];
+    multiversion! {
+        /// One block of [`combine`], starting at element `lo`; `g` and the
+        /// memory vectors are whole.
+        fn combine_block(g: &[f64], cg: f64, cs: &[f64], ss: &[Vec<f64>], cy: &[f64], ys: &[Vec<f64>], lo: usize, db: &mut [f64], p: &mut [f64]) {
+            let hi = lo + db.len();
             let mut c0 = lo;
             while c0 < hi {
                 let c1 = (c0 + CHUNK).min(hi);
@@ -462,7 +556,14 @@ mod vops {
             let db: &[f64] = db;
             let (gd, dd) = dot2(db, &g[lo..hi], db);
             p.copy_from_slice(&[gd, dd]);
-        });
+        }
+    }
+
+    /// `d = cg·g + Σ cs_i·s_i + Σ cy_i·y_i` (terms added in that order);
+    /// returns `(g·d, d·d)`.
+    pub(super) fn combine(threads: usize, d: &mut [f64], cg: f64, g: &[f64], cs: &[f64], ss: &[Vec<f64>], cy: &[f64], ys: &[Vec<f64>]) -> (f64, f64) {
+        let n = d.len();
+        let partials = blocks(threads, n, vec![d], 2, |lo, _, o, p| combine_block(g, cg, cs, ss, cy, ys, lo, o[0], p));
         (total(&partials, 2, 0), total(&partials, 2, 1))
     }
 }
