@@ -209,18 +209,13 @@ impl<'a, D: Design> Problem<'a, D> {
         let (k, d) = (self.k, self.d);
         let n = self.x.n_rows();
         let (wt, b) = theta.split_at(d * k);
-        for row in self.z.chunks_exact_mut(k) {
-            if self.fit_intercept {
-                row.copy_from_slice(b);
-            } else {
-                row.fill(0.0);
-            }
-        }
+        let zeros = vec![0.0; k];
+        let init = if self.fit_intercept { b } else { &zeros };
         let inv_n = 1.0 / n as f64;
         let labels = &self.y;
-        self.x.mul_wt_then(wt, k, &mut self.z, &mut self.row_loss, self.threads, |r, row| {
+        self.x.mul_wt_then(wt, k, Some(init), &mut self.z, &mut self.row_loss, self.threads, |r, row| {
             let yi = labels[r];
-            let m = row.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v));
+            let m = vops::max(row);
             let zy = row[yi];
             let mut s = 0.0;
             for v in row.iter_mut() {
@@ -443,6 +438,21 @@ mod vops {
         blocks(threads, n, vec![out], 0, |lo, hi, o, _| step_block(&x[lo..hi], &dir[lo..hi], a, o[0]));
     }
 
+    /// `max_i a_i` (`-inf` for none; NaN ignored, as `f64::max` does):
+    /// exact, so the lane order does not matter.
+    #[inline(always)]
+    pub(super) fn max(a: &[f64]) -> f64 {
+        let mut acc = [f64::NEG_INFINITY; 8];
+        let c = a.chunks_exact(8);
+        let tail = c.remainder().iter().fold(f64::NEG_INFINITY, |m: f64, &v| m.max(v));
+        for x in c {
+            for l in 0..8 {
+                acc[l] = acc[l].max(x[l]);
+            }
+        }
+        acc.iter().fold(tail, |m, &v| m.max(v))
+    }
+
     /// `max_i |a_i|` (NaN ignored, as `f64::max` does).
     #[inline(always)]
     pub(super) fn max_abs(a: &[f64]) -> f64 {
@@ -536,9 +546,10 @@ mod vops {
 
     multiversion! {
         /// One block of [`combine`], starting at element `lo`; `g` and the
-        /// memory vectors are whole.
-        fn combine_block(g: &[f64], cg: f64, cs: &[f64], ss: &[Vec<f64>], cy: &[f64], ys: &[Vec<f64>], lo: usize, db: &mut [f64], p: &mut [f64]) {
+        /// memory vectors are whole, the step's `x` and `x_t` the block's.
+        fn combine_block(g: &[f64], cg: f64, cs: &[f64], ss: &[Vec<f64>], cy: &[f64], ys: &[Vec<f64>], lo: usize, db: &mut [f64], step: Option<(&[f64], f64, &mut [f64])>, p: &mut [f64]) {
             let hi = lo + db.len();
+            let mut step = step;
             let mut c0 = lo;
             while c0 < hi {
                 let c1 = (c0 + CHUNK).min(hi);
@@ -551,6 +562,11 @@ mod vops {
                         *di += c * vi;
                     }
                 }
+                if let Some((x, a, xt)) = step.as_mut() {
+                    for ((v, &xi), &di) in xt[c0 - lo..c1 - lo].iter_mut().zip(&x[c0 - lo..c1 - lo]).zip(&*dc) {
+                        *v = xi + *a * di;
+                    }
+                }
                 c0 = c1;
             }
             let db: &[f64] = db;
@@ -560,10 +576,28 @@ mod vops {
     }
 
     /// `d = cg·g + Σ cs_i·s_i + Σ cy_i·y_i` (terms added in that order);
-    /// returns `(g·d, d·d)`.
-    pub(super) fn combine(threads: usize, d: &mut [f64], cg: f64, g: &[f64], cs: &[f64], ss: &[Vec<f64>], cy: &[f64], ys: &[Vec<f64>]) -> (f64, f64) {
+    /// returns `(g·d, d·d)`. With `step = (x, a, x_t)`, also
+    /// `x_t = x + a·d` as [`step`] computes it, while `d` is in cache.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn combine(
+        threads: usize,
+        d: &mut [f64],
+        cg: f64,
+        g: &[f64],
+        (cs, ss): (&[f64], &[Vec<f64>]),
+        (cy, ys): (&[f64], &[Vec<f64>]),
+        step: Option<(&[f64], f64, &mut [f64])>,
+    ) -> (f64, f64) {
         let n = d.len();
-        let partials = blocks(threads, n, vec![d], 2, |lo, _, o, p| combine_block(g, cg, cs, ss, cy, ys, lo, o[0], p));
+        let (x, a, outs) = match step {
+            Some((x, a, x_t)) => (x, a, vec![d, x_t]),
+            None => (&[][..], 0.0, vec![d]),
+        };
+        let partials = blocks(threads, n, outs, 2, |lo, hi, o, p| match o {
+            [db, xt] => combine_block(g, cg, cs, ss, cy, ys, lo, db, Some((&x[lo..hi], a, xt)), p),
+            [db] => combine_block(g, cg, cs, ss, cy, ys, lo, db, None, p),
+            _ => unreachable!("one or two outputs"),
+        });
         (total(&partials, 2, 0), total(&partials, 2, 1))
     }
 }
@@ -664,8 +698,11 @@ impl Memory {
     }
 
     /// `d = −H·g` for the current gradient `g` (the one of the last
-    /// [`Memory::advance`]); returns `(g·d, d·d)`.
-    fn direction(&self, g: &[f64], d: &mut [f64]) -> (f64, f64) {
+    /// [`Memory::advance`]); returns `(g·d, d·d)` and whether `x_t = x + d`
+    /// was formed too. That unit first step is formed in the same pass when
+    /// `step = (x, x_t)` is given and the memory is not empty (with an empty
+    /// memory the first step is `1/‖d‖₂`).
+    fn direction(&self, g: &[f64], d: &mut [f64], step: Option<(&[f64], &mut [f64])>) -> (f64, f64, bool) {
         let m = self.len();
         let gamma = self.gamma;
         let r = |i: usize, j: usize| self.sy[j][i];
@@ -688,7 +725,10 @@ impl Memory {
         let cs: Vec<f64> = p.iter().map(|v| -v).collect();
         let cy: Vec<f64> = u.iter().map(|v| gamma * v).collect();
         let cg = if m == 0 { -1.0 } else { -gamma };
-        vops::combine(self.threads, d, cg, g, &cs, &self.s, &cy, &self.y)
+        let step = if m > 0 { step.map(|(x, x_t)| (x, 1.0, x_t)) } else { None };
+        let stepped = step.is_some();
+        let (gd, dd) = vops::combine(self.threads, d, cg, g, (&cs, &self.s), (&cy, &self.y), step);
+        (gd, dd, stepped)
     }
 }
 
@@ -757,7 +797,7 @@ enum LineSearch {
 /// Strong-Wolfe line search from `x` along `dir`. On success the new point
 /// and gradient are left in `x_t` and `g_t`.
 #[allow(clippy::too_many_arguments)]
-fn line_search<D: Design>(p: &mut Problem<'_, D>, x: &[f64], f0: f64, dir: &[f64], dg0: f64, a0: f64, bufs: &mut Buffers) -> LineSearch {
+fn line_search<D: Design>(p: &mut Problem<'_, D>, x: &[f64], f0: f64, dir: &[f64], dg0: f64, (a0, formed): (f64, bool), bufs: &mut Buffers) -> LineSearch {
     let t = p.threads;
     let mut lo = Pt { a: 0.0, f: f0, dg: dg0 };
     // Whether `bufs.x_lo`/`g_lo` hold the point at `lo` (lo.a > 0).
@@ -766,8 +806,10 @@ fn line_search<D: Design>(p: &mut Problem<'_, D>, x: &[f64], f0: f64, dir: &[f64
     let mut prev = lo;
     let mut hi: Option<Pt> = None;
     let mut a = a0;
-    for _ in 0..MAX_LS {
-        vops::step(t, &mut bufs.x_t, x, a, dir);
+    for n_trial in 0..MAX_LS {
+        if n_trial > 0 || !formed {
+            vops::step(t, &mut bufs.x_t, x, a, dir);
+        }
         let (f, dg) = p.eval(&bufs.x_t, &mut bufs.g_t, Some(dir));
         let trial = Pt { a, f, dg };
         let armijo_fails = !f.is_finite() || f > f0 + C1 * a * dg0 || (lo.a > 0.0 && f >= lo.f);
@@ -853,13 +895,13 @@ pub fn fit(
     let mut g_max = vops::max_abs(&g);
     let mut converged = g_max <= cfg.tol;
     while !converged && n_iter < cfg.max_iter {
-        let (mut dg0, mut dd) = mem.direction(&g, &mut dir);
+        let (mut dg0, mut dd, mut formed) = mem.direction(&g, &mut dir, Some((&theta, &mut bufs.x_t)));
         if dg0.is_nan() || dg0 >= 0.0 {
             mem.clear();
-            (dg0, dd) = mem.direction(&g, &mut dir);
+            (dg0, dd, formed) = mem.direction(&g, &mut dir, None);
         }
         let a0 = if mem.len() == 0 { (1.0 / dd.sqrt()).min(1e10) } else { 1.0 };
-        let f_new = match line_search(&mut p, &theta, f, &dir, dg0, a0, &mut bufs) {
+        let f_new = match line_search(&mut p, &theta, f, &dir, dg0, (a0, formed), &mut bufs) {
             LineSearch::Ok(f_new) => f_new,
             LineSearch::Failed => {
                 if mem.len() == 0 {
@@ -1030,7 +1072,14 @@ mod tests {
             let mut d = vec![0.0; n];
             let mut out = Vec::new();
             for it in 0..4 {
-                let (gd, dd) = m.direction(&g, &mut d);
+                let mut x_t = vec![0.0; n];
+                let (gd, dd, formed) = m.direction(&g, &mut d, Some((&x, &mut x_t)));
+                assert_eq!(formed, it > 0, "the unit step is formed with a non-empty memory");
+                if formed {
+                    let mut stepped = vec![0.0; n];
+                    vops::step(threads, &mut stepped, &x, 1.0, &d);
+                    assert!(stepped == x_t, "fused and separate steps differ");
+                }
                 let x_new: Vec<f64> = x.iter().zip(&d).map(|(x, d)| x + 0.1 * d).collect();
                 let g_new: Vec<f64> = g.iter().zip(&x_new).map(|(g, x)| 0.5 * g + 0.01 * x * (it as f64 + 1.0)).collect();
                 let gmax = m.advance(&x_new, &x, &g_new, &g);
@@ -1061,7 +1110,7 @@ mod tests {
         // a quadratic with a diagonal Hessian keeps sᵀy > 0
         let h: Vec<f64> = (0..n).map(|i| 1.0 + (i % 17) as f64 * 0.3).collect();
         for _ in 0..(super::MEMORY + 3) {
-            m.direction(&g, &mut d);
+            m.direction(&g, &mut d, None);
             // two-loop reference
             let mut q: Vec<f64> = g.clone();
             let mut alpha = vec![0.0; ss.len()];

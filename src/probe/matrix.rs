@@ -251,10 +251,12 @@ impl Csr {
     }
 }
 
-/// `out[(r-a)·k..] += Σ_j x_rj · wt[j·k..]` for rows `a..b`, one column block
-/// at a time; after the last block, `vals[r-a] = finish(r, row)`.
+/// `out[(r-a)·k..] += Σ_j x_rj · wt[j·k..]` for rows `a..b` (each row first
+/// set to `init` if given), one column block at a time; after the last
+/// block, `vals[r-a] = finish(r, row)`.
 #[inline(always)]
-fn csr_mul_rows<T, F>(g: impl Fn(&[u32], &[f32], &[f64], &mut [f64]), bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, out: &mut [f64], vals: &mut [T], finish: &F)
+#[allow(clippy::too_many_arguments)]
+fn csr_mul_rows<T, F>(g: impl Fn(&[u32], &[f32], &[f64], &mut [f64]), bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, init: Option<&[f64]>, out: &mut [f64], vals: &mut [T], finish: &F)
 where
     F: Fn(usize, &mut [f64]) -> T,
 {
@@ -262,6 +264,11 @@ where
     for (bi, blk) in bl.cols.iter().enumerate() {
         for r in a..b {
             let z = &mut out[(r - a) * k..(r - a + 1) * k];
+            if bi == 0
+                && let Some(init) = init
+            {
+                z.copy_from_slice(init);
+            }
             let (p0, p1) = (blk.ptr[r], blk.ptr[r + 1]);
             if p1 > p0 {
                 g(&blk.idx[p0..p1], &blk.data[p0..p1], wt, z);
@@ -486,8 +493,8 @@ mod simd {
 
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn mul_rows512<T, F: Fn(usize, &mut [f64]) -> T>(bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, out: &mut [f64], vals: &mut [T], finish: &F) {
-        super::csr_mul_rows(|i, v, s, z| gather512(i, v, s, z), bl, wt, k, a, b, out, vals, finish)
+    pub(super) fn mul_rows512<T, F: Fn(usize, &mut [f64]) -> T>(bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, init: Option<&[f64]>, out: &mut [f64], vals: &mut [T], finish: &F) {
+        super::csr_mul_rows(|i, v, s, z| gather512(i, v, s, z), bl, wt, k, a, b, init, out, vals, finish)
     }
 
     #[target_feature(enable = "avx512f")]
@@ -498,8 +505,8 @@ mod simd {
 
     #[target_feature(enable = "avx2")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn mul_rows256<T, F: Fn(usize, &mut [f64]) -> T>(bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, out: &mut [f64], vals: &mut [T], finish: &F) {
-        super::csr_mul_rows(|i, v, s, z| gather256(i, v, s, z), bl, wt, k, a, b, out, vals, finish)
+    pub(super) fn mul_rows256<T, F: Fn(usize, &mut [f64]) -> T>(bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, init: Option<&[f64]>, out: &mut [f64], vals: &mut [T], finish: &F) {
+        super::csr_mul_rows(|i, v, s, z| gather256(i, v, s, z), bl, wt, k, a, b, init, out, vals, finish)
     }
 
     #[target_feature(enable = "avx2")]
@@ -510,15 +517,15 @@ mod simd {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn mul_rows<T, F: Fn(usize, &mut [f64]) -> T>(isa: Isa, bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, out: &mut [f64], vals: &mut [T], finish: &F) {
+fn mul_rows<T, F: Fn(usize, &mut [f64]) -> T>(isa: Isa, bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, init: Option<&[f64]>, out: &mut [f64], vals: &mut [T], finish: &F) {
     match isa {
         // SAFETY: `isa()` detected the feature.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { simd::mul_rows512(bl, wt, k, a, b, out, vals, finish) },
+        Isa::Avx512 => unsafe { simd::mul_rows512(bl, wt, k, a, b, init, out, vals, finish) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { simd::mul_rows256(bl, wt, k, a, b, out, vals, finish) },
-        Isa::Portable => csr_mul_rows(gather_portable, bl, wt, k, a, b, out, vals, finish),
+        Isa::Avx2 => unsafe { simd::mul_rows256(bl, wt, k, a, b, init, out, vals, finish) },
+        Isa::Portable => csr_mul_rows(gather_portable, bl, wt, k, a, b, init, out, vals, finish),
     }
 }
 
@@ -676,17 +683,19 @@ pub trait Design: Sync + Sized {
     fn n_cols(&self) -> usize;
     /// `out += X · wt` with `wt` `d × k` and `out` `n × k`, both row-major.
     fn mul_wt(&self, wt: &[f64], k: usize, out: &mut [f64], threads: usize) {
-        self.mul_wt_then(wt, k, out, &mut vec![(); self.n_rows()], threads, |_, _| ());
+        self.mul_wt_then(wt, k, None, out, &mut vec![(); self.n_rows()], threads, |_, _| ());
     }
     /// `out = Xᵀ · g` with `g` `n × k` and `out` `d × k`, both row-major
     /// (overwritten).
     fn tmul_g(&self, g: &[f64], k: usize, out: &mut [f64], threads: usize) {
         self.tmul_g_then(g, k, out, &mut vec![(); self.n_cols()], threads, |_, _| ());
     }
-    /// [`Design::mul_wt`], then `row_vals[i] = finish(i, out row i)` for
+    /// [`Design::mul_wt`], each row of `out` first set to `init` when given
+    /// (e.g. the intercepts), then `row_vals[i] = finish(i, out row i)` for
     /// every row, on the thread that computed the row, while it is still in
     /// cache. `finish` may rewrite the row.
-    fn mul_wt_then<T, F>(&self, wt: &[f64], k: usize, out: &mut [f64], row_vals: &mut [T], threads: usize, finish: F)
+    #[allow(clippy::too_many_arguments)]
+    fn mul_wt_then<T, F>(&self, wt: &[f64], k: usize, init: Option<&[f64]>, out: &mut [f64], row_vals: &mut [T], threads: usize, finish: F)
     where
         T: Send,
         F: Fn(usize, &mut [f64]) -> T + Sync;
@@ -767,7 +776,7 @@ impl Design for Csr {
         self.n_cols
     }
 
-    fn mul_wt_then<T, F>(&self, wt: &[f64], k: usize, out: &mut [f64], row_vals: &mut [T], threads: usize, finish: F)
+    fn mul_wt_then<T, F>(&self, wt: &[f64], k: usize, init: Option<&[f64]>, out: &mut [f64], row_vals: &mut [T], threads: usize, finish: F)
     where
         T: Send,
         F: Fn(usize, &mut [f64]) -> T + Sync,
@@ -775,10 +784,11 @@ impl Design for Csr {
         assert_eq!(wt.len(), self.n_cols * k, "mul_wt: wt shape");
         assert_eq!(out.len(), self.n_rows * k, "mul_wt: out shape");
         assert_eq!(row_vals.len(), self.n_rows, "mul_wt: row_vals length");
+        assert!(init.is_none_or(|b| b.len() == k), "mul_wt: init length");
         let bl = self.blocked(k);
         let isa = isa();
         let bounds = balanced_bounds(&self.indptr, threads);
-        par_ranges(&bounds, k, out, row_vals, |a, b, chunk, vals| mul_rows(isa, bl, wt, k, a, b, chunk, vals, &finish));
+        par_ranges(&bounds, k, out, row_vals, |a, b, chunk, vals| mul_rows(isa, bl, wt, k, a, b, init, chunk, vals, &finish));
     }
 
     fn tmul_g_then<T, F>(&self, g: &[f64], k: usize, out: &mut [f64], col_vals: &mut [T], threads: usize, finish: F)
@@ -878,7 +888,7 @@ impl Design for Dense {
         self.n_cols
     }
 
-    fn mul_wt_then<T, F>(&self, wt: &[f64], k: usize, out: &mut [f64], row_vals: &mut [T], threads: usize, finish: F)
+    fn mul_wt_then<T, F>(&self, wt: &[f64], k: usize, init: Option<&[f64]>, out: &mut [f64], row_vals: &mut [T], threads: usize, finish: F)
     where
         T: Send,
         F: Fn(usize, &mut [f64]) -> T + Sync,
@@ -886,12 +896,16 @@ impl Design for Dense {
         assert_eq!(wt.len(), self.n_cols * k, "mul_wt: wt shape");
         assert_eq!(out.len(), self.n_rows * k, "mul_wt: out shape");
         assert_eq!(row_vals.len(), self.n_rows, "mul_wt: row_vals length");
+        assert!(init.is_none_or(|b| b.len() == k), "mul_wt: init length");
         let d = self.n_cols;
         let prefix: Vec<usize> = (0..=self.n_rows).map(|i| i * d).collect();
         let bounds = balanced_bounds(&prefix, threads);
         par_ranges(&bounds, k, out, row_vals, |a, b, chunk, vals| {
             for r in a..b {
                 let z = &mut chunk[(r - a) * k..(r - a + 1) * k];
+                if let Some(init) = init {
+                    z.copy_from_slice(init);
+                }
                 let row = &self.data[r * d..(r + 1) * d];
                 for (j, &v) in row.iter().enumerate() {
                     axpy(v as f64, &wt[j * k..(j + 1) * k], z);
@@ -1074,7 +1088,7 @@ mod tests {
             let run = |isa: Isa| {
                 let mut z = wavy((rb - ra) * k, 7);
                 let mut zv = vec![0.0; rb - ra];
-                mul_rows(isa, bl, &wt, k, ra, rb, &mut z, &mut zv, &finish);
+                mul_rows(isa, bl, &wt, k, ra, rb, None, &mut z, &mut zv, &finish);
                 let mut o = vec![f64::NAN; (cb - ca) * k];
                 let mut ov = vec![0.0; cb - ca];
                 tmul_cols(isa, bl, &g, k, ca, cb, &mut o, &mut ov, &finish);
