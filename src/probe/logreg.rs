@@ -153,6 +153,14 @@ fn check_inputs(x: &impl Design, y: &[u32], cfg: &LogRegConfig) -> Result<(), Pr
 
 /// The optimisation problem over the seen classes. Parameters are laid out as
 /// `[Wᵀ (d × k, row-major) ; b (k, only with intercept)]`.
+///
+/// The logits are linear in the parameters, so along a search direction
+/// `D` they are `Z(a) = Z + a·(X·D)`: each iteration computes one product
+/// `X·D` ([`Problem::prepare`]), every line-search trial is then a pass over
+/// the `n × k` logits ([`Problem::trial`]), and only the accepted point
+/// needs the product `Xᵀ·G` for its gradient ([`Problem::accept`]). The
+/// value and the directional derivative at a trial are exactly those of a
+/// full evaluation up to the rounding of `Z + a·(X·D)` against `X·W(a)`.
 struct Problem<'a, D: Design> {
     x: &'a D,
     /// Compact labels.
@@ -163,12 +171,17 @@ struct Problem<'a, D: Design> {
     l2: f64,
     fit_intercept: bool,
     threads: usize,
-    /// `n × k` scratch: logits, then the pointwise gradient.
+    /// `n × k` logits at the current point.
     z: Vec<f64>,
-    /// Per-sample loss `logsumexp(zᵢ) − z_{i,yᵢ}`.
-    row_loss: Vec<f64>,
-    /// Per feature `j`: `‖w_j‖²` and `∇_j · dir_j` (rows of `Wᵀ`).
-    col_sums: Vec<[f64; 2]>,
+    /// `n × k` logits at the last trial.
+    z_t: Vec<f64>,
+    /// `n × k` pointwise gradient `(softmax(Z_t) − onehot(y)) / n` at the
+    /// last trial.
+    g_t: Vec<f64>,
+    /// `n × k`: `X·D_Wᵀ + D_b`, the logits' derivative along the direction.
+    xd: Vec<f64>,
+    /// Per sample: loss `logsumexp(zᵢ) − z_{i,yᵢ}` and `gᵢ · xdᵢ`.
+    per_row: Vec<[f64; 2]>,
     n_fev: usize,
 }
 
@@ -187,8 +200,10 @@ impl<'a, D: Design> Problem<'a, D> {
             fit_intercept,
             threads: threads.max(1),
             z: vec![0.0; n * k],
-            row_loss: vec![0.0; n],
-            col_sums: vec![[0.0; 2]; x.n_cols()],
+            z_t: vec![0.0; n * k],
+            g_t: vec![0.0; n * k],
+            xd: vec![0.0; n * k],
+            per_row: vec![[0.0; 2]; n],
             n_fev: 0,
         }
     }
@@ -197,61 +212,124 @@ impl<'a, D: Design> Problem<'a, D> {
         self.d * self.k + if self.fit_intercept { self.k } else { 0 }
     }
 
-    /// Objective value; writes the gradient into `grad` and also returns
-    /// `grad · dir` (0 without `dir`).
-    ///
-    /// The softmax of each sample runs right after its logits are complete,
-    /// on the thread of the product, and the penalty's gradient, `‖W‖²` and
-    /// `grad · dir` per feature right after `Xᵀ·G` completes that feature;
-    /// the per-sample and per-feature sums are then added in index order.
-    fn eval(&mut self, theta: &[f64], grad: &mut [f64], dir: Option<&[f64]>) -> (f64, f64) {
-        self.n_fev += 1;
-        let (k, d) = (self.k, self.d);
-        let n = self.x.n_rows();
-        let (wt, b) = theta.split_at(d * k);
+    /// Number of weights (the penalised parameters, before the intercepts).
+    fn n_weights(&self) -> usize {
+        self.d * self.k
+    }
+
+    /// `out = X·vᵀ + v_b` for parameters `v` (`v_b = 0` without intercept).
+    fn forward(x: &D, k: usize, fit_intercept: bool, v: &[f64], out: &mut [f64], threads: usize) {
+        let (vw, vb) = v.split_at(x.n_cols() * k);
         let zeros = vec![0.0; k];
-        let init = if self.fit_intercept { b } else { &zeros };
+        let init = if fit_intercept { vb } else { &zeros };
+        x.mul_wt_then(vw, k, Some(init), out, &mut vec![(); x.n_rows()], threads, |_, _| ());
+    }
+
+    /// The per-sample pass at step `a`: `Z_t = Z + a·XD` (`Z_t = Z` when
+    /// `a` is `None`), then per sample the max-shifted softmax, the loss and
+    /// the pointwise gradient into `g_t`, and `g_t · XD`. Rows are split
+    /// over threads; the sums run in row order. Returns the mean loss and
+    /// `Σ g_t · XD`.
+    fn rows(&mut self, a: Option<f64>) -> (f64, f64) {
+        let (k, n) = (self.k, self.x.n_rows());
         let inv_n = 1.0 / n as f64;
-        let labels = &self.y;
-        self.x.mul_wt_then(wt, k, Some(init), &mut self.z, &mut self.row_loss, self.threads, |r, row| {
+        let (z, xd, labels) = (&self.z, &self.xd, &self.y);
+        let row = |r: usize, zt: &mut [f64], g: &mut [f64]| -> [f64; 2] {
+            let zr = &z[r * k..(r + 1) * k];
+            let xr = &xd[r * k..(r + 1) * k];
+            match a {
+                Some(a) => zt.iter_mut().zip(zr).zip(xr).for_each(|((t, &zv), &xv)| *t = zv + a * xv),
+                None => zt.copy_from_slice(zr),
+            }
             let yi = labels[r];
-            let m = vops::max(row);
-            let zy = row[yi];
+            let m = vops::max(zt);
             let mut s = 0.0;
-            for v in row.iter_mut() {
-                *v = (*v - m).exp();
-                s += *v;
+            for (gv, &zv) in g.iter_mut().zip(zt.iter()) {
+                *gv = (zv - m).exp();
+                s += *gv;
             }
             let inv_s = 1.0 / s;
-            for v in row.iter_mut() {
-                *v *= inv_s * inv_n;
+            for gv in g.iter_mut() {
+                *gv *= inv_s * inv_n;
             }
-            row[yi] -= inv_n;
-            m + s.ln() - zy
+            g[yi] -= inv_n;
+            [m + s.ln() - zt[yi], if a.is_some() { vops::dot(g, xr) } else { 0.0 }]
+        };
+        let threads = self.threads.clamp(1, n.max(1));
+        let per = n.div_ceil(threads).max(1);
+        std::thread::scope(|s| {
+            let chunks = self.z_t.chunks_mut(per * k).zip(self.g_t.chunks_mut(per * k)).zip(self.per_row.chunks_mut(per));
+            for (t, ((zt, g), out)) in chunks.enumerate() {
+                let row = &row;
+                let mut work = move || {
+                    for (i, ((zr, gr), o)) in zt.chunks_exact_mut(k).zip(g.chunks_exact_mut(k)).zip(out.iter_mut()).enumerate() {
+                        *o = row(t * per + i, zr, gr);
+                    }
+                };
+                if threads == 1 {
+                    work();
+                } else {
+                    s.spawn(work);
+                }
+            }
         });
-        let loss = self.row_loss.iter().fold(0.0, |a, &l| a + l);
-        let (gw, gb) = grad.split_at_mut(d * k);
-        let l2 = self.l2;
-        self.x.tmul_g_then(&self.z, k, gw, &mut self.col_sums, self.threads, |j, grow| {
-            let w = &wt[j * k..(j + 1) * k];
-            for (g, &wv) in grow.iter_mut().zip(w) {
+        let (loss, dg) = self.per_row.iter().fold((0.0, 0.0), |(l, g), r| (l + r[0], g + r[1]));
+        (loss * inv_n, dg)
+    }
+
+    /// The objective at `theta`, from scratch; leaves `Z`, and `G` in
+    /// `g_t`, for [`Problem::accept`].
+    fn value(&mut self, theta: &[f64]) -> f64 {
+        self.n_fev += 1;
+        Self::forward(self.x, self.k, self.fit_intercept, theta, &mut self.z_t, self.threads);
+        std::mem::swap(&mut self.z, &mut self.z_t);
+        let (loss, _) = self.rows(None);
+        let w = &theta[..self.n_weights()];
+        loss + 0.5 * self.l2 * vops::dot(w, w)
+    }
+
+    /// Objective value at `theta` from scratch, and its gradient into
+    /// `grad`; `theta` becomes the current point.
+    fn start(&mut self, theta: &[f64], grad: &mut [f64]) -> f64 {
+        let f = self.value(theta);
+        self.accept(theta, grad);
+        f
+    }
+
+    /// `XD = X·D_Wᵀ + D_b` for the search direction `dir`.
+    fn prepare(&mut self, dir: &[f64]) {
+        Self::forward(self.x, self.k, self.fit_intercept, dir, &mut self.xd, self.threads);
+    }
+
+    /// Value and directional derivative at step `a` along the prepared
+    /// direction, given `‖W_t‖²` and `W_t · D_W` at the trial point.
+    fn trial(&mut self, a: f64, (ww, wd): (f64, f64)) -> (f64, f64) {
+        self.n_fev += 1;
+        let (loss, dgz) = self.rows(Some(a));
+        (loss + 0.5 * self.l2 * ww, dgz + self.l2 * wd)
+    }
+
+    /// Make the last trial (or [`Problem::value`]'s point) `theta` the
+    /// current point, writing its gradient `Xᵀ·G + W/(C·n)` (and `Σ G` for
+    /// the intercepts) into `grad`.
+    fn accept(&mut self, theta: &[f64], grad: &mut [f64]) {
+        let (k, nw) = (self.k, self.n_weights());
+        std::mem::swap(&mut self.z, &mut self.z_t);
+        let (gw, gb) = grad.split_at_mut(nw);
+        let (l2, wt) = (self.l2, &theta[..nw]);
+        self.x.tmul_g_then(&self.g_t, k, gw, &mut vec![(); self.d], self.threads, |j, grow| {
+            for (g, &wv) in grow.iter_mut().zip(&wt[j * k..(j + 1) * k]) {
                 *g += l2 * wv;
             }
-            [vops::dot(w, w), dir.map_or(0.0, |dv| vops::dot(grow, &dv[j * k..(j + 1) * k]))]
         });
-        let (sq, mut dg) = self.col_sums.iter().fold((0.0, 0.0), |(a, b), s| (a + s[0], b + s[1]));
         if self.fit_intercept {
             gb.fill(0.0);
-            for row in self.z.chunks_exact(k) {
+            for row in self.g_t.chunks_exact(k) {
                 for (g, &v) in gb.iter_mut().zip(row) {
                     *g += v;
                 }
             }
-            if let Some(dv) = dir {
-                dg += vops::dot(gb, &dv[d * k..]);
-            }
         }
-        (loss * inv_n + 0.5 * self.l2 * sq, dg)
     }
 }
 
@@ -424,18 +502,24 @@ mod vops {
     }
 
     multiversion! {
-        /// One block of [`step`].
-        fn step_block(x: &[f64], dir: &[f64], a: f64, o: &mut [f64]) {
+        /// One block of [`step`]; its first `nw` elements are weights.
+        fn step_block(x: &[f64], dir: &[f64], a: f64, nw: usize, o: &mut [f64], p: &mut [f64]) {
             for ((v, &xi), &di) in o.iter_mut().zip(x).zip(dir) {
                 *v = xi + a * di;
             }
+            let w = nw.min(o.len());
+            let o: &[f64] = o;
+            let (ww, wd) = dot2(&o[..w], &o[..w], &dir[..w]);
+            p.copy_from_slice(&[ww, wd]);
         }
     }
 
-    /// `out = x + a·dir`.
-    pub(super) fn step(threads: usize, out: &mut [f64], x: &[f64], a: f64, dir: &[f64]) {
+    /// `out = x + a·dir`; returns `(out·out, out·dir)` over the first `nw`
+    /// elements (the weights: the penalty and its derivative along `dir`).
+    pub(super) fn step(threads: usize, out: &mut [f64], x: &[f64], a: f64, dir: &[f64], nw: usize) -> (f64, f64) {
         let n = out.len();
-        blocks(threads, n, vec![out], 0, |lo, hi, o, _| step_block(&x[lo..hi], &dir[lo..hi], a, o[0]));
+        let partials = blocks(threads, n, vec![out], 2, |lo, hi, o, p| step_block(&x[lo..hi], &dir[lo..hi], a, nw.saturating_sub(lo), o[0], p));
+        (total(&partials, 2, 0), total(&partials, 2, 1))
     }
 
     /// `max_i a_i` (`-inf` for none; NaN ignored, as `f64::max` does):
@@ -547,7 +631,7 @@ mod vops {
     multiversion! {
         /// One block of [`combine`], starting at element `lo`; `g` and the
         /// memory vectors are whole, the step's `x` and `x_t` the block's.
-        fn combine_block(g: &[f64], cg: f64, cs: &[f64], ss: &[Vec<f64>], cy: &[f64], ys: &[Vec<f64>], lo: usize, db: &mut [f64], step: Option<(&[f64], f64, &mut [f64])>, p: &mut [f64]) {
+        fn combine_block(g: &[f64], cg: f64, cs: &[f64], ss: &[Vec<f64>], cy: &[f64], ys: &[Vec<f64>], lo: usize, db: &mut [f64], step: Option<(&[f64], f64, usize, &mut [f64])>, p: &mut [f64]) {
             let hi = lo + db.len();
             let mut step = step;
             let mut c0 = lo;
@@ -562,7 +646,7 @@ mod vops {
                         *di += c * vi;
                     }
                 }
-                if let Some((x, a, xt)) = step.as_mut() {
+                if let Some((x, a, _, xt)) = step.as_mut() {
                     for ((v, &xi), &di) in xt[c0 - lo..c1 - lo].iter_mut().zip(&x[c0 - lo..c1 - lo]).zip(&*dc) {
                         *v = xi + *a * di;
                     }
@@ -571,13 +655,23 @@ mod vops {
             }
             let db: &[f64] = db;
             let (gd, dd) = dot2(db, &g[lo..hi], db);
-            p.copy_from_slice(&[gd, dd]);
+            let (ww, wd) = match step {
+                // as `step_block` computes them
+                Some((_, _, nw, xt)) => {
+                    let w = nw.min(db.len());
+                    let xt: &[f64] = xt;
+                    dot2(&xt[..w], &xt[..w], &db[..w])
+                }
+                None => (0.0, 0.0),
+            };
+            p.copy_from_slice(&[gd, dd, ww, wd]);
         }
     }
 
     /// `d = cg·g + Σ cs_i·s_i + Σ cy_i·y_i` (terms added in that order);
-    /// returns `(g·d, d·d)`. With `step = (x, a, x_t)`, also
-    /// `x_t = x + a·d` as [`step`] computes it, while `d` is in cache.
+    /// returns `[g·d, d·d, ww, wd]`. With `step = (x, a, nw, x_t)`, also
+    /// `x_t = x + a·d` and its `(ww, wd)` as [`step`] computes them, while
+    /// `d` is in cache (zeros without).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn combine(
         threads: usize,
@@ -586,19 +680,19 @@ mod vops {
         g: &[f64],
         (cs, ss): (&[f64], &[Vec<f64>]),
         (cy, ys): (&[f64], &[Vec<f64>]),
-        step: Option<(&[f64], f64, &mut [f64])>,
-    ) -> (f64, f64) {
+        step: Option<(&[f64], f64, usize, &mut [f64])>,
+    ) -> [f64; 4] {
         let n = d.len();
-        let (x, a, outs) = match step {
-            Some((x, a, x_t)) => (x, a, vec![d, x_t]),
-            None => (&[][..], 0.0, vec![d]),
+        let (x, a, nw, outs) = match step {
+            Some((x, a, nw, x_t)) => (x, a, nw, vec![d, x_t]),
+            None => (&[][..], 0.0, 0, vec![d]),
         };
-        let partials = blocks(threads, n, outs, 2, |lo, hi, o, p| match o {
-            [db, xt] => combine_block(g, cg, cs, ss, cy, ys, lo, db, Some((&x[lo..hi], a, xt)), p),
+        let partials = blocks(threads, n, outs, 4, |lo, hi, o, p| match o {
+            [db, xt] => combine_block(g, cg, cs, ss, cy, ys, lo, db, Some((&x[lo..hi], a, nw.saturating_sub(lo), xt)), p),
             [db] => combine_block(g, cg, cs, ss, cy, ys, lo, db, None, p),
             _ => unreachable!("one or two outputs"),
         });
-        (total(&partials, 2, 0), total(&partials, 2, 1))
+        [0, 1, 2, 3].map(|r| total(&partials, 4, r))
     }
 }
 
@@ -698,11 +792,13 @@ impl Memory {
     }
 
     /// `d = −H·g` for the current gradient `g` (the one of the last
-    /// [`Memory::advance`]); returns `(g·d, d·d)` and whether `x_t = x + d`
-    /// was formed too. That unit first step is formed in the same pass when
-    /// `step = (x, x_t)` is given and the memory is not empty (with an empty
-    /// memory the first step is `1/‖d‖₂`).
-    fn direction(&self, g: &[f64], d: &mut [f64], step: Option<(&[f64], &mut [f64])>) -> (f64, f64, bool) {
+    /// [`Memory::advance`]); returns `(g·d, d·d)` and, if the unit first
+    /// step `x_t = x + d` was formed too, its `(ww, wd)` as [`vops::step`]
+    /// returns them. That step is formed in the same pass when
+    /// `step = (x, nw, x_t)` is given and the memory is not empty (with an
+    /// empty memory the first step is `1/‖d‖₂`).
+    #[allow(clippy::type_complexity)]
+    fn direction(&self, g: &[f64], d: &mut [f64], step: Option<(&[f64], usize, &mut [f64])>) -> (f64, f64, Option<(f64, f64)>) {
         let m = self.len();
         let gamma = self.gamma;
         let r = |i: usize, j: usize| self.sy[j][i];
@@ -725,10 +821,10 @@ impl Memory {
         let cs: Vec<f64> = p.iter().map(|v| -v).collect();
         let cy: Vec<f64> = u.iter().map(|v| gamma * v).collect();
         let cg = if m == 0 { -1.0 } else { -gamma };
-        let step = if m > 0 { step.map(|(x, x_t)| (x, 1.0, x_t)) } else { None };
+        let step = if m > 0 { step.map(|(x, nw, x_t)| (x, 1.0, nw, x_t)) } else { None };
         let stepped = step.is_some();
-        let (gd, dd) = vops::combine(self.threads, d, cg, g, (&cs, &self.s), (&cy, &self.y), step);
-        (gd, dd, stepped)
+        let [gd, dd, ww, wd] = vops::combine(self.threads, d, cg, g, (&cs, &self.s), (&cy, &self.y), step);
+        (gd, dd, stepped.then_some((ww, wd)))
     }
 }
 
@@ -760,15 +856,6 @@ fn interpolate(lo: Pt, hi: Pt) -> f64 {
     if a.is_finite() && a >= l && a <= h { a } else { mid }
 }
 
-/// Work vectors of the line search: the trial point and gradient, and the
-/// best Armijo point seen so far.
-struct Buffers {
-    x_t: Vec<f64>,
-    g_t: Vec<f64>,
-    x_lo: Vec<f64>,
-    g_lo: Vec<f64>,
-}
-
 /// Next trial step while no minimiser is bracketed: `cur` satisfies the
 /// sufficient decrease but still descends. As Moré–Thuente's `dcstep`
 /// (case 3), extrapolate with the cubic through `prev` and `cur`, kept within
@@ -788,29 +875,29 @@ fn extrapolate(prev: Pt, cur: Pt) -> f64 {
 }
 
 enum LineSearch {
-    /// Step accepted with this objective value; `x_t`/`g_t` hold the new
-    /// point and its gradient.
+    /// Step accepted with this objective value; `x_t` holds the new point
+    /// and the problem's last trial is at it.
     Ok(f64),
     Failed,
 }
 
-/// Strong-Wolfe line search from `x` along `dir`. On success the new point
-/// and gradient are left in `x_t` and `g_t`.
+/// Strong-Wolfe line search from `x` along `dir` (prepared in `p`), first
+/// trying `a0`; `formed` holds `(ww, wd)` when `x_t = x + a0·dir` is already
+/// formed. On success the new point is left in `x_t` and is `p`'s last trial.
 #[allow(clippy::too_many_arguments)]
-fn line_search<D: Design>(p: &mut Problem<'_, D>, x: &[f64], f0: f64, dir: &[f64], dg0: f64, (a0, formed): (f64, bool), bufs: &mut Buffers) -> LineSearch {
-    let t = p.threads;
+fn line_search<D: Design>(p: &mut Problem<'_, D>, x: &[f64], f0: f64, dir: &[f64], dg0: f64, (a0, formed): (f64, Option<(f64, f64)>), x_t: &mut [f64]) -> LineSearch {
+    let (t, nw) = (p.threads, p.n_weights());
     let mut lo = Pt { a: 0.0, f: f0, dg: dg0 };
-    // Whether `bufs.x_lo`/`g_lo` hold the point at `lo` (lo.a > 0).
-    let mut have_lo = false;
     // The Armijo point before `lo`, for cubic extrapolation.
     let mut prev = lo;
     let mut hi: Option<Pt> = None;
     let mut a = a0;
     for n_trial in 0..MAX_LS {
-        if n_trial > 0 || !formed {
-            vops::step(t, &mut bufs.x_t, x, a, dir);
-        }
-        let (f, dg) = p.eval(&bufs.x_t, &mut bufs.g_t, Some(dir));
+        let sums = match formed {
+            Some(sums) if n_trial == 0 => sums,
+            _ => vops::step(t, x_t, x, a, dir, nw),
+        };
+        let (f, dg) = p.trial(a, sums);
         let trial = Pt { a, f, dg };
         let armijo_fails = !f.is_finite() || f > f0 + C1 * a * dg0 || (lo.a > 0.0 && f >= lo.f);
         if armijo_fails {
@@ -826,9 +913,6 @@ fn line_search<D: Design>(p: &mut Problem<'_, D>, x: &[f64], f0: f64, dir: &[f64
             }
             prev = lo;
             lo = trial;
-            std::mem::swap(&mut bufs.x_t, &mut bufs.x_lo);
-            std::mem::swap(&mut bufs.g_t, &mut bufs.g_lo);
-            have_lo = true;
         }
         a = match hi {
             None => extrapolate(prev, lo),
@@ -840,11 +924,12 @@ fn line_search<D: Design>(p: &mut Problem<'_, D>, x: &[f64], f0: f64, dir: &[f64
             }
         };
     }
-    // Out of evaluations: accept the best Armijo point, if any.
-    if have_lo {
-        std::mem::swap(&mut bufs.x_t, &mut bufs.x_lo);
-        std::mem::swap(&mut bufs.g_t, &mut bufs.g_lo);
-        LineSearch::Ok(lo.f)
+    // Out of evaluations: accept the best Armijo point, if any (its trial
+    // is repeated, giving the same value).
+    if lo.a > 0.0 {
+        let sums = vops::step(t, x_t, x, lo.a, dir, nw);
+        let (f, _) = p.trial(lo.a, sums);
+        LineSearch::Ok(f)
     } else {
         LineSearch::Failed
     }
@@ -886,22 +971,24 @@ pub fn fit(
 
     let np = theta.len();
     let t = p.threads;
+    let nw = p.n_weights();
     let mut g = vec![0.0; np];
-    let (mut f, _) = p.eval(&theta, &mut g, None);
+    let mut f = p.start(&theta, &mut g);
     let mut mem = Memory::new(t);
     let mut dir = vec![0.0; np];
-    let mut bufs = Buffers { x_t: vec![0.0; np], g_t: vec![0.0; np], x_lo: vec![0.0; np], g_lo: vec![0.0; np] };
+    let (mut x_t, mut g_t) = (vec![0.0; np], vec![0.0; np]);
     let mut n_iter = 0;
     let mut g_max = vops::max_abs(&g);
     let mut converged = g_max <= cfg.tol;
     while !converged && n_iter < cfg.max_iter {
-        let (mut dg0, mut dd, mut formed) = mem.direction(&g, &mut dir, Some((&theta, &mut bufs.x_t)));
+        let (mut dg0, mut dd, mut formed) = mem.direction(&g, &mut dir, Some((&theta, nw, &mut x_t)));
         if dg0.is_nan() || dg0 >= 0.0 {
             mem.clear();
             (dg0, dd, formed) = mem.direction(&g, &mut dir, None);
         }
         let a0 = if mem.len() == 0 { (1.0 / dd.sqrt()).min(1e10) } else { 1.0 };
-        let f_new = match line_search(&mut p, &theta, f, &dir, dg0, (a0, formed), &mut bufs) {
+        p.prepare(&dir);
+        let f_new = match line_search(&mut p, &theta, f, &dir, dg0, (a0, formed), &mut x_t) {
             LineSearch::Ok(f_new) => f_new,
             LineSearch::Failed => {
                 if mem.len() == 0 {
@@ -912,14 +999,20 @@ pub fn fit(
             }
         };
         n_iter += 1;
-        g_max = mem.advance(&bufs.x_t, &theta, &bufs.g_t, &g);
+        p.accept(&x_t, &mut g_t);
+        g_max = mem.advance(&x_t, &theta, &g_t, &g);
         let f_old = f;
         f = f_new;
-        std::mem::swap(&mut theta, &mut bufs.x_t);
-        std::mem::swap(&mut g, &mut bufs.g_t);
+        std::mem::swap(&mut theta, &mut x_t);
+        std::mem::swap(&mut g, &mut g_t);
         if g_max <= cfg.tol || (f_old - f) <= FTOL * f_old.abs().max(f.abs()).max(1.0) {
             converged = true;
         }
+    }
+    // The objective at the returned parameters from scratch (the iterations'
+    // values come from updated logits, equal up to rounding).
+    if n_iter > 0 {
+        f = p.value(&theta);
     }
 
     let grad_max_norm = g_max;
@@ -978,8 +1071,7 @@ pub fn objective(
             theta[d * k + ci] = intercept[c];
         }
     }
-    let mut g = vec![0.0; theta.len()];
-    Ok(p.eval(&theta, &mut g, None).0)
+    Ok(p.value(&theta))
 }
 
 impl LogRegModel {
@@ -1073,12 +1165,15 @@ mod tests {
             let mut out = Vec::new();
             for it in 0..4 {
                 let mut x_t = vec![0.0; n];
-                let (gd, dd, formed) = m.direction(&g, &mut d, Some((&x, &mut x_t)));
-                assert_eq!(formed, it > 0, "the unit step is formed with a non-empty memory");
-                if formed {
+                let nw = n - 77;
+                let (gd, dd, formed) = m.direction(&g, &mut d, Some((&x, nw, &mut x_t)));
+                assert_eq!(formed.is_some(), it > 0, "the unit step is formed with a non-empty memory");
+                if let Some((ww, wd)) = formed {
                     let mut stepped = vec![0.0; n];
-                    vops::step(threads, &mut stepped, &x, 1.0, &d);
+                    let sums = vops::step(threads, &mut stepped, &x, 1.0, &d, nw);
                     assert!(stepped == x_t, "fused and separate steps differ");
+                    assert_eq!((ww.to_bits(), wd.to_bits()), (sums.0.to_bits(), sums.1.to_bits()));
+                    out.extend([ww, wd]);
                 }
                 let x_new: Vec<f64> = x.iter().zip(&d).map(|(x, d)| x + 0.1 * d).collect();
                 let g_new: Vec<f64> = g.iter().zip(&x_new).map(|(g, x)| 0.5 * g + 0.01 * x * (it as f64 + 1.0)).collect();
@@ -1088,7 +1183,8 @@ mod tests {
                 (x, g) = (x_new, g_new);
             }
             let mut stepped = vec![0.0; n];
-            vops::step(threads, &mut stepped, &a, 0.25, &b);
+            let (ww, wd) = vops::step(threads, &mut stepped, &a, 0.25, &b, n / 2);
+            out.extend([ww, wd]);
             out.extend_from_slice(&stepped);
             out.into_iter().map(f64::to_bits).collect::<Vec<_>>()
         };
