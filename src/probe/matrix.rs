@@ -191,54 +191,20 @@ impl Csr {
 
     /// The blocked copies; block sizes are chosen for the `k` of the first
     /// call (any later `k` is still correct, merely less cache-friendly).
-    fn blocked(&self, k: usize) -> &Blocked {
+    /// With `threads > 1` the column and row blocks are built concurrently.
+    fn blocked(&self, k: usize, threads: usize) -> &Blocked {
         self.blocked.get_or_init(|| {
             let width = (BLOCK_BYTES / (8 * k.max(1))).max(64);
-            let (n, d) = (self.n_rows, self.n_cols);
-            // column blocks, CSR each
-            let n_cb = d.div_ceil(width).max(1);
-            let mut cols: Vec<Block> =
-                (0..n_cb).map(|_| Block { ptr: Vec::with_capacity(n + 1), idx: Vec::new(), data: Vec::new() }).collect();
-            for b in cols.iter_mut() {
-                b.ptr.push(0);
-            }
-            for r in 0..n {
-                for p in self.indptr[r]..self.indptr[r + 1] {
-                    let c = self.indices[p];
-                    let b = &mut cols[c as usize / width];
-                    b.idx.push(c);
-                    b.data.push(self.data[p]);
-                }
-                for b in cols.iter_mut() {
-                    b.ptr.push(b.idx.len());
-                }
-            }
-            // row blocks, CSC each
-            let n_rb = n.div_ceil(width).max(1);
-            let mut rows = Vec::with_capacity(n_rb);
-            for rb in 0..n_rb {
-                let (r0, r1) = (rb * width, ((rb + 1) * width).min(n));
-                let mut ptr = vec![0usize; d + 1];
-                for p in self.indptr[r0]..self.indptr[r1] {
-                    ptr[self.indices[p] as usize + 1] += 1;
-                }
-                for j in 0..d {
-                    ptr[j + 1] += ptr[j];
-                }
-                let nnz = ptr[d];
-                let mut next = ptr.clone();
-                let mut idx = vec![0u32; nnz];
-                let mut data = vec![0f32; nnz];
-                for r in r0..r1 {
-                    for p in self.indptr[r]..self.indptr[r + 1] {
-                        let c = self.indices[p] as usize;
-                        idx[next[c]] = r as u32;
-                        data[next[c]] = self.data[p];
-                        next[c] += 1;
-                    }
-                }
-                rows.push(Block { ptr, idx, data });
-            }
+            let (cols, rows) = if threads > 1 {
+                std::thread::scope(|s| {
+                    let cols = s.spawn(|| self.column_blocks(width));
+                    let rows = self.row_blocks(width);
+                    (cols.join().unwrap_or_else(|e| std::panic::resume_unwind(e)), rows)
+                })
+            } else {
+                (self.column_blocks(width), self.row_blocks(width))
+            };
+            let d = self.n_cols;
             let mut col_nnz_prefix = vec![0usize; d + 1];
             for &c in &self.indices {
                 col_nnz_prefix[c as usize + 1] += 1;
@@ -248,6 +214,66 @@ impl Csr {
             }
             Blocked { cols, rows, col_nnz_prefix }
         })
+    }
+
+    /// Column blocks of `width` features, CSR each.
+    fn column_blocks(&self, width: usize) -> Vec<Block> {
+        let (n, d) = (self.n_rows, self.n_cols);
+        let n_cb = d.div_ceil(width).max(1);
+        let mut counts = vec![0usize; n_cb];
+        for &c in &self.indices {
+            counts[c as usize / width] += 1;
+        }
+        let mut cols: Vec<Block> = counts
+            .iter()
+            .map(|&nnz| Block { ptr: Vec::with_capacity(n + 1), idx: Vec::with_capacity(nnz), data: Vec::with_capacity(nnz) })
+            .collect();
+        for b in cols.iter_mut() {
+            b.ptr.push(0);
+        }
+        for r in 0..n {
+            for p in self.indptr[r]..self.indptr[r + 1] {
+                let c = self.indices[p];
+                let b = &mut cols[c as usize / width];
+                b.idx.push(c);
+                b.data.push(self.data[p]);
+            }
+            for b in cols.iter_mut() {
+                b.ptr.push(b.idx.len());
+            }
+        }
+        cols
+    }
+
+    /// Row blocks of `width` samples, CSC each.
+    fn row_blocks(&self, width: usize) -> Vec<Block> {
+        let (n, d) = (self.n_rows, self.n_cols);
+        let n_rb = n.div_ceil(width).max(1);
+        let mut rows = Vec::with_capacity(n_rb);
+        for rb in 0..n_rb {
+            let (r0, r1) = (rb * width, ((rb + 1) * width).min(n));
+            let mut ptr = vec![0usize; d + 1];
+            for p in self.indptr[r0]..self.indptr[r1] {
+                ptr[self.indices[p] as usize + 1] += 1;
+            }
+            for j in 0..d {
+                ptr[j + 1] += ptr[j];
+            }
+            let nnz = ptr[d];
+            let mut next = ptr.clone();
+            let mut idx = vec![0u32; nnz];
+            let mut data = vec![0f32; nnz];
+            for r in r0..r1 {
+                for p in self.indptr[r]..self.indptr[r + 1] {
+                    let c = self.indices[p] as usize;
+                    idx[next[c]] = r as u32;
+                    data[next[c]] = self.data[p];
+                    next[c] += 1;
+                }
+            }
+            rows.push(Block { ptr, idx, data });
+        }
+        rows
     }
 }
 
@@ -785,7 +811,7 @@ impl Design for Csr {
         assert_eq!(out.len(), self.n_rows * k, "mul_wt: out shape");
         assert_eq!(row_vals.len(), self.n_rows, "mul_wt: row_vals length");
         assert!(init.is_none_or(|b| b.len() == k), "mul_wt: init length");
-        let bl = self.blocked(k);
+        let bl = self.blocked(k, threads);
         let isa = isa();
         let bounds = balanced_bounds(&self.indptr, threads);
         par_ranges(&bounds, k, out, row_vals, |a, b, chunk, vals| mul_rows(isa, bl, wt, k, a, b, init, chunk, vals, &finish));
@@ -799,7 +825,7 @@ impl Design for Csr {
         assert_eq!(g.len(), self.n_rows * k, "tmul_g: g shape");
         assert_eq!(out.len(), self.n_cols * k, "tmul_g: out shape");
         assert_eq!(col_vals.len(), self.n_cols, "tmul_g: col_vals length");
-        let bl = self.blocked(k);
+        let bl = self.blocked(k, threads);
         let isa = isa();
         let bounds = balanced_bounds(&bl.col_nnz_prefix, threads);
         par_ranges(&bounds, k, out, col_vals, |a, b, chunk, vals| tmul_cols(isa, bl, g, k, a, b, chunk, vals, &finish));
@@ -1076,7 +1102,7 @@ mod tests {
         let (n, d) = (700, 1500);
         let x = blocky(n, d);
         // blocks sized for the largest k (any later k reuses them)
-        let bl = x.blocked(200);
+        let bl = x.blocked(200, 2);
         assert!(bl.cols.len() > 1 && bl.rows.len() > 1, "the test matrix should span several blocks");
         for k in [200, 1, 3, 4, 5, 8, 9, 13, 47, 48, 49, 100, 128, 129] {
             let (wt, g) = (wavy(d * k, k), wavy(n * k, 3 * k));
