@@ -34,7 +34,8 @@
 //! predicted. Fewer than two seen classes is an error, as in scikit-learn.
 //!
 //! # Optimiser
-//! L-BFGS (two-loop recursion, memory 10 as scipy's `maxcor`), first step
+//! L-BFGS (memory 10 as scipy's `maxcor`, in the compact representation
+//! L-BFGS-B uses), first step
 //! `1/‖g‖₂` as L-BFGS-B, then unit steps; a line search satisfying the strong
 //! Wolfe conditions (`c₁ = 1e-3`, `c₂ = 0.9`, scipy's `dcsrch` constants;
 //! at most 50 evaluations, sklearn's `maxls`) with safeguarded cubic
@@ -104,6 +105,9 @@ const MAX_LS: usize = 50;
 const C1: f64 = 1e-3;
 const C2: f64 = 0.9;
 const FTOL: f64 = 64.0 * f64::EPSILON;
+/// Samples per group in the per-sample pass: the unit of work split over
+/// threads, and of the partial sums of the intercepts' gradient.
+const ROW_GROUP: usize = 64;
 
 /// The classes seen in `y`, their compact index, and the effective C.
 struct ClassMap {
@@ -152,6 +156,14 @@ fn check_inputs(x: &impl Design, y: &[u32], cfg: &LogRegConfig) -> Result<(), Pr
 
 /// The optimisation problem over the seen classes. Parameters are laid out as
 /// `[Wᵀ (d × k, row-major) ; b (k, only with intercept)]`.
+///
+/// The logits are linear in the parameters, so along a search direction
+/// `D` they are `Z(a) = Z + a·(X·D)`: each iteration computes one product
+/// `X·D` ([`Problem::prepare`]), every line-search trial is then a pass over
+/// the `n × k` logits ([`Problem::trial`]), and only the accepted point
+/// needs the product `Xᵀ·G` for its gradient ([`Problem::accept`]). The
+/// value and the directional derivative at a trial are exactly those of a
+/// full evaluation up to the rounding of `Z + a·(X·D)` against `X·W(a)`.
 struct Problem<'a, D: Design> {
     x: &'a D,
     /// Compact labels.
@@ -162,8 +174,19 @@ struct Problem<'a, D: Design> {
     l2: f64,
     fit_intercept: bool,
     threads: usize,
-    /// `n × k` scratch: logits, then the pointwise gradient.
+    /// `n × k` logits at the current point.
     z: Vec<f64>,
+    /// `n × k` logits at the last trial.
+    z_t: Vec<f64>,
+    /// `n × k` pointwise gradient `(softmax(Z_t) − onehot(y)) / n` at the
+    /// last trial.
+    g_t: Vec<f64>,
+    /// `n × k`: `X·D_Wᵀ + D_b`, the logits' derivative along the direction.
+    xd: Vec<f64>,
+    /// Per sample: loss `logsumexp(zᵢ) − z_{i,yᵢ}` and `gᵢ · xdᵢ`.
+    per_row: Vec<[f64; 2]>,
+    /// Per group of `ROW_GROUP` samples: `Σ g_t` over the group (`k` each).
+    g_sums: Vec<f64>,
     n_fev: usize,
 }
 
@@ -182,6 +205,11 @@ impl<'a, D: Design> Problem<'a, D> {
             fit_intercept,
             threads: threads.max(1),
             z: vec![0.0; n * k],
+            z_t: vec![0.0; n * k],
+            g_t: vec![0.0; n * k],
+            xd: vec![0.0; n * k],
+            per_row: vec![[0.0; 2]; n],
+            g_sums: vec![0.0; n.div_ceil(ROW_GROUP).max(1) * k],
             n_fev: 0,
         }
     }
@@ -190,163 +218,523 @@ impl<'a, D: Design> Problem<'a, D> {
         self.d * self.k + if self.fit_intercept { self.k } else { 0 }
     }
 
-    /// Objective value; writes the gradient into `grad`.
-    fn eval(&mut self, theta: &[f64], grad: &mut [f64]) -> f64 {
-        self.n_fev += 1;
-        let (k, d) = (self.k, self.d);
-        let n = self.x.n_rows();
-        let (wt, b) = theta.split_at(d * k);
-        for row in self.z.chunks_exact_mut(k) {
-            if self.fit_intercept {
-                row.copy_from_slice(b);
-            } else {
-                row.fill(0.0);
-            }
-        }
-        self.x.mul_wt(wt, k, &mut self.z, self.threads);
+    /// Number of weights (the penalised parameters, before the intercepts).
+    fn n_weights(&self) -> usize {
+        self.d * self.k
+    }
+
+    /// `out = X·vᵀ + v_b` for parameters `v` (`v_b = 0` without intercept).
+    fn forward(x: &D, k: usize, fit_intercept: bool, v: &[f64], out: &mut [f64], threads: usize) {
+        let (vw, vb) = v.split_at(x.n_cols() * k);
+        let zeros = vec![0.0; k];
+        let init = if fit_intercept { vb } else { &zeros };
+        x.mul_wt_then(vw, k, Some(init), out, &mut vec![(); x.n_rows()], threads, |_, _| ());
+    }
+
+    /// The per-sample pass at step `a`: `Z_t = Z + a·XD` (`Z_t = Z` when
+    /// `a` is `None`), then per sample the max-shifted softmax, the loss and
+    /// the pointwise gradient into `g_t`, and `g_t · XD`. Rows are split
+    /// over threads; the sums run in row order. Returns the mean loss and
+    /// `Σ g_t · XD`.
+    fn rows(&mut self, a: Option<f64>) -> (f64, f64) {
+        let (k, n) = (self.k, self.x.n_rows());
         let inv_n = 1.0 / n as f64;
-        let mut loss = 0.0;
-        for (row, &yi) in self.z.chunks_exact_mut(k).zip(&self.y) {
-            let m = row.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v));
-            let zy = row[yi];
+        let (z, xd, labels) = (&self.z, &self.xd, &self.y);
+        let row = |r: usize, zt: &mut [f64], g: &mut [f64]| -> [f64; 2] {
+            let zr = &z[r * k..(r + 1) * k];
+            let xr = &xd[r * k..(r + 1) * k];
+            match a {
+                Some(a) => zt.iter_mut().zip(zr).zip(xr).for_each(|((t, &zv), &xv)| *t = zv + a * xv),
+                None => zt.copy_from_slice(zr),
+            }
+            let yi = labels[r];
+            let m = vops::max(zt);
             let mut s = 0.0;
-            for v in row.iter_mut() {
-                *v = (*v - m).exp();
-                s += *v;
+            for (gv, &zv) in g.iter_mut().zip(zt.iter()) {
+                *gv = (zv - m).exp();
+                s += *gv;
             }
-            loss += m + s.ln() - zy;
             let inv_s = 1.0 / s;
-            for v in row.iter_mut() {
-                *v *= inv_s * inv_n;
+            for gv in g.iter_mut() {
+                *gv *= inv_s * inv_n;
             }
-            row[yi] -= inv_n;
-        }
-        let (gw, gb) = grad.split_at_mut(d * k);
-        self.x.tmul_g(&self.z, k, gw, self.threads);
-        let mut sq = 0.0;
-        for (g, &w) in gw.iter_mut().zip(wt) {
-            *g += self.l2 * w;
-            sq += w * w;
-        }
-        if self.fit_intercept {
-            gb.fill(0.0);
-            for row in self.z.chunks_exact(k) {
-                for (g, &v) in gb.iter_mut().zip(row) {
-                    *g += v;
+            g[yi] -= inv_n;
+            [m + s.ln() - zt[yi], if a.is_some() { vops::dot(g, xr) } else { 0.0 }]
+        };
+        // Threads take whole groups of rows; each group also sums its rows
+        // of `g_t` (for the intercepts' gradient), so no sum depends on the
+        // split.
+        let n_groups = n.div_ceil(ROW_GROUP).max(1);
+        let threads = self.threads.clamp(1, n_groups);
+        let per = n_groups.div_ceil(threads) * ROW_GROUP;
+        std::thread::scope(|s| {
+            let chunks = self.z_t.chunks_mut(per * k).zip(self.g_t.chunks_mut(per * k)).zip(self.per_row.chunks_mut(per)).zip(self.g_sums.chunks_mut(per / ROW_GROUP * k));
+            for (t, (((zt, g), out), sums)) in chunks.enumerate() {
+                let row = &row;
+                let mut work = move || {
+                    let groups = zt.chunks_mut(ROW_GROUP * k).zip(g.chunks_mut(ROW_GROUP * k)).zip(out.chunks_mut(ROW_GROUP)).zip(sums.chunks_exact_mut(k));
+                    for (gi, (((zt, g), out), sum)) in groups.enumerate() {
+                        sum.fill(0.0);
+                        for (i, ((zr, gr), o)) in zt.chunks_exact_mut(k).zip(g.chunks_exact_mut(k)).zip(out.iter_mut()).enumerate() {
+                            *o = row(t * per + gi * ROW_GROUP + i, zr, gr);
+                            sum.iter_mut().zip(gr.iter()).for_each(|(a, &v)| *a += v);
+                        }
+                    }
+                };
+                if threads == 1 {
+                    work();
+                } else {
+                    s.spawn(work);
                 }
             }
+        });
+        let (loss, dg) = self.per_row.iter().fold((0.0, 0.0), |(l, g), r| (l + r[0], g + r[1]));
+        (loss * inv_n, dg)
+    }
+
+    /// The objective at `theta`, from scratch; leaves `Z`, and `G` in
+    /// `g_t`, for [`Problem::accept`].
+    fn value(&mut self, theta: &[f64]) -> f64 {
+        self.n_fev += 1;
+        Self::forward(self.x, self.k, self.fit_intercept, theta, &mut self.z_t, self.threads);
+        std::mem::swap(&mut self.z, &mut self.z_t);
+        let (loss, _) = self.rows(None);
+        let w = &theta[..self.n_weights()];
+        loss + 0.5 * self.l2 * vops::dot(w, w)
+    }
+
+    /// Objective value at `theta` from scratch, and its gradient into
+    /// `grad`; `theta` becomes the current point.
+    fn start(&mut self, theta: &[f64], grad: &mut [f64]) -> f64 {
+        let f = self.value(theta);
+        self.accept(theta, grad);
+        f
+    }
+
+    /// `XD = X·D_Wᵀ + D_b` for the search direction `dir`.
+    fn prepare(&mut self, dir: &[f64]) {
+        Self::forward(self.x, self.k, self.fit_intercept, dir, &mut self.xd, self.threads);
+    }
+
+    /// Value and directional derivative at step `a` along the prepared
+    /// direction, given `‖W_t‖²` and `W_t · D_W` at the trial point.
+    fn trial(&mut self, a: f64, (ww, wd): (f64, f64)) -> (f64, f64) {
+        self.n_fev += 1;
+        let (loss, dgz) = self.rows(Some(a));
+        (loss + 0.5 * self.l2 * ww, dgz + self.l2 * wd)
+    }
+
+    /// Make the last trial (or [`Problem::value`]'s point) `theta` the
+    /// current point, writing its gradient `Xᵀ·G + W/(C·n)` (and `Σ G` for
+    /// the intercepts) into `grad`.
+    fn accept(&mut self, theta: &[f64], grad: &mut [f64]) {
+        let (k, nw) = (self.k, self.n_weights());
+        std::mem::swap(&mut self.z, &mut self.z_t);
+        let (gw, gb) = grad.split_at_mut(nw);
+        let (l2, wt) = (self.l2, &theta[..nw]);
+        self.x.tmul_g_then(&self.g_t, k, gw, &mut vec![(); self.d], self.threads, |j, grow| {
+            for (g, &wv) in grow.iter_mut().zip(&wt[j * k..(j + 1) * k]) {
+                *g += l2 * wv;
+            }
+        });
+        if self.fit_intercept {
+            gb.fill(0.0);
+            for part in self.g_sums.chunks_exact(k) {
+                gb.iter_mut().zip(part).for_each(|(g, &v)| *g += v);
+            }
         }
-        loss * inv_n + 0.5 * self.l2 * sq
     }
 }
 
 /// Vector kernels of the optimiser, optionally on several threads.
 ///
-/// Reductions (dot products) are summed per fixed block of `BLOCK` elements
-/// and the block sums are then added in block order, whatever the number of
-/// threads: results are bit-identical for any thread count.
+/// Vectors are cut into fixed blocks of `BLOCK` elements; reductions are
+/// summed per block (in a fixed lane order, see [`dot`]) and the block sums
+/// then added in block order, whatever the number of threads: results are
+/// bit-identical for any thread count.
 mod vops {
     pub(super) const BLOCK: usize = 1 << 14;
+    /// Sub-block of the memory passes ([`combine`], [`new_pair`]), whose
+    /// vectors are read one after the other within it (measured on the
+    /// bench: whole blocks beat 1–8 Ki chunks that interleave the vectors).
+    const CHUNK: usize = BLOCK;
 
-    /// Run `f(offset, chunks...)` on contiguous block-aligned ranges of
-    /// `out`, collecting one partial per `BLOCK` into `partials`.
-    fn run<F>(threads: usize, out: &mut [f64], partials: &mut [f64], f: F)
-    where
-        F: Fn(usize, &mut [f64], &mut [f64]) + Sync,
-    {
-        let n_blocks = partials.len();
-        let threads = threads.clamp(1, n_blocks.max(1));
-        if threads == 1 {
-            f(0, out, partials);
-            return;
-        }
-        let per = n_blocks.div_ceil(threads);
-        std::thread::scope(|s| {
-            let mut o = out;
-            let mut p = partials;
-            let mut start = 0;
-            while !p.is_empty() {
-                let nb = per.min(p.len());
-                let len = (nb * BLOCK).min(o.len());
-                let (oc, ot) = o.split_at_mut(len);
-                let (pc, pt) = p.split_at_mut(nb);
-                o = ot;
-                p = pt;
-                let f = &f;
-                s.spawn(move || f(start, oc, pc));
-                start += len;
+    /// `Σ aᵢ·bᵢ` over 8 interleaved lanes, added in a fixed tree, then the
+    /// tail: vectorisable, and the same bits on every CPU.
+    #[inline(always)]
+    pub(super) fn dot(a: &[f64], b: &[f64]) -> f64 {
+        let n = a.len().min(b.len());
+        let (a, b) = (&a[..n], &b[..n]);
+        let mut acc = [0.0f64; 8];
+        let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+        let (ra, rb) = (ca.remainder(), cb.remainder());
+        for (x, y) in ca.zip(cb) {
+            for l in 0..8 {
+                acc[l] += x[l] * y[l];
             }
-        });
+        }
+        let mut tail = 0.0;
+        for (x, y) in ra.iter().zip(rb) {
+            tail += x * y;
+        }
+        (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) + tail
     }
 
-    fn blocks(n: usize) -> usize {
-        n.div_ceil(BLOCK).max(1)
+    /// A dot product in progress, summed as [`dot`] sums it: 8 interleaved
+    /// lanes, then the tail. Feeding a vector piecewise gives [`dot`]'s bits
+    /// when every piece but the last has a length divisible by 8.
+    #[derive(Clone, Copy, Default)]
+    pub(super) struct Lanes {
+        acc: [f64; 8],
+        tail: f64,
     }
 
-    /// `a · b`.
-    pub(super) fn dot(threads: usize, a: &[f64], b: &[f64]) -> f64 {
-        let mut partials = vec![0.0; blocks(a.len())];
-        dot_into(threads, a, b, &mut partials);
-        partials.iter().sum()
+    impl Lanes {
+        #[inline(always)]
+        fn total(&self) -> f64 {
+            let s = &self.acc;
+            (((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))) + self.tail
+        }
     }
 
-    fn dot_into(threads: usize, a: &[f64], b: &[f64], partials: &mut [f64]) {
-        let n_blocks = partials.len();
-        let threads = threads.clamp(1, n_blocks);
-        let work = |first: usize, part: &mut [f64]| {
-            for (i, p) in part.iter_mut().enumerate() {
-                let lo = (first + i) * BLOCK;
-                let hi = (lo + BLOCK).min(a.len());
-                *p = a[lo..hi].iter().zip(&b[lo..hi]).map(|(x, y)| x * y).sum();
+    /// Add `a·b` into `p` and `a·c` into `q`, one pass over `a`.
+    #[inline(always)]
+    fn dot2_into(a: &[f64], b: &[f64], c: &[f64], mut p: Lanes, mut q: Lanes) -> (Lanes, Lanes) {
+        let n = a.len().min(b.len()).min(c.len());
+        let (a, b, c) = (&a[..n], &b[..n], &c[..n]);
+        let (ca, cb, cc) = (a.chunks_exact(8), b.chunks_exact(8), c.chunks_exact(8));
+        let (ra, rb, rc) = (ca.remainder(), cb.remainder(), cc.remainder());
+        for ((x, y), z) in ca.zip(cb).zip(cc) {
+            for l in 0..8 {
+                p.acc[l] += x[l] * y[l];
+                q.acc[l] += x[l] * z[l];
+            }
+        }
+        for ((x, y), z) in ra.iter().zip(rb).zip(rc) {
+            p.tail += x * y;
+            q.tail += x * z;
+        }
+        (p, q)
+    }
+
+    /// `(a·b, a·c)` in one pass over `a`, each as [`dot`] computes it.
+    #[inline(always)]
+    fn dot2(a: &[f64], b: &[f64], c: &[f64]) -> (f64, f64) {
+        let (p, q) = dot2_into(a, b, c, Lanes::default(), Lanes::default());
+        (p.total(), q.total())
+    }
+
+    /// Run `f(lo, hi, outs, partials)` on every block `lo..hi` of `0..n`,
+    /// with `outs` the block's part of each output vector and `partials`
+    /// the block's `n_red` reduction slots. Contiguous runs of blocks go to
+    /// scoped threads. Returns the partials, block-major.
+    fn blocks<F>(threads: usize, n: usize, outs: Vec<&mut [f64]>, n_red: usize, f: F) -> Vec<f64>
+    where
+        F: Fn(usize, usize, &mut [&mut [f64]], &mut [f64]) + Sync,
+    {
+        let nb = n.div_ceil(BLOCK).max(1);
+        let mut partials = vec![0.0; nb * n_red];
+        let work = |b0: usize, b1: usize, mut outs: Vec<&mut [f64]>, part: &mut [f64]| {
+            let base = b0 * BLOCK;
+            for bi in b0..b1 {
+                let (lo, hi) = (bi * BLOCK, ((bi + 1) * BLOCK).min(n));
+                let mut sub: Vec<&mut [f64]> = outs.iter_mut().map(|o| &mut o[lo - base..hi - base]).collect();
+                f(lo, hi, &mut sub, &mut part[(bi - b0) * n_red..(bi - b0 + 1) * n_red]);
             }
         };
+        let threads = threads.clamp(1, nb);
         if threads == 1 {
-            work(0, partials);
-            return;
+            work(0, nb, outs, &mut partials);
+            return partials;
         }
-        let per = n_blocks.div_ceil(threads);
+        let per = nb.div_ceil(threads);
         std::thread::scope(|s| {
-            for (t, part) in partials.chunks_mut(per).enumerate() {
+            let (mut rest, mut prest) = (outs, partials.as_mut_slice());
+            let mut b0 = 0;
+            while b0 < nb {
+                let b1 = (b0 + per).min(nb);
+                let len = (b1 * BLOCK).min(n) - b0 * BLOCK;
+                let (mut heads, mut tails) = (Vec::with_capacity(rest.len()), Vec::with_capacity(rest.len()));
+                for o in rest {
+                    let (h, t) = o.split_at_mut(len);
+                    heads.push(h);
+                    tails.push(t);
+                }
+                rest = tails;
+                let (p, pt) = prest.split_at_mut((b1 - b0) * n_red);
+                prest = pt;
                 let work = &work;
-                s.spawn(move || work(t * per, part));
+                s.spawn(move || work(b0, b1, heads, p));
+                b0 = b1;
             }
         });
+        partials
     }
 
-    /// `out[i] = f(i, out[i])` elementwise, then `Σ out[i]·w[i]` if `w` is
-    /// given (0 otherwise).
-    pub(super) fn map_dot<F>(threads: usize, out: &mut [f64], w: Option<&[f64]>, f: F) -> f64
-    where
-        F: Fn(usize, f64) -> f64 + Sync,
-    {
-        let mut partials = vec![0.0; blocks(out.len())];
-        run(threads, out, &mut partials, |off, o, part| {
-            for (bi, (chunk, p)) in o.chunks_mut(BLOCK).zip(part.iter_mut()).enumerate() {
-                let base = off + bi * BLOCK;
-                for (i, v) in chunk.iter_mut().enumerate() {
-                    *v = f(base + i, *v);
+    /// Column `r` of block-major `partials` with `n_red` columns, summed in
+    /// block order.
+    fn total(partials: &[f64], n_red: usize, r: usize) -> f64 {
+        partials.chunks_exact(n_red).fold(0.0, |a, p| a + p[r])
+    }
+
+    /// Define `fn $name(args)` running `$body` compiled for AVX-512F or
+    /// AVX2 when the CPU has it, portable code otherwise. The bodies keep
+    /// their lanes explicit (see [`dot`]), so every path gives the same bits;
+    /// the wider paths just vectorise them.
+    macro_rules! multiversion {
+        ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+            $(#[$doc])*
+            #[allow(clippy::too_many_arguments)]
+            fn $name($($arg: $ty),*) {
+                #[inline(always)]
+                #[allow(clippy::too_many_arguments)]
+                fn body($($arg: $ty),*) $body
+                #[cfg(target_arch = "x86_64")]
+                {
+                    #[target_feature(enable = "avx512f")]
+                    #[allow(clippy::too_many_arguments)]
+                    fn v512($($arg: $ty),*) {
+                        body($($arg),*)
+                    }
+                    #[target_feature(enable = "avx2")]
+                    #[allow(clippy::too_many_arguments)]
+                    fn v256($($arg: $ty),*) {
+                        body($($arg),*)
+                    }
+                    if std::arch::is_x86_feature_detected!("avx512f") {
+                        // SAFETY: the feature was just detected.
+                        return unsafe { v512($($arg),*) };
+                    }
+                    if std::arch::is_x86_feature_detected!("avx2") {
+                        // SAFETY: the feature was just detected.
+                        return unsafe { v256($($arg),*) };
+                    }
                 }
-                if let Some(w) = w {
-                    *p = chunk.iter().zip(&w[base..base + chunk.len()]).map(|(x, y)| x * y).sum();
-                }
+                body($($arg),*)
             }
-        });
-        partials.iter().sum()
+        };
     }
 
-    /// `max_i |a_i|`.
+    multiversion! {
+        /// One block of [`step`]; its first `nw` elements are weights.
+        fn step_block(x: &[f64], dir: &[f64], a: f64, nw: usize, o: &mut [f64], p: &mut [f64]) {
+            for ((v, &xi), &di) in o.iter_mut().zip(x).zip(dir) {
+                *v = xi + a * di;
+            }
+            let w = nw.min(o.len());
+            let o: &[f64] = o;
+            let (ww, wd) = dot2(&o[..w], &o[..w], &dir[..w]);
+            p.copy_from_slice(&[ww, wd]);
+        }
+    }
+
+    /// `out = x + a·dir`; returns `(out·out, out·dir)` over the first `nw`
+    /// elements (the weights: the penalty and its derivative along `dir`).
+    pub(super) fn step(threads: usize, out: &mut [f64], x: &[f64], a: f64, dir: &[f64], nw: usize) -> (f64, f64) {
+        let n = out.len();
+        let partials = blocks(threads, n, vec![out], 2, |lo, hi, o, p| step_block(&x[lo..hi], &dir[lo..hi], a, nw.saturating_sub(lo), o[0], p));
+        (total(&partials, 2, 0), total(&partials, 2, 1))
+    }
+
+    /// `max_i a_i` (`-inf` for none; NaN ignored, as `f64::max` does):
+    /// exact, so the lane order does not matter.
+    #[inline(always)]
+    pub(super) fn max(a: &[f64]) -> f64 {
+        let mut acc = [f64::NEG_INFINITY; 8];
+        let c = a.chunks_exact(8);
+        let tail = c.remainder().iter().fold(f64::NEG_INFINITY, |m: f64, &v| m.max(v));
+        for x in c {
+            for l in 0..8 {
+                acc[l] = acc[l].max(x[l]);
+            }
+        }
+        acc.iter().fold(tail, |m, &v| m.max(v))
+    }
+
+    /// `max_i |a_i|` (NaN ignored, as `f64::max` does).
+    #[inline(always)]
     pub(super) fn max_abs(a: &[f64]) -> f64 {
-        a.iter().fold(0.0, |m, v| m.max(v.abs()))
+        let mut acc = [0.0f64; 8];
+        let c = a.chunks_exact(8);
+        let tail = c.remainder().iter().fold(0.0, |m: f64, v| m.max(v.abs()));
+        for x in c {
+            for l in 0..8 {
+                acc[l] = acc[l].max(x[l].abs());
+            }
+        }
+        acc.iter().fold(tail, |m, &v| m.max(v))
+    }
+
+    /// The dot products of a new L-BFGS pair with the memory, in one pass.
+    pub(super) struct PairDots {
+        /// `s_i·y_new`, `y_i·y_new`, `s_i·g_new`, `y_i·g_new` for each
+        /// stored pair `i` (oldest first).
+        pub(super) sy: Vec<f64>,
+        pub(super) yy: Vec<f64>,
+        pub(super) sg: Vec<f64>,
+        pub(super) yg: Vec<f64>,
+        /// The same four for the new pair itself.
+        pub(super) new: [f64; 4],
+        /// `max_i |g_new,i|`.
+        pub(super) g_max: f64,
+    }
+
+    multiversion! {
+        /// One block of [`new_pair`], starting at element `lo`.
+        fn pair_block(x_new: &[f64], x: &[f64], g_new: &[f64], g: &[f64], ss: &[Vec<f64>], ys: &[Vec<f64>], lo: usize, sb: &mut [f64], yb: &mut [f64], p: &mut [f64]) {
+            // Chunk by chunk, all vectors at once (many concurrent streams
+            // read memory faster than one vector after the other); the lanes
+            // carry over between chunks, so the sums are [`dot`]'s.
+            let m = ss.len();
+            let mut acc = vec![Lanes::default(); 4 * m + 4];
+            let len = sb.len();
+            let mut c0 = 0;
+            while c0 < len {
+                let c1 = (c0 + CHUNK).min(len);
+                let (sc, yc) = (&mut sb[c0..c1], &mut yb[c0..c1]);
+                for (((sv, &a), &b), (yv, (&c, &d))) in sc.iter_mut().zip(&x_new[c0..c1]).zip(&x[c0..c1]).zip(yc.iter_mut().zip(g_new[c0..c1].iter().zip(&g[c0..c1]))) {
+                    *sv = a - b;
+                    *yv = c - d;
+                }
+                let (sc, yc, gc): (&[f64], &[f64], &[f64]) = (sc, yc, &g_new[c0..c1]);
+                let (a0, a1) = (lo + c0, lo + c1);
+                for i in 0..=m {
+                    let (s_i, y_i) = if i < m { (&ss[i][a0..a1], &ys[i][a0..a1]) } else { (sc, yc) };
+                    (acc[4 * i], acc[4 * i + 2]) = dot2_into(s_i, yc, gc, acc[4 * i], acc[4 * i + 2]);
+                    (acc[4 * i + 1], acc[4 * i + 3]) = dot2_into(y_i, yc, gc, acc[4 * i + 1], acc[4 * i + 3]);
+                }
+                c0 = c1;
+            }
+            for (r, l) in acc.iter().enumerate() {
+                p[r] = l.total();
+            }
+            p[4 * m + 4] = max_abs(g_new);
+        }
+    }
+
+    /// `s = x_new − x`, `y = g_new − g`, and their dot products with the
+    /// stored pairs and `g_new` (see [`PairDots`]), in one pass.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new_pair(
+        threads: usize,
+        s: &mut [f64],
+        y: &mut [f64],
+        (x_new, x): (&[f64], &[f64]),
+        (g_new, g): (&[f64], &[f64]),
+        ss: &[Vec<f64>],
+        ys: &[Vec<f64>],
+    ) -> PairDots {
+        let m = ss.len();
+        let n_red = 4 * m + 5;
+        let n = s.len();
+        let partials = blocks(threads, n, vec![s, y], n_red, |lo, hi, o, p| {
+            let [sb, yb] = o else { unreachable!("two outputs") };
+            pair_block(&x_new[lo..hi], &x[lo..hi], &g_new[lo..hi], &g[lo..hi], ss, ys, lo, sb, yb, p)
+        });
+        let col = |r| total(&partials, n_red, r);
+        PairDots {
+            sy: (0..m).map(|i| col(4 * i)).collect(),
+            yy: (0..m).map(|i| col(4 * i + 1)).collect(),
+            sg: (0..m).map(|i| col(4 * i + 2)).collect(),
+            yg: (0..m).map(|i| col(4 * i + 3)).collect(),
+            new: [col(4 * m), col(4 * m + 1), col(4 * m + 2), col(4 * m + 3)],
+            g_max: partials.chunks_exact(n_red).fold(0.0, |a, p| a.max(p[n_red - 1])),
+        }
+    }
+
+    multiversion! {
+        /// One block of [`combine`], starting at element `lo`; `g` and the
+        /// memory vectors are whole, the step's `x` and `x_t` the block's.
+        fn combine_block(g: &[f64], cg: f64, cs: &[f64], ss: &[Vec<f64>], cy: &[f64], ys: &[Vec<f64>], lo: usize, db: &mut [f64], step: Option<(&[f64], f64, usize, &mut [f64])>, p: &mut [f64]) {
+            let hi = lo + db.len();
+            let mut step = step;
+            let mut c0 = lo;
+            while c0 < hi {
+                let c1 = (c0 + CHUNK).min(hi);
+                let dc = &mut db[c0 - lo..c1 - lo];
+                for (v, &gi) in dc.iter_mut().zip(&g[c0..c1]) {
+                    *v = cg * gi;
+                }
+                for (&c, v) in cs.iter().zip(ss).chain(cy.iter().zip(ys)) {
+                    for (di, &vi) in dc.iter_mut().zip(&v[c0..c1]) {
+                        *di += c * vi;
+                    }
+                }
+                if let Some((x, a, _, xt)) = step.as_mut() {
+                    for ((v, &xi), &di) in xt[c0 - lo..c1 - lo].iter_mut().zip(&x[c0 - lo..c1 - lo]).zip(&*dc) {
+                        *v = xi + *a * di;
+                    }
+                }
+                c0 = c1;
+            }
+            let db: &[f64] = db;
+            let (gd, dd) = dot2(db, &g[lo..hi], db);
+            let (ww, wd) = match step {
+                // as `step_block` computes them
+                Some((_, _, nw, xt)) => {
+                    let w = nw.min(db.len());
+                    let xt: &[f64] = xt;
+                    dot2(&xt[..w], &xt[..w], &db[..w])
+                }
+                None => (0.0, 0.0),
+            };
+            p.copy_from_slice(&[gd, dd, ww, wd]);
+        }
+    }
+
+    /// `d = cg·g + Σ cs_i·s_i + Σ cy_i·y_i` (terms added in that order);
+    /// returns `[g·d, d·d, ww, wd]`. With `step = (x, a, nw, x_t)`, also
+    /// `x_t = x + a·d` and its `(ww, wd)` as [`step`] computes them, while
+    /// `d` is in cache (zeros without).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn combine(
+        threads: usize,
+        d: &mut [f64],
+        cg: f64,
+        g: &[f64],
+        (cs, ss): (&[f64], &[Vec<f64>]),
+        (cy, ys): (&[f64], &[Vec<f64>]),
+        step: Option<(&[f64], f64, usize, &mut [f64])>,
+    ) -> [f64; 4] {
+        let n = d.len();
+        let (x, a, nw, outs) = match step {
+            Some((x, a, nw, x_t)) => (x, a, nw, vec![d, x_t]),
+            None => (&[][..], 0.0, 0, vec![d]),
+        };
+        let partials = blocks(threads, n, outs, 4, |lo, hi, o, p| match o {
+            [db, xt] => combine_block(g, cg, cs, ss, cy, ys, lo, db, Some((&x[lo..hi], a, nw.saturating_sub(lo), xt)), p),
+            [db] => combine_block(g, cg, cs, ss, cy, ys, lo, db, None, p),
+            _ => unreachable!("one or two outputs"),
+        });
+        [0, 1, 2, 3].map(|r| total(&partials, 4, r))
     }
 }
 
-/// L-BFGS memory: the last `MEMORY` pairs `(s, y)` with `ρ = 1/(sᵀy)`.
-/// Buffers are recycled, never reallocated once the memory is full.
+/// L-BFGS memory in the compact form of Byrd, Nocedal & Schnabel (1994),
+/// as L-BFGS-B keeps it: the last `MEMORY` pairs `(s, y)` plus their dot
+/// products `sᵢ·yⱼ` (`i ≤ j`) and `yᵢ·yⱼ`, and `Sᵀg`, `Yᵀg` for the
+/// current gradient. With `γ = sᵀy / yᵀy` of the newest pair,
+///
+/// ```text
+/// H·g = γ·g + S·p − γ·Y·u,   u = R⁻¹·Sᵀg,   p = R⁻ᵀ·((D + γ·YᵀY)·u − γ·Yᵀg)
+/// ```
+///
+/// (`R` upper triangular with `Rᵢⱼ = sᵢ·yⱼ`, `D` its diagonal) is exactly
+/// the two-loop recursion's `H·g` in exact arithmetic, but costs two passes
+/// over the memory per iteration (one for the new pair's dot products, one
+/// for the direction) instead of four. Buffers are recycled, never
+/// reallocated once the memory is full.
 struct Memory {
+    /// Oldest first.
     s: Vec<Vec<f64>>,
     y: Vec<Vec<f64>>,
-    rho: Vec<f64>,
-    /// Buffers of dropped pairs, reused by `push`.
+    /// `sy[j][i] = sᵢ·yⱼ` and `yy[j][i] = yᵢ·yⱼ` for `i ≤ j`.
+    sy: Vec<Vec<f64>>,
+    yy: Vec<Vec<f64>>,
+    /// `sᵢ·g` and `yᵢ·g` for the current gradient `g`.
+    sg: Vec<f64>,
+    yg: Vec<f64>,
+    /// Buffers of dropped pairs, reused for new ones.
     spare: Vec<Vec<f64>>,
     /// Initial inverse-Hessian scale `sᵀy / yᵀy` of the newest pair.
     gamma: f64,
@@ -354,6 +742,10 @@ struct Memory {
 }
 
 impl Memory {
+    fn new(threads: usize) -> Self {
+        Memory { s: vec![], y: vec![], sy: vec![], yy: vec![], sg: vec![], yg: vec![], spare: vec![], gamma: 1.0, threads }
+    }
+
     fn len(&self) -> usize {
         self.s.len()
     }
@@ -361,69 +753,92 @@ impl Memory {
     fn clear(&mut self) {
         self.spare.append(&mut self.s);
         self.spare.append(&mut self.y);
-        self.rho.clear();
+        for v in [&mut self.sy, &mut self.yy] {
+            v.clear();
+        }
+        self.sg.clear();
+        self.yg.clear();
     }
 
     fn buffer(&mut self, n: usize) -> Vec<f64> {
         self.spare.pop().unwrap_or_else(|| vec![0.0; n])
     }
 
-    /// Store `s = x_new − x`, `y = g_new − g` if `sᵀy > ε·yᵀy` (L-BFGS-B's
-    /// curvature test). Returns whether the pair was stored.
-    fn push(&mut self, x_new: &[f64], x: &[f64], g_new: &[f64], g: &[f64]) -> bool {
+    /// Move to the accepted point: form `s = x_new − x`, `y = g_new − g`
+    /// and store the pair if `sᵀy > ε·yᵀy` (L-BFGS-B's curvature test),
+    /// dropping the oldest when full; either way `Sᵀg_new` and `Yᵀg_new` are
+    /// brought up to date. Returns `max|g_new|`.
+    fn advance(&mut self, x_new: &[f64], x: &[f64], g_new: &[f64], g: &[f64]) -> f64 {
         let n = x.len();
-        let t = self.threads;
-        let mut s = self.buffer(n);
-        let mut y = self.buffer(n);
-        vops::map_dot(t, &mut s, None, |i, _| x_new[i] - x[i]);
-        let sy = vops::map_dot(t, &mut y, Some(&s), |i, _| g_new[i] - g[i]);
-        let yy = vops::dot(t, &y, &y);
+        let (mut s, mut y) = (self.buffer(n), self.buffer(n));
+        let dots = vops::new_pair(self.threads, &mut s, &mut y, (x_new, x), (g_new, g), &self.s, &self.y);
+        let [sy, yy, sg, yg] = dots.new;
+        (self.sg, self.yg) = (dots.sg, dots.yg);
         if sy.is_nan() || sy <= f64::EPSILON * yy {
             self.spare.push(s);
             self.spare.push(y);
-            return false;
+            return dots.g_max;
         }
+        let (mut col_sy, mut col_yy) = (dots.sy, dots.yy);
         if self.s.len() == MEMORY {
             self.spare.push(self.s.remove(0));
             self.spare.push(self.y.remove(0));
-            self.rho.remove(0);
+            for v in [&mut self.sy, &mut self.yy] {
+                v.remove(0);
+                v.iter_mut().for_each(|c| {
+                    c.remove(0);
+                });
+            }
+            for v in [&mut self.sg, &mut self.yg, &mut col_sy, &mut col_yy] {
+                v.remove(0);
+            }
         }
+        col_sy.push(sy);
+        col_yy.push(yy);
         self.s.push(s);
         self.y.push(y);
-        self.rho.push(1.0 / sy);
+        self.sy.push(col_sy);
+        self.yy.push(col_yy);
+        self.sg.push(sg);
+        self.yg.push(yg);
         self.gamma = sy / yy;
-        true
+        dots.g_max
     }
 
-    /// `d = −H g` by the two-loop recursion, with each update fused with
-    /// the next dot product (one pass per pair and loop).
-    fn direction(&self, g: &[f64], d: &mut [f64]) {
-        let t = self.threads;
-        let m = self.s.len();
-        if m == 0 {
-            vops::map_dot(t, d, None, |i, _| -g[i]);
-            return;
-        }
-        let mut alpha = vec![0.0; m];
-        // first loop, newest to oldest: α_i = ρ_i s_iᵀd; d −= α_i y_i
-        let mut sd = vops::map_dot(t, d, Some(&self.s[m - 1]), |i, _| -g[i]);
-        for i in (0..m).rev() {
-            alpha[i] = self.rho[i] * sd;
-            let yi = &self.y[i];
-            let a = alpha[i];
-            let next = if i > 0 { Some(self.s[i - 1].as_slice()) } else { None };
-            sd = vops::map_dot(t, d, next, |j, v| v - a * yi[j]);
-        }
-        // scaling γ = sᵀy / yᵀy of the newest pair, fused with y_0ᵀd
+    /// `d = −H·g` for the current gradient `g` (the one of the last
+    /// [`Memory::advance`]); returns `(g·d, d·d)` and, if the unit first
+    /// step `x_t = x + d` was formed too, its `(ww, wd)` as [`vops::step`]
+    /// returns them. That step is formed in the same pass when
+    /// `step = (x, nw, x_t)` is given and the memory is not empty (with an
+    /// empty memory the first step is `1/‖d‖₂`).
+    #[allow(clippy::type_complexity)]
+    fn direction(&self, g: &[f64], d: &mut [f64], step: Option<(&[f64], usize, &mut [f64])>) -> (f64, f64, Option<(f64, f64)>) {
+        let m = self.len();
         let gamma = self.gamma;
-        let mut yd = vops::map_dot(t, d, Some(&self.y[0]), |_, v| v * gamma);
-        // second loop, oldest to newest: β_i = ρ_i y_iᵀd; d += (α_i − β_i) s_i
-        for (i, (&a, &rho)) in alpha.iter().zip(&self.rho).enumerate() {
-            let c = a - rho * yd;
-            let si = &self.s[i];
-            let next = if i + 1 < m { Some(self.y[i + 1].as_slice()) } else { None };
-            yd = vops::map_dot(t, d, next, |j, v| v + c * si[j]);
+        let r = |i: usize, j: usize| self.sy[j][i];
+        let yy = |i: usize, j: usize| if i <= j { self.yy[j][i] } else { self.yy[i][j] };
+        // u = R⁻¹·Sᵀg (back substitution)
+        let mut u = vec![0.0; m];
+        for i in (0..m).rev() {
+            let acc = (i + 1..m).fold(self.sg[i], |a, j| a - r(i, j) * u[j]);
+            u[i] = acc / r(i, i);
         }
+        // p = R⁻ᵀ·((D + γ·YᵀY)·u − γ·Yᵀg) (forward substitution)
+        let mut p = vec![0.0; m];
+        for i in 0..m {
+            let yyu = (0..m).fold(0.0, |a, j| a + yy(i, j) * u[j]);
+            let v = r(i, i) * u[i] + gamma * yyu - gamma * self.yg[i];
+            let acc = (0..i).fold(v, |a, j| a - r(j, i) * p[j]);
+            p[i] = acc / r(i, i);
+        }
+        // d = −γ·g − S·p + γ·Y·u
+        let cs: Vec<f64> = p.iter().map(|v| -v).collect();
+        let cy: Vec<f64> = u.iter().map(|v| gamma * v).collect();
+        let cg = if m == 0 { -1.0 } else { -gamma };
+        let step = if m > 0 { step.map(|(x, nw, x_t)| (x, 1.0, nw, x_t)) } else { None };
+        let stepped = step.is_some();
+        let [gd, dd, ww, wd] = vops::combine(self.threads, d, cg, g, (&cs, &self.s), (&cy, &self.y), step);
+        (gd, dd, stepped.then_some((ww, wd)))
     }
 }
 
@@ -455,15 +870,6 @@ fn interpolate(lo: Pt, hi: Pt) -> f64 {
     if a.is_finite() && a >= l && a <= h { a } else { mid }
 }
 
-/// Work vectors of the line search: the trial point and gradient, and the
-/// best Armijo point seen so far.
-struct Buffers {
-    x_t: Vec<f64>,
-    g_t: Vec<f64>,
-    x_lo: Vec<f64>,
-    g_lo: Vec<f64>,
-}
-
 /// Next trial step while no minimiser is bracketed: `cur` satisfies the
 /// sufficient decrease but still descends. As Moré–Thuente's `dcstep`
 /// (case 3), extrapolate with the cubic through `prev` and `cur`, kept within
@@ -483,28 +889,29 @@ fn extrapolate(prev: Pt, cur: Pt) -> f64 {
 }
 
 enum LineSearch {
-    /// Step accepted with this objective value; `x_t`/`g_t` hold the new
-    /// point and its gradient.
+    /// Step accepted with this objective value; `x_t` holds the new point
+    /// and the problem's last trial is at it.
     Ok(f64),
     Failed,
 }
 
-/// Strong-Wolfe line search from `x` along `dir`. On success the new point
-/// and gradient are left in `x_t` and `g_t`.
+/// Strong-Wolfe line search from `x` along `dir` (prepared in `p`), first
+/// trying `a0`; `formed` holds `(ww, wd)` when `x_t = x + a0·dir` is already
+/// formed. On success the new point is left in `x_t` and is `p`'s last trial.
 #[allow(clippy::too_many_arguments)]
-fn line_search<D: Design>(p: &mut Problem<'_, D>, x: &[f64], f0: f64, dir: &[f64], dg0: f64, a0: f64, bufs: &mut Buffers) -> LineSearch {
-    let t = p.threads;
+fn line_search<D: Design>(p: &mut Problem<'_, D>, x: &[f64], f0: f64, dir: &[f64], dg0: f64, (a0, formed): (f64, Option<(f64, f64)>), x_t: &mut [f64]) -> LineSearch {
+    let (t, nw) = (p.threads, p.n_weights());
     let mut lo = Pt { a: 0.0, f: f0, dg: dg0 };
-    // Whether `bufs.x_lo`/`g_lo` hold the point at `lo` (lo.a > 0).
-    let mut have_lo = false;
     // The Armijo point before `lo`, for cubic extrapolation.
     let mut prev = lo;
     let mut hi: Option<Pt> = None;
     let mut a = a0;
-    for _ in 0..MAX_LS {
-        vops::map_dot(t, &mut bufs.x_t, None, |i, _| x[i] + a * dir[i]);
-        let f = p.eval(&bufs.x_t, &mut bufs.g_t);
-        let dg = vops::dot(t, &bufs.g_t, dir);
+    for n_trial in 0..MAX_LS {
+        let sums = match formed {
+            Some(sums) if n_trial == 0 => sums,
+            _ => vops::step(t, x_t, x, a, dir, nw),
+        };
+        let (f, dg) = p.trial(a, sums);
         let trial = Pt { a, f, dg };
         let armijo_fails = !f.is_finite() || f > f0 + C1 * a * dg0 || (lo.a > 0.0 && f >= lo.f);
         if armijo_fails {
@@ -520,9 +927,6 @@ fn line_search<D: Design>(p: &mut Problem<'_, D>, x: &[f64], f0: f64, dir: &[f64
             }
             prev = lo;
             lo = trial;
-            std::mem::swap(&mut bufs.x_t, &mut bufs.x_lo);
-            std::mem::swap(&mut bufs.g_t, &mut bufs.g_lo);
-            have_lo = true;
         }
         a = match hi {
             None => extrapolate(prev, lo),
@@ -534,11 +938,12 @@ fn line_search<D: Design>(p: &mut Problem<'_, D>, x: &[f64], f0: f64, dir: &[f64
             }
         };
     }
-    // Out of evaluations: accept the best Armijo point, if any.
-    if have_lo {
-        std::mem::swap(&mut bufs.x_t, &mut bufs.x_lo);
-        std::mem::swap(&mut bufs.g_t, &mut bufs.g_lo);
-        LineSearch::Ok(lo.f)
+    // Out of evaluations: accept the best Armijo point, if any (its trial
+    // is repeated, giving the same value).
+    if lo.a > 0.0 {
+        let sums = vops::step(t, x_t, x, lo.a, dir, nw);
+        let (f, _) = p.trial(lo.a, sums);
+        LineSearch::Ok(f)
     } else {
         LineSearch::Failed
     }
@@ -580,23 +985,24 @@ pub fn fit(
 
     let np = theta.len();
     let t = p.threads;
+    let nw = p.n_weights();
     let mut g = vec![0.0; np];
-    let mut f = p.eval(&theta, &mut g);
-    let mut mem = Memory { s: Vec::new(), y: Vec::new(), rho: Vec::new(), spare: Vec::new(), gamma: 1.0, threads: t };
+    let mut f = p.start(&theta, &mut g);
+    let mut mem = Memory::new(t);
     let mut dir = vec![0.0; np];
-    let mut bufs = Buffers { x_t: vec![0.0; np], g_t: vec![0.0; np], x_lo: vec![0.0; np], g_lo: vec![0.0; np] };
+    let (mut x_t, mut g_t) = (vec![0.0; np], vec![0.0; np]);
     let mut n_iter = 0;
-    let mut converged = vops::max_abs(&g) <= cfg.tol;
+    let mut g_max = vops::max_abs(&g);
+    let mut converged = g_max <= cfg.tol;
     while !converged && n_iter < cfg.max_iter {
-        mem.direction(&g, &mut dir);
-        let mut dg0 = vops::dot(t, &g, &dir);
+        let (mut dg0, mut dd, mut formed) = mem.direction(&g, &mut dir, Some((&theta, nw, &mut x_t)));
         if dg0.is_nan() || dg0 >= 0.0 {
             mem.clear();
-            mem.direction(&g, &mut dir);
-            dg0 = vops::dot(t, &g, &dir);
+            (dg0, dd, formed) = mem.direction(&g, &mut dir, None);
         }
-        let a0 = if mem.len() == 0 { (1.0 / vops::dot(t, &dir, &dir).sqrt()).min(1e10) } else { 1.0 };
-        let f_new = match line_search(&mut p, &theta, f, &dir, dg0, a0, &mut bufs) {
+        let a0 = if mem.len() == 0 { (1.0 / dd.sqrt()).min(1e10) } else { 1.0 };
+        p.prepare(&dir);
+        let f_new = match line_search(&mut p, &theta, f, &dir, dg0, (a0, formed), &mut x_t) {
             LineSearch::Ok(f_new) => f_new,
             LineSearch::Failed => {
                 if mem.len() == 0 {
@@ -607,17 +1013,23 @@ pub fn fit(
             }
         };
         n_iter += 1;
-        mem.push(&bufs.x_t, &theta, &bufs.g_t, &g);
+        p.accept(&x_t, &mut g_t);
+        g_max = mem.advance(&x_t, &theta, &g_t, &g);
         let f_old = f;
         f = f_new;
-        std::mem::swap(&mut theta, &mut bufs.x_t);
-        std::mem::swap(&mut g, &mut bufs.g_t);
-        if vops::max_abs(&g) <= cfg.tol || (f_old - f) <= FTOL * f_old.abs().max(f.abs()).max(1.0) {
+        std::mem::swap(&mut theta, &mut x_t);
+        std::mem::swap(&mut g, &mut g_t);
+        if g_max <= cfg.tol || (f_old - f) <= FTOL * f_old.abs().max(f.abs()).max(1.0) {
             converged = true;
         }
     }
+    // The objective at the returned parameters from scratch (the iterations'
+    // values come from updated logits, equal up to rounding).
+    if n_iter > 0 {
+        f = p.value(&theta);
+    }
 
-    let grad_max_norm = vops::max_abs(&g);
+    let grad_max_norm = g_max;
     let mut coef = vec![0.0; n_classes * d];
     let mut intercept = vec![f64::NEG_INFINITY; n_classes];
     for (ci, &c) in map.seen.iter().enumerate() {
@@ -673,8 +1085,7 @@ pub fn objective(
             theta[d * k + ci] = intercept[c];
         }
     }
-    let mut g = vec![0.0; theta.len()];
-    Ok(p.eval(&theta, &mut g))
+    Ok(p.value(&theta))
 }
 
 impl LogRegModel {
@@ -747,24 +1158,100 @@ impl LogRegModel {
 
 #[cfg(test)]
 mod tests {
-    use super::vops;
+    use super::{Memory, vops};
 
-    #[test]
-    fn vector_reductions_do_not_depend_on_threads() {
-        let n = 5 * vops::BLOCK + 123;
+    fn vecs(n: usize) -> (Vec<f64>, Vec<f64>) {
         let a: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1000) as f64 * 1e-3 - 0.4).collect();
         let b: Vec<f64> = (0..n).map(|i| ((i as f64) * 0.37).sin()).collect();
-        let base = vops::dot(1, &a, &b);
-        let mut out1 = b.clone();
-        let m1 = vops::map_dot(1, &mut out1, Some(&a), |i, v| v * 0.5 + a[i]);
-        for t in 2..6 {
-            assert_eq!(vops::dot(t, &a, &b).to_bits(), base.to_bits());
-            let mut out = b.clone();
-            let m = vops::map_dot(t, &mut out, Some(&a), |i, v| v * 0.5 + a[i]);
-            assert_eq!(m.to_bits(), m1.to_bits());
-            assert_eq!(out, out1);
-        }
+        (a, b)
+    }
+
+    #[test]
+    fn vector_passes_do_not_depend_on_threads() {
+        let n = 5 * vops::BLOCK + 123;
+        let (a, b) = vecs(n);
         let naive: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((base - naive).abs() < 1e-9 * naive.abs().max(1.0));
+        assert!((vops::dot(&a, &b) - naive).abs() < 1e-9 * naive.abs().max(1.0));
+        let run = |threads: usize| {
+            let mut m = Memory::new(threads);
+            let (mut x, mut g) = (a.clone(), b.clone());
+            let mut d = vec![0.0; n];
+            let mut out = Vec::new();
+            for it in 0..4 {
+                let mut x_t = vec![0.0; n];
+                let nw = n - 77;
+                let (gd, dd, formed) = m.direction(&g, &mut d, Some((&x, nw, &mut x_t)));
+                assert_eq!(formed.is_some(), it > 0, "the unit step is formed with a non-empty memory");
+                if let Some((ww, wd)) = formed {
+                    let mut stepped = vec![0.0; n];
+                    let sums = vops::step(threads, &mut stepped, &x, 1.0, &d, nw);
+                    assert!(stepped == x_t, "fused and separate steps differ");
+                    assert_eq!((ww.to_bits(), wd.to_bits()), (sums.0.to_bits(), sums.1.to_bits()));
+                    out.extend([ww, wd]);
+                }
+                let x_new: Vec<f64> = x.iter().zip(&d).map(|(x, d)| x + 0.1 * d).collect();
+                let g_new: Vec<f64> = g.iter().zip(&x_new).map(|(g, x)| 0.5 * g + 0.01 * x * (it as f64 + 1.0)).collect();
+                let gmax = m.advance(&x_new, &x, &g_new, &g);
+                out.extend([gd, dd, gmax]);
+                out.extend_from_slice(&d);
+                (x, g) = (x_new, g_new);
+            }
+            let mut stepped = vec![0.0; n];
+            let (ww, wd) = vops::step(threads, &mut stepped, &a, 0.25, &b, n / 2);
+            out.extend([ww, wd]);
+            out.extend_from_slice(&stepped);
+            out.into_iter().map(f64::to_bits).collect::<Vec<_>>()
+        };
+        let base = run(1);
+        for t in 2..6 {
+            assert!(run(t) == base, "threads={t} changed a vector pass");
+        }
+    }
+
+    /// The compact form gives the two-loop recursion's direction.
+    #[test]
+    fn compact_direction_matches_two_loop_recursion() {
+        let n = 3 * vops::BLOCK + 7;
+        let (a, b) = vecs(n);
+        let mut m = Memory::new(2);
+        let (mut x, mut g) = (a.clone(), b.clone());
+        let (mut ss, mut ys): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (vec![], vec![]);
+        let mut d = vec![0.0; n];
+        // a quadratic with a diagonal Hessian keeps sᵀy > 0
+        let h: Vec<f64> = (0..n).map(|i| 1.0 + (i % 17) as f64 * 0.3).collect();
+        for _ in 0..(super::MEMORY + 3) {
+            m.direction(&g, &mut d, None);
+            // two-loop reference
+            let mut q: Vec<f64> = g.clone();
+            let mut alpha = vec![0.0; ss.len()];
+            for i in (0..ss.len()).rev() {
+                let rho = 1.0 / vops::dot(&ss[i], &ys[i]);
+                alpha[i] = rho * vops::dot(&ss[i], &q);
+                q.iter_mut().zip(&ys[i]).for_each(|(q, y)| *q -= alpha[i] * y);
+            }
+            if let (Some(s), Some(y)) = (ss.last(), ys.last()) {
+                let gamma = vops::dot(s, y) / vops::dot(y, y);
+                q.iter_mut().for_each(|v| *v *= gamma);
+            }
+            for i in 0..ss.len() {
+                let rho = 1.0 / vops::dot(&ss[i], &ys[i]);
+                let beta = rho * vops::dot(&ys[i], &q);
+                q.iter_mut().zip(&ss[i]).for_each(|(q, s)| *q += (alpha[i] - beta) * s);
+            }
+            let scale = q.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+            let err = d.iter().zip(&q).fold(0.0f64, |a, (d, q)| a.max((d + q).abs()));
+            assert!(err <= 1e-10 * scale, "compact vs two-loop: {err} (scale {scale})");
+            let x_new: Vec<f64> = x.iter().zip(&d).map(|(x, d)| x + 0.5 * d).collect();
+            let g_new: Vec<f64> = x_new.iter().zip(&h).map(|(x, h)| h * x).collect();
+            m.advance(&x_new, &x, &g_new, &g);
+            ss.push(x_new.iter().zip(&x).map(|(a, b)| a - b).collect());
+            ys.push(g_new.iter().zip(&g).map(|(a, b)| a - b).collect());
+            if ss.len() > super::MEMORY {
+                ss.remove(0);
+                ys.remove(0);
+            }
+            (x, g) = (x_new, g_new);
+        }
+        assert_eq!(m.len(), super::MEMORY);
     }
 }

@@ -5,6 +5,13 @@
 //! Values are stored as `f32` (pooled SAE activations are `f32`); every
 //! product converts them exactly to `f64` and accumulates in `f64`.
 //!
+//! Both CSR products reduce to one gather kernel: for each stored value,
+//! add `value × (a contiguous row of k classes)` to an output row. The
+//! kernel keeps the output row in SIMD registers (AVX-512F or AVX2, chosen
+//! at run time; a portable loop otherwise) and prefetches the next source
+//! rows; each term is still one `f64` multiply and one add, in the same
+//! order, so every kernel gives the same bits.
+//!
 //! # Determinism
 //! The products may run on several threads, but each output element is
 //! computed by exactly one thread, summing its terms in ascending row (or
@@ -17,20 +24,18 @@ use super::ProbeError;
 /// Cache-blocked copies of a [`Csr`], built once on first use by the
 /// products (they cost two extra copies of indices and values).
 ///
-/// * `cols`: the matrix split into column blocks of `col_width` features,
+/// * `cols`: the matrix split into column blocks of `width` features,
 ///   each stored as CSR. `X·Wᵀ` walks one block at a time so that the
-///   `col_width × k` slice of `Wᵀ` it gathers from stays in L2.
-/// * `rows`: the matrix split into row blocks of `row_height` samples, each
+///   `width × k` slice of `Wᵀ` it gathers from stays in L2.
+/// * `rows`: the matrix split into row blocks of `width` samples, each
 ///   stored column-compressed (CSC). `Xᵀ·G` walks one block at a time so that
-///   the `row_height × k` slice of `G` it gathers from stays in L2.
+///   the `width × k` slice of `G` it gathers from stays in L2.
 ///
 /// Within an output element the terms are still added in ascending column
 /// (resp. row) order, so blocking does not change any result bit.
 #[derive(Debug, Clone)]
 struct Blocked {
-    col_width: usize,
     cols: Vec<Block>,
-    row_height: usize,
     rows: Vec<Block>,
     /// Stored values per column, prefix-summed (load balance of `Xᵀ·G`).
     col_nnz_prefix: Vec<usize>,
@@ -45,7 +50,8 @@ struct Block {
     data: Vec<f32>,
 }
 
-/// Bytes of a gathered slice (`width × k × 8`) that we aim to keep in L2.
+/// Bytes of a gathered slice (`width × k × 8`) that we aim to keep in L2
+/// (half of a 1 MiB L2; 256 KiB and 1 MiB were slower on the bench).
 const BLOCK_BYTES: usize = 1 << 19;
 
 /// Sparse matrix in CSR form (the layout of `scipy.sparse.csr_matrix` with
@@ -185,54 +191,20 @@ impl Csr {
 
     /// The blocked copies; block sizes are chosen for the `k` of the first
     /// call (any later `k` is still correct, merely less cache-friendly).
-    fn blocked(&self, k: usize) -> &Blocked {
+    /// With `threads > 1` the column and row blocks are built concurrently.
+    fn blocked(&self, k: usize, threads: usize) -> &Blocked {
         self.blocked.get_or_init(|| {
             let width = (BLOCK_BYTES / (8 * k.max(1))).max(64);
-            let (n, d) = (self.n_rows, self.n_cols);
-            // column blocks, CSR each
-            let n_cb = d.div_ceil(width).max(1);
-            let mut cols: Vec<Block> =
-                (0..n_cb).map(|_| Block { ptr: Vec::with_capacity(n + 1), idx: Vec::new(), data: Vec::new() }).collect();
-            for b in cols.iter_mut() {
-                b.ptr.push(0);
-            }
-            for r in 0..n {
-                for p in self.indptr[r]..self.indptr[r + 1] {
-                    let c = self.indices[p];
-                    let b = &mut cols[c as usize / width];
-                    b.idx.push(c);
-                    b.data.push(self.data[p]);
-                }
-                for b in cols.iter_mut() {
-                    b.ptr.push(b.idx.len());
-                }
-            }
-            // row blocks, CSC each
-            let n_rb = n.div_ceil(width).max(1);
-            let mut rows = Vec::with_capacity(n_rb);
-            for rb in 0..n_rb {
-                let (r0, r1) = (rb * width, ((rb + 1) * width).min(n));
-                let mut ptr = vec![0usize; d + 1];
-                for p in self.indptr[r0]..self.indptr[r1] {
-                    ptr[self.indices[p] as usize + 1] += 1;
-                }
-                for j in 0..d {
-                    ptr[j + 1] += ptr[j];
-                }
-                let nnz = ptr[d];
-                let mut next = ptr.clone();
-                let mut idx = vec![0u32; nnz];
-                let mut data = vec![0f32; nnz];
-                for r in r0..r1 {
-                    for p in self.indptr[r]..self.indptr[r + 1] {
-                        let c = self.indices[p] as usize;
-                        idx[next[c]] = r as u32;
-                        data[next[c]] = self.data[p];
-                        next[c] += 1;
-                    }
-                }
-                rows.push(Block { ptr, idx, data });
-            }
+            let (cols, rows) = if threads > 1 {
+                std::thread::scope(|s| {
+                    let cols = s.spawn(|| self.column_blocks(width));
+                    let rows = self.row_blocks(width);
+                    (cols.join().unwrap_or_else(|e| std::panic::resume_unwind(e)), rows)
+                })
+            } else {
+                (self.column_blocks(width), self.row_blocks(width))
+            };
+            let d = self.n_cols;
             let mut col_nnz_prefix = vec![0usize; d + 1];
             for &c in &self.indices {
                 col_nnz_prefix[c as usize + 1] += 1;
@@ -240,94 +212,360 @@ impl Csr {
             for j in 0..d {
                 col_nnz_prefix[j + 1] += col_nnz_prefix[j];
             }
-            Blocked { col_width: width, cols, row_height: width, rows, col_nnz_prefix }
+            Blocked { cols, rows, col_nnz_prefix }
         })
+    }
+
+    /// Column blocks of `width` features, CSR each.
+    fn column_blocks(&self, width: usize) -> Vec<Block> {
+        let (n, d) = (self.n_rows, self.n_cols);
+        let n_cb = d.div_ceil(width).max(1);
+        let mut counts = vec![0usize; n_cb];
+        for &c in &self.indices {
+            counts[c as usize / width] += 1;
+        }
+        let mut cols: Vec<Block> = counts
+            .iter()
+            .map(|&nnz| Block { ptr: Vec::with_capacity(n + 1), idx: Vec::with_capacity(nnz), data: Vec::with_capacity(nnz) })
+            .collect();
+        for b in cols.iter_mut() {
+            b.ptr.push(0);
+        }
+        for r in 0..n {
+            for p in self.indptr[r]..self.indptr[r + 1] {
+                let c = self.indices[p];
+                let b = &mut cols[c as usize / width];
+                b.idx.push(c);
+                b.data.push(self.data[p]);
+            }
+            for b in cols.iter_mut() {
+                b.ptr.push(b.idx.len());
+            }
+        }
+        cols
+    }
+
+    /// Row blocks of `width` samples, CSC each.
+    fn row_blocks(&self, width: usize) -> Vec<Block> {
+        let (n, d) = (self.n_rows, self.n_cols);
+        let n_rb = n.div_ceil(width).max(1);
+        let mut rows = Vec::with_capacity(n_rb);
+        for rb in 0..n_rb {
+            let (r0, r1) = (rb * width, ((rb + 1) * width).min(n));
+            let mut ptr = vec![0usize; d + 1];
+            for p in self.indptr[r0]..self.indptr[r1] {
+                ptr[self.indices[p] as usize + 1] += 1;
+            }
+            for j in 0..d {
+                ptr[j + 1] += ptr[j];
+            }
+            let nnz = ptr[d];
+            let mut next = ptr.clone();
+            let mut idx = vec![0u32; nnz];
+            let mut data = vec![0f32; nnz];
+            for r in r0..r1 {
+                for p in self.indptr[r]..self.indptr[r + 1] {
+                    let c = self.indices[p] as usize;
+                    idx[next[c]] = r as u32;
+                    data[next[c]] = self.data[p];
+                    next[c] += 1;
+                }
+            }
+            rows.push(Block { ptr, idx, data });
+        }
+        rows
     }
 }
 
-/// `z[(r-a)·k..] += Σ x_rj · wt[j·k..]` for rows `a..b`, one column block at
-/// a time.
+/// `out[(r-a)·k..] += Σ_j x_rj · wt[j·k..]` for rows `a..b` (each row first
+/// set to `init` if given), one column block at a time; after the last
+/// block, `vals[r-a] = finish(r, row)`.
 #[inline(always)]
-fn csr_mul_rows(bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, out: &mut [f64]) {
-    let _ = bl.col_width;
-    for blk in &bl.cols {
+#[allow(clippy::too_many_arguments)]
+fn csr_mul_rows<T, F>(g: impl Fn(&[u32], &[f32], &[f64], &mut [f64]), bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, init: Option<&[f64]>, out: &mut [f64], vals: &mut [T], finish: &F)
+where
+    F: Fn(usize, &mut [f64]) -> T,
+{
+    let last = bl.cols.len() - 1;
+    for (bi, blk) in bl.cols.iter().enumerate() {
         for r in a..b {
             let z = &mut out[(r - a) * k..(r - a + 1) * k];
-            for p in blk.ptr[r]..blk.ptr[r + 1] {
-                let j = blk.idx[p] as usize;
-                axpy(blk.data[p] as f64, &wt[j * k..(j + 1) * k], z);
+            if bi == 0
+                && let Some(init) = init
+            {
+                z.copy_from_slice(init);
+            }
+            let (p0, p1) = (blk.ptr[r], blk.ptr[r + 1]);
+            if p1 > p0 {
+                g(&blk.idx[p0..p1], &blk.data[p0..p1], wt, z);
+            }
+            if bi == last {
+                vals[r - a] = finish(r, z);
             }
         }
     }
 }
 
 /// `out[(j-a)·k..] = Σ_r x_rj · g[r·k..]` for columns `a..b`, one row block at
-/// a time.
+/// a time; after the last block, `vals[j-a] = finish(j, row)`.
 #[inline(always)]
-fn csr_tmul_cols(bl: &Blocked, g: &[f64], k: usize, a: usize, b: usize, out: &mut [f64]) {
-    let _ = bl.row_height;
+fn csr_tmul_cols<T, F>(gat: impl Fn(&[u32], &[f32], &[f64], &mut [f64]), bl: &Blocked, g: &[f64], k: usize, a: usize, b: usize, out: &mut [f64], vals: &mut [T], finish: &F)
+where
+    F: Fn(usize, &mut [f64]) -> T,
+{
     out.fill(0.0);
-    for blk in &bl.rows {
+    let last = bl.rows.len() - 1;
+    for (bi, blk) in bl.rows.iter().enumerate() {
         for j in a..b {
             let o = &mut out[(j - a) * k..(j - a + 1) * k];
-            for p in blk.ptr[j]..blk.ptr[j + 1] {
-                let r = blk.idx[p] as usize;
-                axpy(blk.data[p] as f64, &g[r * k..(r + 1) * k], o);
+            let (p0, p1) = (blk.ptr[j], blk.ptr[j + 1]);
+            if p1 > p0 {
+                gat(&blk.idx[p0..p1], &blk.data[p0..p1], g, o);
+            }
+            if bi == last {
+                vals[j - a] = finish(j, o);
             }
         }
     }
 }
 
-/// The same kernels compiled for AVX2 (no FMA: a separate multiply and add
-/// per element, exactly as the portable build, so results are identical).
+/// The gather-accumulate kernel of both products:
+/// `acc[c] += vals[p] · src[idx[p]·k + c]` for `p` in order, where
+/// `k = acc.len()` and every `idx[p]·k + k ≤ src.len()`.
+///
+/// Each term is one multiply and one add in `f64` (no FMA), added in entry
+/// order, so the SIMD kernels give exactly the bits of [`gather_portable`];
+/// they only keep `acc` in registers, one tile of classes at a time.
+#[inline(always)]
+fn gather_portable(idx: &[u32], vals: &[f32], src: &[f64], acc: &mut [f64]) {
+    let k = acc.len();
+    for (&j, &v) in idx.iter().zip(vals) {
+        let j = j as usize;
+        axpy(v as f64, &src[j * k..(j + 1) * k], acc);
+    }
+}
+
+/// Which gather kernel this CPU runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Isa {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+fn isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Isa::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Portable
+}
+
+/// SIMD versions of [`gather_portable`] and the products compiled around
+/// them.
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+mod simd {
+    use std::arch::x86_64::*;
+
     use super::Blocked;
 
+    /// Entries ahead whose source row is prefetched into L1 (measured on
+    /// the bench matrix: ~10% faster products than none, 1 or 8).
+    const PREFETCH: usize = 4;
+
+    /// Prefetch the `width` values at `p` into L1.
+    ///
     /// # Safety
-    /// The CPU must support AVX2.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn mul_rows(bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, out: &mut [f64]) {
-        super::csr_mul_rows(bl, wt, k, a, b, out)
+    /// SSE (every x86_64 CPU); `p` is only used as a prefetch hint and is
+    /// never dereferenced, but must stay within the allocation it points into.
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f64, width: usize) {
+        let p = p as *const i8;
+        let mut off = 0;
+        while off < width * 8 {
+            // SAFETY: `p + off` lies within the source row (see the contract).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(off)) };
+            off += 64;
+        }
     }
 
+    /// One tile of `width` classes (`8·(R-1) < width ≤ 8·R`) in `R` zmm
+    /// registers.
+    ///
     /// # Safety
-    /// The CPU must support AVX2.
+    /// AVX-512F; `acc` valid for `width` values; `src + idx[p]·k` valid for
+    /// `width` values for every `p`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn tile512<const R: usize>(idx: &[u32], vals: &[f32], src: *const f64, k: usize, acc: *mut f64, width: usize) {
+        let tail = width - 8 * (R - 1);
+        let mask: __mmask8 = (0xffu32 >> (8 - tail)) as u8;
+        // SAFETY (whole body): pointer ranges as in the contract; the last
+        // register is loaded and stored under `mask`, so no lane beyond
+        // `width` is touched.
+        unsafe {
+            let mut r = [_mm512_setzero_pd(); R];
+            for (t, reg) in r.iter_mut().enumerate().take(R - 1) {
+                *reg = _mm512_loadu_pd(acc.add(8 * t));
+            }
+            r[R - 1] = _mm512_maskz_loadu_pd(mask, acc.add(8 * (R - 1)));
+            for (p, (&j, &v)) in idx.iter().zip(vals).enumerate() {
+                if let Some(&jn) = idx.get(p + PREFETCH) {
+                    prefetch(src.add(jn as usize * k), width);
+                }
+                let vb = _mm512_set1_pd(v as f64);
+                let w = src.add(j as usize * k);
+                for (t, reg) in r.iter_mut().enumerate().take(R - 1) {
+                    *reg = _mm512_add_pd(*reg, _mm512_mul_pd(vb, _mm512_loadu_pd(w.add(8 * t))));
+                }
+                r[R - 1] = _mm512_add_pd(r[R - 1], _mm512_mul_pd(vb, _mm512_maskz_loadu_pd(mask, w.add(8 * (R - 1)))));
+            }
+            for (t, reg) in r.iter().enumerate().take(R - 1) {
+                _mm512_storeu_pd(acc.add(8 * t), *reg);
+            }
+            _mm512_mask_storeu_pd(acc.add(8 * (R - 1)), mask, r[R - 1]);
+        }
+    }
+
+    /// One tile of `width` classes (`4·(R-1) < width ≤ 4·R`) in `R` ymm
+    /// registers.
+    ///
+    /// # Safety
+    /// AVX2; pointer contract as [`tile512`].
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn tmul_cols(bl: &Blocked, g: &[f64], k: usize, a: usize, b: usize, out: &mut [f64]) {
-        super::csr_tmul_cols(bl, g, k, a, b, out)
+    #[inline]
+    unsafe fn tile256<const R: usize>(idx: &[u32], vals: &[f32], src: *const f64, k: usize, acc: *mut f64, width: usize) {
+        let tail = (width - 4 * (R - 1)) as i64;
+        let mask = _mm256_setr_epi64x(-((tail > 0) as i64), -((tail > 1) as i64), -((tail > 2) as i64), -((tail > 3) as i64));
+        // SAFETY (whole body): as in `tile512`, with masked loads/stores.
+        unsafe {
+            let mut r = [_mm256_setzero_pd(); R];
+            for (t, reg) in r.iter_mut().enumerate().take(R - 1) {
+                *reg = _mm256_loadu_pd(acc.add(4 * t));
+            }
+            r[R - 1] = _mm256_maskload_pd(acc.add(4 * (R - 1)), mask);
+            for (p, (&j, &v)) in idx.iter().zip(vals).enumerate() {
+                if let Some(&jn) = idx.get(p + PREFETCH) {
+                    prefetch(src.add(jn as usize * k), width);
+                }
+                let vb = _mm256_set1_pd(v as f64);
+                let w = src.add(j as usize * k);
+                for (t, reg) in r.iter_mut().enumerate().take(R - 1) {
+                    *reg = _mm256_add_pd(*reg, _mm256_mul_pd(vb, _mm256_loadu_pd(w.add(4 * t))));
+                }
+                r[R - 1] = _mm256_add_pd(r[R - 1], _mm256_mul_pd(vb, _mm256_maskload_pd(w.add(4 * (R - 1)), mask)));
+            }
+            for (t, reg) in r.iter().enumerate().take(R - 1) {
+                _mm256_storeu_pd(acc.add(4 * t), *reg);
+            }
+            _mm256_maskstore_pd(acc.add(4 * (R - 1)), mask, r[R - 1]);
+        }
+    }
+
+    macro_rules! dispatch {
+        ($tile:ident, $regs:expr, $($n:literal)+; $args:tt) => {
+            match $regs {
+                $($n => $tile::<$n> $args,)+
+                _ => unreachable!("tile register count"),
+            }
+        };
+    }
+
+    /// [`super::gather_portable`] with AVX-512F, tiles of up to 128
+    /// classes.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn gather512(idx: &[u32], vals: &[f32], src: &[f64], acc: &mut [f64]) {
+        let k = acc.len();
+        debug_assert!(idx.iter().all(|&j| (j as usize + 1) * k <= src.len()));
+        let mut c0 = 0;
+        while c0 < k {
+            let width = (k - c0).min(128);
+            // SAFETY: AVX-512F is enabled here; `c0 + width ≤ k` and every
+            // `idx[p]·k + k ≤ src.len()` (the products' shape checks and the
+            // validated CSR indices).
+            unsafe {
+                let (s, a) = (src.as_ptr().add(c0), acc.as_mut_ptr().add(c0));
+                dispatch!(tile512, width.div_ceil(8), 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; (idx, vals, s, k, a, width));
+            }
+            c0 += width;
+        }
+    }
+
+    /// [`super::gather_portable`] with AVX2, tiles of up to 48 classes.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn gather256(idx: &[u32], vals: &[f32], src: &[f64], acc: &mut [f64]) {
+        let k = acc.len();
+        debug_assert!(idx.iter().all(|&j| (j as usize + 1) * k <= src.len()));
+        let mut c0 = 0;
+        while c0 < k {
+            let width = (k - c0).min(48);
+            // SAFETY: as in `gather512`, with AVX2.
+            unsafe {
+                let (s, a) = (src.as_ptr().add(c0), acc.as_mut_ptr().add(c0));
+                dispatch!(tile256, width.div_ceil(4), 1 2 3 4 5 6 7 8 9 10 11 12; (idx, vals, s, k, a, width));
+            }
+            c0 += width;
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn mul_rows512<T, F: Fn(usize, &mut [f64]) -> T>(bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, init: Option<&[f64]>, out: &mut [f64], vals: &mut [T], finish: &F) {
+        super::csr_mul_rows(|i, v, s, z| gather512(i, v, s, z), bl, wt, k, a, b, init, out, vals, finish)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn tmul_cols512<T, F: Fn(usize, &mut [f64]) -> T>(bl: &Blocked, g: &[f64], k: usize, a: usize, b: usize, out: &mut [f64], vals: &mut [T], finish: &F) {
+        super::csr_tmul_cols(|i, v, s, z| gather512(i, v, s, z), bl, g, k, a, b, out, vals, finish)
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn mul_rows256<T, F: Fn(usize, &mut [f64]) -> T>(bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, init: Option<&[f64]>, out: &mut [f64], vals: &mut [T], finish: &F) {
+        super::csr_mul_rows(|i, v, s, z| gather256(i, v, s, z), bl, wt, k, a, b, init, out, vals, finish)
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn tmul_cols256<T, F: Fn(usize, &mut [f64]) -> T>(bl: &Blocked, g: &[f64], k: usize, a: usize, b: usize, out: &mut [f64], vals: &mut [T], finish: &F) {
+        super::csr_tmul_cols(|i, v, s, z| gather256(i, v, s, z), bl, g, k, a, b, out, vals, finish)
     }
 }
 
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+#[allow(clippy::too_many_arguments)]
+fn mul_rows<T, F: Fn(usize, &mut [f64]) -> T>(isa: Isa, bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, init: Option<&[f64]>, out: &mut [f64], vals: &mut [T], finish: &F) {
+    match isa {
+        // SAFETY: `isa()` detected the feature.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { simd::mul_rows512(bl, wt, k, a, b, init, out, vals, finish) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { simd::mul_rows256(bl, wt, k, a, b, init, out, vals, finish) },
+        Isa::Portable => csr_mul_rows(gather_portable, bl, wt, k, a, b, init, out, vals, finish),
     }
 }
 
-fn mul_rows(bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, out: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: AVX2 support was just checked.
-        unsafe { avx2::mul_rows(bl, wt, k, a, b, out) };
-        return;
+#[allow(clippy::too_many_arguments)]
+fn tmul_cols<T, F: Fn(usize, &mut [f64]) -> T>(isa: Isa, bl: &Blocked, g: &[f64], k: usize, a: usize, b: usize, out: &mut [f64], vals: &mut [T], finish: &F) {
+    match isa {
+        // SAFETY: `isa()` detected the feature.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { simd::tmul_cols512(bl, g, k, a, b, out, vals, finish) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { simd::tmul_cols256(bl, g, k, a, b, out, vals, finish) },
+        Isa::Portable => csr_tmul_cols(gather_portable, bl, g, k, a, b, out, vals, finish),
     }
-    csr_mul_rows(bl, wt, k, a, b, out)
-}
-
-fn tmul_cols(bl: &Blocked, g: &[f64], k: usize, a: usize, b: usize, out: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: AVX2 support was just checked.
-        unsafe { avx2::tmul_cols(bl, g, k, a, b, out) };
-        return;
-    }
-    csr_tmul_cols(bl, g, k, a, b, out)
 }
 
 /// Dense row-major matrix.
@@ -470,10 +708,30 @@ pub trait Design: Sync + Sized {
     /// Number of features.
     fn n_cols(&self) -> usize;
     /// `out += X · wt` with `wt` `d × k` and `out` `n × k`, both row-major.
-    fn mul_wt(&self, wt: &[f64], k: usize, out: &mut [f64], threads: usize);
+    fn mul_wt(&self, wt: &[f64], k: usize, out: &mut [f64], threads: usize) {
+        self.mul_wt_then(wt, k, None, out, &mut vec![(); self.n_rows()], threads, |_, _| ());
+    }
     /// `out = Xᵀ · g` with `g` `n × k` and `out` `d × k`, both row-major
     /// (overwritten).
-    fn tmul_g(&self, g: &[f64], k: usize, out: &mut [f64], threads: usize);
+    fn tmul_g(&self, g: &[f64], k: usize, out: &mut [f64], threads: usize) {
+        self.tmul_g_then(g, k, out, &mut vec![(); self.n_cols()], threads, |_, _| ());
+    }
+    /// [`Design::mul_wt`], each row of `out` first set to `init` when given
+    /// (e.g. the intercepts), then `row_vals[i] = finish(i, out row i)` for
+    /// every row, on the thread that computed the row, while it is still in
+    /// cache. `finish` may rewrite the row.
+    #[allow(clippy::too_many_arguments)]
+    fn mul_wt_then<T, F>(&self, wt: &[f64], k: usize, init: Option<&[f64]>, out: &mut [f64], row_vals: &mut [T], threads: usize, finish: F)
+    where
+        T: Send,
+        F: Fn(usize, &mut [f64]) -> T + Sync;
+    /// [`Design::tmul_g`], then `col_vals[j] = finish(j, out row j)` for
+    /// every feature `j`, on the thread that computed it. `finish` may
+    /// rewrite the row.
+    fn tmul_g_then<T, F>(&self, g: &[f64], k: usize, out: &mut [f64], col_vals: &mut [T], threads: usize, finish: F)
+    where
+        T: Send,
+        F: Fn(usize, &mut [f64]) -> T + Sync;
     /// The rows `rows` (in that order; repeats allowed) as a new matrix.
     fn select_rows(&self, rows: &[usize]) -> Result<Self, ProbeError>;
     /// `max_i |x_ij|` per column, in `f64`.
@@ -510,24 +768,28 @@ fn balanced_bounds(prefix: &[usize], parts: usize) -> Vec<usize> {
     bounds
 }
 
-/// Run `f(start, end, out_chunk)` over item ranges given by `bounds`, where
-/// item `i` owns `out[i*k..(i+1)*k]`; ranges run on scoped threads.
-fn par_ranges<F>(bounds: &[usize], k: usize, out: &mut [f64], f: F)
+/// Run `f(start, end, out_chunk, vals_chunk)` over item ranges given by
+/// `bounds`, where item `i` owns `out[i*k..(i+1)*k]` and `vals[i]`; ranges
+/// run on scoped threads.
+fn par_ranges<T, F>(bounds: &[usize], k: usize, out: &mut [f64], vals: &mut [T], f: F)
 where
-    F: Fn(usize, usize, &mut [f64]) + Sync,
+    T: Send,
+    F: Fn(usize, usize, &mut [f64], &mut [T]) + Sync,
 {
     if bounds.len() <= 2 {
-        f(bounds[0], bounds[bounds.len() - 1], out);
+        f(bounds[0], bounds[bounds.len() - 1], out, vals);
         return;
     }
     std::thread::scope(|s| {
-        let mut rest = out;
+        let (mut rest, mut vrest) = (out, vals);
         for w in bounds.windows(2) {
             let (a, b) = (w[0], w[1]);
             let (chunk, tail) = rest.split_at_mut((b - a) * k);
+            let (vchunk, vtail) = vrest.split_at_mut(b - a);
             rest = tail;
+            vrest = vtail;
             let f = &f;
-            s.spawn(move || f(a, b, chunk));
+            s.spawn(move || f(a, b, chunk, vchunk));
         }
     });
 }
@@ -540,20 +802,33 @@ impl Design for Csr {
         self.n_cols
     }
 
-    fn mul_wt(&self, wt: &[f64], k: usize, out: &mut [f64], threads: usize) {
+    fn mul_wt_then<T, F>(&self, wt: &[f64], k: usize, init: Option<&[f64]>, out: &mut [f64], row_vals: &mut [T], threads: usize, finish: F)
+    where
+        T: Send,
+        F: Fn(usize, &mut [f64]) -> T + Sync,
+    {
         assert_eq!(wt.len(), self.n_cols * k, "mul_wt: wt shape");
         assert_eq!(out.len(), self.n_rows * k, "mul_wt: out shape");
-        let bl = self.blocked(k);
+        assert_eq!(row_vals.len(), self.n_rows, "mul_wt: row_vals length");
+        assert!(init.is_none_or(|b| b.len() == k), "mul_wt: init length");
+        let bl = self.blocked(k, threads);
+        let isa = isa();
         let bounds = balanced_bounds(&self.indptr, threads);
-        par_ranges(&bounds, k, out, |a, b, chunk| mul_rows(bl, wt, k, a, b, chunk));
+        par_ranges(&bounds, k, out, row_vals, |a, b, chunk, vals| mul_rows(isa, bl, wt, k, a, b, init, chunk, vals, &finish));
     }
 
-    fn tmul_g(&self, g: &[f64], k: usize, out: &mut [f64], threads: usize) {
+    fn tmul_g_then<T, F>(&self, g: &[f64], k: usize, out: &mut [f64], col_vals: &mut [T], threads: usize, finish: F)
+    where
+        T: Send,
+        F: Fn(usize, &mut [f64]) -> T + Sync,
+    {
         assert_eq!(g.len(), self.n_rows * k, "tmul_g: g shape");
         assert_eq!(out.len(), self.n_cols * k, "tmul_g: out shape");
-        let bl = self.blocked(k);
+        assert_eq!(col_vals.len(), self.n_cols, "tmul_g: col_vals length");
+        let bl = self.blocked(k, threads);
+        let isa = isa();
         let bounds = balanced_bounds(&bl.col_nnz_prefix, threads);
-        par_ranges(&bounds, k, out, |a, b, chunk| tmul_cols(bl, g, k, a, b, chunk));
+        par_ranges(&bounds, k, out, col_vals, |a, b, chunk, vals| tmul_cols(isa, bl, g, k, a, b, chunk, vals, &finish));
     }
 
     fn select_rows(&self, rows: &[usize]) -> Result<Self, ProbeError> {
@@ -639,30 +914,45 @@ impl Design for Dense {
         self.n_cols
     }
 
-    fn mul_wt(&self, wt: &[f64], k: usize, out: &mut [f64], threads: usize) {
+    fn mul_wt_then<T, F>(&self, wt: &[f64], k: usize, init: Option<&[f64]>, out: &mut [f64], row_vals: &mut [T], threads: usize, finish: F)
+    where
+        T: Send,
+        F: Fn(usize, &mut [f64]) -> T + Sync,
+    {
         assert_eq!(wt.len(), self.n_cols * k, "mul_wt: wt shape");
         assert_eq!(out.len(), self.n_rows * k, "mul_wt: out shape");
+        assert_eq!(row_vals.len(), self.n_rows, "mul_wt: row_vals length");
+        assert!(init.is_none_or(|b| b.len() == k), "mul_wt: init length");
         let d = self.n_cols;
         let prefix: Vec<usize> = (0..=self.n_rows).map(|i| i * d).collect();
         let bounds = balanced_bounds(&prefix, threads);
-        par_ranges(&bounds, k, out, |a, b, chunk| {
+        par_ranges(&bounds, k, out, row_vals, |a, b, chunk, vals| {
             for r in a..b {
                 let z = &mut chunk[(r - a) * k..(r - a + 1) * k];
+                if let Some(init) = init {
+                    z.copy_from_slice(init);
+                }
                 let row = &self.data[r * d..(r + 1) * d];
                 for (j, &v) in row.iter().enumerate() {
                     axpy(v as f64, &wt[j * k..(j + 1) * k], z);
                 }
+                vals[r - a] = finish(r, z);
             }
         });
     }
 
-    fn tmul_g(&self, g: &[f64], k: usize, out: &mut [f64], threads: usize) {
+    fn tmul_g_then<T, F>(&self, g: &[f64], k: usize, out: &mut [f64], col_vals: &mut [T], threads: usize, finish: F)
+    where
+        T: Send,
+        F: Fn(usize, &mut [f64]) -> T + Sync,
+    {
         assert_eq!(g.len(), self.n_rows * k, "tmul_g: g shape");
         assert_eq!(out.len(), self.n_cols * k, "tmul_g: out shape");
+        assert_eq!(col_vals.len(), self.n_cols, "tmul_g: col_vals length");
         let d = self.n_cols;
         let prefix: Vec<usize> = (0..=d).map(|j| j * self.n_rows).collect();
         let bounds = balanced_bounds(&prefix, threads);
-        par_ranges(&bounds, k, out, |a, b, chunk| {
+        par_ranges(&bounds, k, out, col_vals, |a, b, chunk, vals| {
             chunk.fill(0.0);
             for r in 0..self.n_rows {
                 let gr = &g[r * k..(r + 1) * k];
@@ -670,6 +960,9 @@ impl Design for Dense {
                     let o = &mut chunk[(j - a) * k..(j - a + 1) * k];
                     axpy(self.data[r * d + j] as f64, gr, o);
                 }
+            }
+            for j in a..b {
+                vals[j - a] = finish(j, &mut chunk[(j - a) * k..(j - a + 1) * k]);
             }
         });
     }
@@ -767,6 +1060,70 @@ mod tests {
             dense.tmul_g(&g, k, &mut e, threads);
             assert_eq!(c, e);
             assert_eq!(c[4], 2.0 * g[0] + 4.0 * g[4]);
+        }
+    }
+
+    /// A CSR matrix with several column and row blocks for `k` classes, and
+    /// values whose products round.
+    fn blocky(n: usize, d: usize) -> Csr {
+        let (mut indptr, mut indices, mut data) = (vec![0], vec![], vec![]);
+        for r in 0..n {
+            for c in 0..d {
+                if (r * 7919 + c * 104_729) % 29 == 0 {
+                    indices.push(c as u32);
+                    data.push(((r * 31 + c * 17) % 23) as f32 / 7.0 - 1.5);
+                }
+            }
+            indptr.push(indices.len());
+        }
+        Csr::new(n, d, indptr, indices, data).unwrap()
+    }
+
+    fn wavy(len: usize, seed: usize) -> Vec<f64> {
+        (0..len).map(|i| ((i * 7919 + seed) % 1000) as f64 * 1e-3 - 0.5 + (i as f64 * 0.37).sin() * 1e-7).collect()
+    }
+
+    /// Every kernel this CPU has (AVX-512F, AVX2, portable) gives the same
+    /// bits, for class counts that exercise full tiles, several tiles and
+    /// masked tails, over partial row/column ranges, with the finish
+    /// callback seeing the completed rows.
+    #[test]
+    fn simd_kernels_match_portable_bit_for_bit() {
+        let mut isas = vec![Isa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                isas.push(Isa::Avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                isas.push(Isa::Avx512);
+            }
+        }
+        let (n, d) = (700, 1500);
+        let x = blocky(n, d);
+        // blocks sized for the largest k (any later k reuses them)
+        let bl = x.blocked(200, 2);
+        assert!(bl.cols.len() > 1 && bl.rows.len() > 1, "the test matrix should span several blocks");
+        for k in [200, 1, 3, 4, 5, 8, 9, 13, 47, 48, 49, 100, 128, 129] {
+            let (wt, g) = (wavy(d * k, k), wavy(n * k, 3 * k));
+            let (ra, rb, ca, cb) = (5, n - 3, 2, d - 7);
+            let finish = |i: usize, row: &mut [f64]| {
+                row[0] += 1.0;
+                row.iter().fold(i as f64, |a, v| a + v)
+            };
+            let run = |isa: Isa| {
+                let mut z = wavy((rb - ra) * k, 7);
+                let mut zv = vec![0.0; rb - ra];
+                mul_rows(isa, bl, &wt, k, ra, rb, None, &mut z, &mut zv, &finish);
+                let mut o = vec![f64::NAN; (cb - ca) * k];
+                let mut ov = vec![0.0; cb - ca];
+                tmul_cols(isa, bl, &g, k, ca, cb, &mut o, &mut ov, &finish);
+                [z, zv, o, ov].concat().into_iter().map(f64::to_bits).collect::<Vec<_>>()
+            };
+            let base = run(Isa::Portable);
+            for &isa in &isas[1..] {
+                assert!(run(isa) == base, "k={k}: {isa:?} differs from the portable kernel");
+            }
         }
     }
 
