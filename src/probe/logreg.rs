@@ -268,11 +268,20 @@ impl<'a, D: Design> Problem<'a, D> {
         let threads = self.threads.clamp(1, n_groups);
         let per = n_groups.div_ceil(threads) * ROW_GROUP;
         std::thread::scope(|s| {
-            let chunks = self.z_t.chunks_mut(per * k).zip(self.g_t.chunks_mut(per * k)).zip(self.per_row.chunks_mut(per)).zip(self.g_sums.chunks_mut(per / ROW_GROUP * k));
+            let chunks = self
+                .z_t
+                .chunks_mut(per * k)
+                .zip(self.g_t.chunks_mut(per * k))
+                .zip(self.per_row.chunks_mut(per))
+                .zip(self.g_sums.chunks_mut(per / ROW_GROUP * k));
             for (t, (((zt, g), out), sums)) in chunks.enumerate() {
                 let row = &row;
                 let mut work = move || {
-                    let groups = zt.chunks_mut(ROW_GROUP * k).zip(g.chunks_mut(ROW_GROUP * k)).zip(out.chunks_mut(ROW_GROUP)).zip(sums.chunks_exact_mut(k));
+                    let groups = zt
+                        .chunks_mut(ROW_GROUP * k)
+                        .zip(g.chunks_mut(ROW_GROUP * k))
+                        .zip(out.chunks_mut(ROW_GROUP))
+                        .zip(sums.chunks_exact_mut(k));
                     for (gi, (((zt, g), out), sum)) in groups.enumerate() {
                         sum.fill(0.0);
                         for (i, ((zr, gr), o)) in zt.chunks_exact_mut(k).zip(g.chunks_exact_mut(k)).zip(out.iter_mut()).enumerate() {
@@ -532,7 +541,8 @@ mod vops {
     /// elements (the weights: the penalty and its derivative along `dir`).
     pub(super) fn step(threads: usize, out: &mut [f64], x: &[f64], a: f64, dir: &[f64], nw: usize) -> (f64, f64) {
         let n = out.len();
-        let partials = blocks(threads, n, vec![out], 2, |lo, hi, o, p| step_block(&x[lo..hi], &dir[lo..hi], a, nw.saturating_sub(lo), o[0], p));
+        let partials =
+            blocks(threads, n, vec![out], 2, |lo, hi, o, p| step_block(&x[lo..hi], &dir[lo..hi], a, nw.saturating_sub(lo), o[0], p));
         (total(&partials, 2, 0), total(&partials, 2, 1))
     }
 
@@ -899,7 +909,15 @@ enum LineSearch {
 /// trying `a0`; `formed` holds `(ww, wd)` when `x_t = x + a0·dir` is already
 /// formed. On success the new point is left in `x_t` and is `p`'s last trial.
 #[allow(clippy::too_many_arguments)]
-fn line_search<D: Design>(p: &mut Problem<'_, D>, x: &[f64], f0: f64, dir: &[f64], dg0: f64, (a0, formed): (f64, Option<(f64, f64)>), x_t: &mut [f64]) -> LineSearch {
+fn line_search<D: Design>(
+    p: &mut Problem<'_, D>,
+    x: &[f64],
+    f0: f64,
+    dir: &[f64],
+    dg0: f64,
+    (a0, formed): (f64, Option<(f64, f64)>),
+    x_t: &mut [f64],
+) -> LineSearch {
     let (t, nw) = (p.threads, p.n_weights());
     let mut lo = Pt { a: 0.0, f: f0, dg: dg0 };
     // The Armijo point before `lo`, for cubic extrapolation.

@@ -282,8 +282,18 @@ impl Csr {
 /// block, `vals[r-a] = finish(r, row)`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn csr_mul_rows<T, F>(g: impl Fn(&[u32], &[f32], &[f64], &mut [f64]), bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, init: Option<&[f64]>, out: &mut [f64], vals: &mut [T], finish: &F)
-where
+fn csr_mul_rows<T, F>(
+    g: impl Fn(&[u32], &[f32], &[f64], &mut [f64]),
+    bl: &Blocked,
+    wt: &[f64],
+    k: usize,
+    a: usize,
+    b: usize,
+    init: Option<&[f64]>,
+    out: &mut [f64],
+    vals: &mut [T],
+    finish: &F,
+) where
     F: Fn(usize, &mut [f64]) -> T,
 {
     let last = bl.cols.len() - 1;
@@ -309,8 +319,18 @@ where
 /// `out[(j-a)·k..] = Σ_r x_rj · g[r·k..]` for columns `a..b`, one row block at
 /// a time; after the last block, `vals[j-a] = finish(j, row)`.
 #[inline(always)]
-fn csr_tmul_cols<T, F>(gat: impl Fn(&[u32], &[f32], &[f64], &mut [f64]), bl: &Blocked, g: &[f64], k: usize, a: usize, b: usize, out: &mut [f64], vals: &mut [T], finish: &F)
-where
+#[allow(clippy::too_many_arguments)]
+fn csr_tmul_cols<T, F>(
+    gat: impl Fn(&[u32], &[f32], &[f64], &mut [f64]),
+    bl: &Blocked,
+    g: &[f64],
+    k: usize,
+    a: usize,
+    b: usize,
+    out: &mut [f64],
+    vals: &mut [T],
+    finish: &F,
+) where
     F: Fn(usize, &mut [f64]) -> T,
 {
     out.fill(0.0);
@@ -519,31 +539,80 @@ mod simd {
 
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn mul_rows512<T, F: Fn(usize, &mut [f64]) -> T>(bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, init: Option<&[f64]>, out: &mut [f64], vals: &mut [T], finish: &F) {
+    pub(super) fn mul_rows512<T, F: Fn(usize, &mut [f64]) -> T>(
+        bl: &Blocked,
+        wt: &[f64],
+        k: usize,
+        a: usize,
+        b: usize,
+        init: Option<&[f64]>,
+        out: &mut [f64],
+        vals: &mut [T],
+        finish: &F,
+    ) {
         super::csr_mul_rows(|i, v, s, z| gather512(i, v, s, z), bl, wt, k, a, b, init, out, vals, finish)
     }
 
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn tmul_cols512<T, F: Fn(usize, &mut [f64]) -> T>(bl: &Blocked, g: &[f64], k: usize, a: usize, b: usize, out: &mut [f64], vals: &mut [T], finish: &F) {
+    pub(super) fn tmul_cols512<T, F: Fn(usize, &mut [f64]) -> T>(
+        bl: &Blocked,
+        g: &[f64],
+        k: usize,
+        a: usize,
+        b: usize,
+        out: &mut [f64],
+        vals: &mut [T],
+        finish: &F,
+    ) {
         super::csr_tmul_cols(|i, v, s, z| gather512(i, v, s, z), bl, g, k, a, b, out, vals, finish)
     }
 
     #[target_feature(enable = "avx2")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn mul_rows256<T, F: Fn(usize, &mut [f64]) -> T>(bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, init: Option<&[f64]>, out: &mut [f64], vals: &mut [T], finish: &F) {
+    pub(super) fn mul_rows256<T, F: Fn(usize, &mut [f64]) -> T>(
+        bl: &Blocked,
+        wt: &[f64],
+        k: usize,
+        a: usize,
+        b: usize,
+        init: Option<&[f64]>,
+        out: &mut [f64],
+        vals: &mut [T],
+        finish: &F,
+    ) {
         super::csr_mul_rows(|i, v, s, z| gather256(i, v, s, z), bl, wt, k, a, b, init, out, vals, finish)
     }
 
     #[target_feature(enable = "avx2")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn tmul_cols256<T, F: Fn(usize, &mut [f64]) -> T>(bl: &Blocked, g: &[f64], k: usize, a: usize, b: usize, out: &mut [f64], vals: &mut [T], finish: &F) {
+    pub(super) fn tmul_cols256<T, F: Fn(usize, &mut [f64]) -> T>(
+        bl: &Blocked,
+        g: &[f64],
+        k: usize,
+        a: usize,
+        b: usize,
+        out: &mut [f64],
+        vals: &mut [T],
+        finish: &F,
+    ) {
         super::csr_tmul_cols(|i, v, s, z| gather256(i, v, s, z), bl, g, k, a, b, out, vals, finish)
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn mul_rows<T, F: Fn(usize, &mut [f64]) -> T>(isa: Isa, bl: &Blocked, wt: &[f64], k: usize, a: usize, b: usize, init: Option<&[f64]>, out: &mut [f64], vals: &mut [T], finish: &F) {
+fn mul_rows<T, F: Fn(usize, &mut [f64]) -> T>(
+    isa: Isa,
+    bl: &Blocked,
+    wt: &[f64],
+    k: usize,
+    a: usize,
+    b: usize,
+    init: Option<&[f64]>,
+    out: &mut [f64],
+    vals: &mut [T],
+    finish: &F,
+) {
     match isa {
         // SAFETY: `isa()` detected the feature.
         #[cfg(target_arch = "x86_64")]
@@ -556,7 +625,17 @@ fn mul_rows<T, F: Fn(usize, &mut [f64]) -> T>(isa: Isa, bl: &Blocked, wt: &[f64]
 }
 
 #[allow(clippy::too_many_arguments)]
-fn tmul_cols<T, F: Fn(usize, &mut [f64]) -> T>(isa: Isa, bl: &Blocked, g: &[f64], k: usize, a: usize, b: usize, out: &mut [f64], vals: &mut [T], finish: &F) {
+fn tmul_cols<T, F: Fn(usize, &mut [f64]) -> T>(
+    isa: Isa,
+    bl: &Blocked,
+    g: &[f64],
+    k: usize,
+    a: usize,
+    b: usize,
+    out: &mut [f64],
+    vals: &mut [T],
+    finish: &F,
+) {
     match isa {
         // SAFETY: `isa()` detected the feature.
         #[cfg(target_arch = "x86_64")]
