@@ -15,7 +15,7 @@ stages:
 "#;
 
 fn run(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_saeflow")).current_dir(dir).args(args).output().expect("run saeflow")
+    Command::new(env!("CARGO_BIN_EXE_saeflow-testkit")).current_dir(dir).args(args).output().expect("run saeflow")
 }
 
 fn main() {

@@ -4,6 +4,7 @@
 //! keys) → [`engine`] (executor, content-addressed Parquet cache) → tables. [`stages`] holds one
 //! file per stage kind, registered in one place; [`data`] holds the dataset readers they use; [`models`] the candle models (LLaVA-Gemma, SAEs); [`health`] the SAE-fit statistics; [`doctor`] the pre-run checks; [`report`] the HTML report and notebook. See ARCHITECTURE.md for the codemap.
 
+pub mod cli;
 pub mod data;
 pub mod doctor;
 pub mod engine;
@@ -13,6 +14,7 @@ pub mod models;
 pub mod plan;
 pub mod probe;
 pub mod process;
+pub mod progress;
 pub mod report;
 pub mod spec;
 pub mod stages;

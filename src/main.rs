@@ -1,22 +1,6 @@
-//! `saeflow`: main only reports — the error chain on stderr and an exit code.
+//! `saeflow`: the command line over the built-in kinds. `cli::main` parses, runs, prints the error
+//! chain and picks the exit code.
 
-mod cli;
-
-use std::process::ExitCode;
-
-fn main() -> ExitCode {
-    // `saeflow plan x.yaml | head` should stop quietly, like any Unix tool, not panic on EPIPE
-    #[cfg(unix)]
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-    saeflow::process::tune_allocator();
-    match cli::main() {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("saeflow: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+fn main() -> std::process::ExitCode {
+    saeflow::cli::main(saeflow::stages::builtin())
 }

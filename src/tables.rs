@@ -1,8 +1,18 @@
 //! The table types stages exchange, defined in one place: their columns and Arrow types. Inputs
 //! declare which types they accept (checked by `plan`); stages check a table's schema with
-//! [`check`] before reading it, so a mismatch is an error that names the column.
+//! [`check`] before reading it, so a mismatch is an error that names the column. A leaf: it knows
+//! Arrow and nothing of the plan, the engine or the stages.
 
 use arrow_schema::{DataType, Schema};
+
+/// A table that is not what its type promises, or a batch that cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("{0}")]
+    Column(String),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+}
 
 /// A column of a table type. `None` type: a fixed-size list of f32 of any width.
 pub struct Column {
@@ -103,9 +113,9 @@ pub fn check(table: &str, schema: &Schema, what: &str) -> Result<(), String> {
 }
 
 /// A typed column of a batch, or an error naming the column, the table and the type wanted.
-pub fn column<'a, T: 'static>(b: &'a arrow_array::RecordBatch, name: &str, what: &str) -> Result<&'a T, crate::engine::EngineError> {
+pub fn column<'a, T: 'static>(b: &'a arrow_array::RecordBatch, name: &str, what: &str) -> Result<&'a T, TableError> {
     b.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<T>()).ok_or_else(|| {
-        crate::engine::EngineError::Stage(format!(
+        TableError::Column(format!(
             "{what}: column '{name}' is missing or not {}",
             std::any::type_name::<T>().rsplit("::").next().unwrap_or("?")
         ))
@@ -122,7 +132,7 @@ pub fn pooled_schema() -> arrow_schema::SchemaRef {
 }
 
 /// A `pooled` batch from (image, feature, value) rows, which the caller sorted.
-pub fn pooled_batch(rows: &[(u32, u32, f32)]) -> Result<arrow_array::RecordBatch, crate::engine::EngineError> {
+pub fn pooled_batch(rows: &[(u32, u32, f32)]) -> Result<arrow_array::RecordBatch, TableError> {
     use arrow_array::{Float32Array, UInt32Array};
     Ok(arrow_array::RecordBatch::try_new(
         pooled_schema(),

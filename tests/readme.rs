@@ -5,7 +5,7 @@ mod common;
 
 #[test]
 fn the_readme_kind_reference_matches_the_registry() {
-    let out = std::process::Command::new(common::bin()).args(["kinds", "--markdown"]).output().unwrap();
+    let out = std::process::Command::new(common::user_bin()).args(["kinds", "--markdown"]).output().unwrap();
     assert!(out.status.success());
     let generated = String::from_utf8(out.stdout).unwrap();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");

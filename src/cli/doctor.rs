@@ -1,4 +1,4 @@
-//! `saeflow doctor`: the library's [`saeflow::doctor::Report`] printed as a short aligned report
+//! `saeflow doctor`: the library's [`crate::doctor::Report`] printed as a short aligned report
 //! or as JSON, and its exit code.
 
 use std::collections::BTreeMap;
@@ -8,13 +8,13 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use super::progress::fmt_rows;
-use saeflow::doctor::{self, CheckOutcome, Options, Place, Report, Size, fmt_bytes, fmt_duration, fmt_flop};
-use saeflow::engine::cache::Cache;
-use saeflow::models::hub::HubCache;
-use saeflow::models::source::Artifact;
-use saeflow::plan::{Externals, Plan, PlanOptions};
-use saeflow::spec::Pipeline;
-use saeflow::stages::Registry;
+use crate::doctor::{self, CheckOutcome, Options, Place, Report, Size, fmt_bytes, fmt_duration, fmt_flop};
+use crate::engine::cache::Cache;
+use crate::engine::stage::Registry;
+use crate::models::hub::HubCache;
+use crate::models::source::Artifact;
+use crate::plan::{Externals, Plan, PlanOptions};
+use crate::spec::Pipeline;
 
 /// Exit code when something blocks the run.
 pub const EXIT_BLOCKED: u8 = 11;

@@ -11,16 +11,16 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use saeflow::engine::cache::{Cache, EntryState};
-use saeflow::engine::executor::{self, Outcome, RunOptions};
-use saeflow::engine::history::History;
-use saeflow::engine::share::{self, Imported};
-use saeflow::engine::status::{self, Status, assess};
-use saeflow::engine::table;
-use saeflow::plan::{Plan, PlanOptions, key, project_root_of};
-use saeflow::spec::Pipeline;
-use saeflow::stages::Registry;
-use saeflow::stages::signature::Many;
+use crate::engine::cache::{Cache, EntryState};
+use crate::engine::executor::{self, Outcome, RunOptions};
+use crate::engine::history::History;
+use crate::engine::share::{self, Imported};
+use crate::engine::stage::Registry;
+use crate::engine::status::{self, Status, assess};
+use crate::engine::table;
+use crate::plan::Many;
+use crate::plan::{Plan, PlanOptions, key, project_root_of};
+use crate::spec::Pipeline;
 
 use progress::{RunLog, fmt_rows, fmt_secs};
 
@@ -151,29 +151,46 @@ enum DagFormat {
     Dot,
 }
 
-pub fn main() -> Result<ExitCode> {
-    let cli = Cli::parse();
-    let registry = Registry::builtin();
+/// The whole program for a set of kinds (`saeflow`: [`crate::stages::builtin`]; the test kit adds
+/// its mock kinds): parse the arguments, run the command, print the error chain, pick the exit code.
+pub fn main(registry: Registry) -> ExitCode {
+    // `saeflow plan x.yaml | head` should stop quietly, like any Unix tool, not panic on EPIPE
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    crate::process::tune_allocator();
+    match dispatch(Cli::parse(), &registry) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("saeflow: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn dispatch(cli: Cli, registry: &Registry) -> Result<ExitCode> {
     match cli.command {
-        Command::Plan { file, json } => cmd_plan(&cli.cache, &registry, &file, json),
-        Command::Run { file, only, force, keep_going } => cmd_run(&cli.cache, &registry, &file, only, force, keep_going),
-        Command::Why { file, instance } => cmd_why(&cli.cache, &registry, &file, &instance),
-        Command::Dag { file, format, stages } => cmd_dag(&cli.cache, &registry, &file, format, stages),
-        Command::Show { file, instance, output, limit } => cmd_show(&cli.cache, &registry, &file, &instance, output.as_deref(), limit),
-        Command::Status { file } => cmd_status(&cli.cache, &registry, &file),
-        Command::Gc { files, dry_run } => cmd_gc(&cli.cache, &registry, files, dry_run),
+        Command::Plan { file, json } => cmd_plan(&cli.cache, registry, &file, json),
+        Command::Run { file, only, force, keep_going } => cmd_run(&cli.cache, registry, &file, only, force, keep_going),
+        Command::Why { file, instance } => cmd_why(&cli.cache, registry, &file, &instance),
+        Command::Dag { file, format, stages } => cmd_dag(&cli.cache, registry, &file, format, stages),
+        Command::Show { file, instance, output, limit } => cmd_show(&cli.cache, registry, &file, &instance, output.as_deref(), limit),
+        Command::Status { file } => cmd_status(&cli.cache, registry, &file),
+        Command::Gc { files, dry_run } => cmd_gc(&cli.cache, registry, files, dry_run),
         Command::Verify => cmd_verify(&cli.cache),
-        Command::Export { file, instance, to } => cmd_export(&cli.cache, &registry, &file, &instance, &to),
+        Command::Export { file, instance, to } => cmd_export(&cli.cache, registry, &file, &instance, &to),
         Command::Import { dir } => cmd_import(&cli.cache, &dir),
-        Command::Report { file, out, open } => cmd_report(&cli.cache, &registry, &file, out, open),
-        Command::Watch { file, out, interval_ms } => cmd_watch(&cli.cache, &registry, &file, out, interval_ms),
+        Command::Report { file, out, open } => cmd_report(&cli.cache, registry, &file, out, open),
+        Command::Watch { file, out, interval_ms } => cmd_watch(&cli.cache, registry, &file, out, interval_ms),
         Command::Doctor { file, json, tflops, images } => {
             if let Some(t) = tflops.filter(|t| !(t.is_finite() && *t > 0.0)) {
                 bail!("--tflops {t}: expected a positive number of TFLOP/s, e.g. --tflops 150");
             }
-            doctor::cmd_doctor(&cache_dir(&cli.cache, Some(&file)), &registry, &file, json, &saeflow::doctor::Options { images, tflops })
+            doctor::cmd_doctor(&cache_dir(&cli.cache, Some(&file)), registry, &file, json, &crate::doctor::Options { images, tflops })
         }
-        Command::Kinds { kind, markdown } => cmd_kinds(&registry, kind.as_deref(), markdown),
+        Command::Kinds { kind, markdown } => cmd_kinds(registry, kind.as_deref(), markdown),
     }
 }
 
@@ -196,7 +213,7 @@ fn load(cache: &Path, registry: &Registry, file: &Path) -> Result<Plan> {
     Ok(plan)
 }
 
-fn find<'p>(plan: &'p Plan, id: &str) -> Result<&'p saeflow::plan::Instance> {
+fn find<'p>(plan: &'p Plan, id: &str) -> Result<&'p crate::plan::Instance> {
     plan.instance(id).with_context(|| {
         let hint = plan.suggest_instance(id).unwrap_or_default();
         format!("no instance '{id}' in pipeline '{}'; {hint}", plan.pipeline.name)
@@ -225,7 +242,7 @@ fn cmd_plan(cache: &Option<PathBuf>, registry: &Registry, file: &Path, json: boo
                     "kind": inst.kind,
                     "key": inst.key(None),
                     "outputs": inst.outputs.iter().map(|o| serde_json::json!({"name": o.name, "table": o.table, "key": o.key})).collect::<Vec<_>>(),
-                    "coords": saeflow::spec::Value::Map(inst.coords.clone()).to_json(),
+                    "coords": crate::spec::Value::Map(inst.coords.clone()).to_json(),
                     "status": if a.status == Status::Cached { "cached" } else { "run" },
                     "reason": a.reason,
                     "fused": inst.fuse_group.is_some(),
@@ -357,20 +374,16 @@ fn cmd_why(cache: &Option<PathBuf>, registry: &Registry, file: &Path, id: &str) 
 fn cmd_dag(cache: &Option<PathBuf>, registry: &Registry, file: &Path, format: DagFormat, stages: bool) -> Result<ExitCode> {
     let cache = cache_dir(cache, Some(file));
     let plan = load(&cache, registry, file)?;
+    // the plan's instance DAG; the stage view maps each instance edge onto its stages
+    let instance_edges =
+        plan.graph.edge_indices().filter_map(|e| plan.graph.edge_endpoints(e)).map(|(a, b)| (plan.graph[a], plan.graph[b]));
     let (nodes, edges): (Vec<String>, BTreeSet<(usize, usize)>) = if stages {
         let idx = |name: &str| plan.stages.iter().position(|s| s.name == name).unwrap_or(0);
         let nodes = plan.stages.iter().map(|s| format!("{} ({}, {}×)", s.name, s.signature.kind, s.instances.len())).collect();
-        let edges = plan
-            .instances
-            .iter()
-            .flat_map(|i| i.inputs.iter().flat_map(|b| b.items.iter().map(|it| (idx(&plan.instances[it.instance].stage), idx(&i.stage)))))
-            .collect();
+        let edges = instance_edges.map(|(a, b)| (idx(&plan.instances[a].stage), idx(&plan.instances[b].stage))).collect();
         (nodes, edges)
     } else {
-        let nodes = plan.instances.iter().map(|i| i.id.clone()).collect();
-        let edges =
-            plan.instances.iter().flat_map(|i| i.inputs.iter().flat_map(|b| b.items.iter().map(|it| (it.instance, i.index)))).collect();
-        (nodes, edges)
+        (plan.instances.iter().map(|i| i.id.clone()).collect(), instance_edges.collect())
     };
     match format {
         DagFormat::Mermaid => {
@@ -447,7 +460,7 @@ fn cmd_show(cache: &Option<PathBuf>, registry: &Registry, file: &Path, id: &str,
             "  {:<6} {:>9} {:>8} {:>18} {:>10} {:>9} {:>10} {:>10}",
             "scope", "tokens", "L0 mean", "L0 p10/50/90/99", "MSE", "var.expl", "‖x‖ mean", "‖x‖/SAE"
         );
-        for s in saeflow::health::summarize(&all)? {
+        for s in crate::health::summarize(&all)? {
             let q = s.l0_quantiles;
             println!(
                 "  {:<6} {:>9} {:>8.1} {:>18} {:>10.4} {:>9.3} {:>10.2} {:>10}",
@@ -620,7 +633,7 @@ fn cmd_report(cache: &Option<PathBuf>, registry: &Registry, file: &Path, out: Op
 fn write_notebook(plan: &Plan, cache: &Cache, out: Option<&Path>) -> Result<PathBuf> {
     let history = History::load(cache, &plan.pipeline.name);
     let assessed = assess(plan, cache, &history, &|_| false);
-    let html = saeflow::report::notebook::render(plan, cache, &assessed)
+    let html = crate::report::notebook::render(plan, cache, &assessed)
         .with_context(|| format!("cannot render the notebook of {}", plan.pipeline.file))?;
     let dir = out.map(Path::to_path_buf).unwrap_or_else(|| plan.project_root.join("reports").join(&plan.pipeline.name));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the report folder {}", dir.display()))?;
@@ -675,7 +688,7 @@ fn cmd_kinds(registry: &Registry, kind: Option<&str>, markdown: bool) -> Result<
     let sigs: Vec<_> = registry.signatures().filter(|s| kind.is_none_or(|k| s.kind == k)).collect();
     if sigs.is_empty() {
         let k = kind.unwrap_or_default();
-        bail!("unknown kind '{k}'; {}", saeflow::spec::suggest(k, registry.kinds()).unwrap_or_default());
+        bail!("unknown kind '{k}'; {}", crate::spec::suggest(k, registry.kinds()).unwrap_or_default());
     }
     if markdown {
         print!("{}", kinds_markdown(&sigs));
@@ -712,7 +725,7 @@ fn cmd_kinds(registry: &Registry, kind: Option<&str>, markdown: bool) -> Result<
 
 /// The stage-kind reference as Markdown: one section per kind, a table of its inputs, parameters
 /// and outputs. Mock kinds come last.
-fn kinds_markdown(sigs: &[&saeflow::stages::Signature]) -> String {
+fn kinds_markdown(sigs: &[&crate::plan::Signature]) -> String {
     let mut sigs = sigs.to_vec();
     sigs.sort_by_key(|s| (s.kind.starts_with("mock."), s.kind));
     let mut out = String::new();
@@ -739,7 +752,7 @@ fn kinds_markdown(sigs: &[&saeflow::stages::Signature]) -> String {
         for p in &s.params {
             let default = match &p.default {
                 None => "required".to_string(),
-                Some(saeflow::spec::Value::Null) => "unset".to_string(),
+                Some(crate::spec::Value::Null) => "unset".to_string(),
                 Some(v) => format!("`{v}`"),
             };
             let key = if p.in_key { "" } else { " (not part of the cache key)" };
@@ -764,7 +777,7 @@ fn kinds_markdown(sigs: &[&saeflow::stages::Signature]) -> String {
 
 /// What would run, per kind: instances, the kind's own work units (probe fits), and the rows of
 /// their inputs where those are already cached — so a 20,000-fit grid is seen before it starts.
-fn print_cost(plan: &Plan, assessed: &[saeflow::engine::status::Assessment]) {
+fn print_cost(plan: &Plan, assessed: &[crate::engine::status::Assessment]) {
     let mut per_kind: std::collections::BTreeMap<&str, (usize, u64, &str, u64, usize)> = std::collections::BTreeMap::new();
     for (inst, a) in plan.instances.iter().zip(assessed) {
         if a.status != Status::Run {

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use saeflow::engine::executor::{Observer, Outcome};
-use saeflow::engine::job::Progress;
-use saeflow::plan::Instance;
+use crate::engine::executor::{Observer, Outcome};
+use crate::plan::Instance;
+use crate::progress::Progress;
 
 pub struct RunLog {
     multi: MultiProgress,
@@ -33,7 +33,7 @@ impl RunLog {
     }
 }
 
-pub use saeflow::report::html::{fmt_rows, fmt_secs};
+pub use crate::report::html::{fmt_rows, fmt_secs};
 
 impl Observer for RunLog {
     fn started(&self, members: &[&Instance]) {

@@ -30,7 +30,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use super::neuronpedia::pick;
-use crate::engine::job::Progress;
+use crate::progress::Progress;
 
 /// `NEURONPEDIA_ENDPOINT`'s default.
 pub const DEFAULT_ENDPOINT: &str = "https://www.neuronpedia.org";

@@ -25,8 +25,8 @@ use crate::models::sae::{Architecture, SaeConfig};
 use crate::models::sae_load::{self, CFG_FILE, SaeSource, WEIGHTS_FILE};
 use crate::models::source::{self, Artifact, CHECKPOINT_EXTRAS};
 use crate::plan::Plan;
+use crate::plan::signature::ParamType;
 use crate::spec::Value;
-use crate::stages::signature::ParamType;
 
 /// How many bytes, and how sure.
 #[derive(Clone, Debug, PartialEq)]

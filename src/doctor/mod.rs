@@ -502,7 +502,7 @@ fn checks(plan: &Plan) -> Vec<(String, CheckOutcome)> {
             .signature
             .params
             .iter()
-            .filter(|p| matches!(p.ty, crate::stages::signature::ParamType::Artifact(_)))
+            .filter(|p| matches!(p.ty, crate::plan::signature::ParamType::Artifact(_)))
             .map(|p| p.name)
             .collect();
         for &i in &stage.instances {

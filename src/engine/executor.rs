@@ -11,13 +11,14 @@ use serde_json::json;
 use super::EngineError;
 use super::cache::{Cache, EntryState};
 use super::history::{History, Record};
-use super::job::{Job, Member, OutputWriter, Producer, Progress, TableInput};
+use super::job::{Job, Member, OutputWriter, Producer, TableInput};
 use super::manifest::Manifest;
+use super::stage::Registry;
 use super::status::{Assessment, Status, assess};
 use super::table::{part_name, read_footer};
 use crate::glob::glob_match;
 use crate::plan::{Instance, Plan};
-use crate::stages::Registry;
+use crate::progress::Progress;
 
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -57,7 +58,7 @@ pub trait Observer {
     fn finished(&self, _inst: &Instance, _outcome: &Outcome) {}
     /// A progress sink for a running job (named after its first member).
     fn progress(&self, _inst: &Instance) -> Box<dyn Progress> {
-        Box::new(super::job::NoProgress)
+        Box::new(crate::progress::NoProgress)
     }
     /// Something the user should know (a damaged entry moved aside, …).
     fn note(&self, _message: &str) {}

@@ -13,20 +13,8 @@ use arrow_schema::SchemaRef;
 use super::EngineError;
 use super::manifest::Manifest;
 use super::table::{self, PartWriter, part_index, part_name};
-use crate::plan::Coords;
-use crate::spec::Value;
-
-/// Receives progress from a running stage (the CLI draws bars; tests ignore it).
-pub trait Progress: Send + Sync {
-    /// Add units of work to this job's total (images, rows, parts) and say what they are called.
-    /// Each member of a fused job adds its own share.
-    fn add_total(&self, _total: u64, _unit: &str) {}
-    fn advance(&self, _n: u64) {}
-}
-
-/// A progress sink that ignores everything.
-pub struct NoProgress;
-impl Progress for NoProgress {}
+use crate::progress::Progress;
+use crate::spec::{Coords, Value};
 
 /// One run of a stage: one or more members computed together.
 pub struct Job<'a> {

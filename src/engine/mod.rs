@@ -1,4 +1,5 @@
-//! Execution: the content-addressed cache, the executor, and the API stages run against.
+//! Execution: the content-addressed cache, the executor, and the API stages run against
+//! ([`stage::Stage`], [`job::Job`]). It runs whatever kinds it is given; it names none.
 
 pub mod cache;
 pub mod executor;
@@ -6,6 +7,7 @@ pub mod history;
 pub mod job;
 pub mod manifest;
 pub mod share;
+pub mod stage;
 pub mod status;
 pub mod table;
 
@@ -33,14 +35,17 @@ impl EngineError {
     }
 }
 
-impl From<arrow_schema::ArrowError> for EngineError {
-    fn from(e: arrow_schema::ArrowError) -> Self {
-        EngineError::Parquet(e.to_string())
+impl From<crate::tables::TableError> for EngineError {
+    fn from(e: crate::tables::TableError) -> Self {
+        match e {
+            crate::tables::TableError::Column(m) => EngineError::Stage(m),
+            crate::tables::TableError::Arrow(e) => e.into(),
+        }
     }
 }
 
-impl From<candle_core::Error> for EngineError {
-    fn from(e: candle_core::Error) -> Self {
-        EngineError::Stage(format!("model computation: {}", crate::models::sae::without_backtrace(e)))
+impl From<arrow_schema::ArrowError> for EngineError {
+    fn from(e: arrow_schema::ArrowError) -> Self {
+        EngineError::Parquet(e.to_string())
     }
 }

@@ -143,7 +143,7 @@ fn changed_variants(plan: &Plan, b: &crate::plan::BoundInput, old: &serde_json::
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     for it in &b.items {
-        let c = crate::plan::canonical_coords(&it.coords);
+        let c = crate::spec::canonical_coords(&it.coords);
         if old.get(&c) != Some(&it.key) {
             out.push(plan.instances[it.instance].id.clone());
         }

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use serde_json::{Value as J, json};
 
 use super::BoundInput;
+use super::signature::Signature;
 use crate::spec::Value;
-use crate::stages::signature::Signature;
 
 /// Bump when the preimage layout changes: every key changes with it.
 pub const KEY_FORMAT: u32 = 1;
@@ -23,7 +23,7 @@ pub fn preimage(sig: &Signature, params: &BTreeMap<String, Value>, inputs: &[Bou
         .iter()
         .map(|b| {
             let v = if b.many {
-                J::Array(b.items.iter().map(|it| json!({"coords": super::canonical_coords(&it.coords), "key": it.key})).collect())
+                J::Array(b.items.iter().map(|it| json!({"coords": crate::spec::canonical_coords(&it.coords), "key": it.key})).collect())
             } else {
                 J::String(b.items.first().map(|it| it.key.clone()).unwrap_or_default())
             };

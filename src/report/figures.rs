@@ -26,7 +26,7 @@ use super::draw::{Line, Panel, PanelChart, Plot, Point, Row, RowChart, RowPanel,
 use super::repeats::{Variant, variants};
 use super::study::{CleanResult, ProbeResult, Study, coords_label, slug};
 use super::table::{Cell, Table};
-use crate::plan::Coords;
+use crate::spec::Coords;
 use crate::spec::Value;
 
 /// Where a figure (or a note about one left out) belongs on the page.

@@ -4,7 +4,7 @@
 //! pandas' `std()`) over its repeats.
 
 use super::study::ProbeResult;
-use crate::plan::Coords;
+use crate::spec::Coords;
 
 /// Whether an axis repeats a measurement rather than changing what is measured: `seed`, any
 /// `…_seed`, and `repeat`.

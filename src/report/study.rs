@@ -11,7 +11,7 @@ use super::ReportError;
 use super::repeats::{MeanSd, variants};
 use super::table::{Cell, Table};
 use crate::health::Summary;
-use crate::plan::Coords;
+use crate::spec::Coords;
 use crate::spec::Value;
 
 /// One gathered table: the instance that produced it (in this pipeline), its coordinates and

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Diagnostics, Pos, suggest};
 pub use reference::{CondOp, Condition, InputRef, InputSpec};
-pub use value::Value;
+pub use value::{Coords, Value, canonical_coords};
 use yaml::Node;
 
 /// Keys a pipeline file may have at the top level.

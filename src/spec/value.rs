@@ -179,3 +179,11 @@ mod tests {
         assert_eq!(Value::Bool(true).to_string(), "true");
     }
 }
+
+/// Coordinates of a variant: every axis of the stage and its ancestors, with typed values.
+pub type Coords = BTreeMap<String, Value>;
+
+/// Coordinates in their one canonical JSON form (sorted keys): what keys and comparisons use.
+pub fn canonical_coords(c: &Coords) -> String {
+    Value::Map(c.clone()).canonical()
+}

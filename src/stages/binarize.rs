@@ -3,10 +3,10 @@
 
 use arrow_array::{Float32Array, UInt32Array};
 
-use super::Stage;
-use super::signature::{ParamType, Signature, input, output, param};
 use crate::engine::EngineError;
 use crate::engine::job::Job;
+use crate::engine::stage::Stage;
+use crate::plan::signature::{ParamType, Signature, input, output, param};
 use crate::spec::Value;
 use crate::tables::{column, pooled_batch, pooled_schema};
 

@@ -18,12 +18,12 @@ use std::sync::Arc;
 use arrow_array::{RecordBatch, StringArray, UInt16Array, UInt32Array};
 use arrow_schema::{DataType, Field, Schema};
 
-use super::Stage;
-use super::signature::{InputSlot, Many, ParamProblem, ParamType, Signature, input, output, param};
 use crate::data::neuronpedia::{Explanations, split_source};
 use crate::data::neuronpedia_api;
 use crate::engine::EngineError;
 use crate::engine::job::Job;
+use crate::engine::stage::Stage;
+use crate::plan::signature::{InputSlot, Many, ParamProblem, ParamType, Signature, input, output, param};
 use crate::spec::Value;
 
 pub struct ClassFeatures;

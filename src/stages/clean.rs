@@ -16,10 +16,10 @@ use std::sync::Arc;
 use arrow_array::{Float32Array, Float64Array, RecordBatch, UInt16Array, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
 
-use super::Stage;
-use super::signature::{ParamProblem, ParamType, Signature, input, output, param};
 use crate::engine::EngineError;
 use crate::engine::job::Job;
+use crate::engine::stage::Stage;
+use crate::plan::signature::{ParamProblem, ParamType, Signature, input, output, param};
 use crate::spec::Value;
 use crate::tables::column;
 

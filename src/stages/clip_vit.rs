@@ -5,14 +5,14 @@
 
 use std::sync::Arc;
 
-use super::Stage;
 use super::images::{self, Preprocess};
-use super::signature::{ParamType, Signature, input, output, param};
 use crate::engine::EngineError;
 use crate::engine::job::Job;
+use crate::engine::stage::Stage;
 use crate::models::llava::Checkpoint;
 use crate::models::llava::clip::{ClipVision, patch_mean};
 use crate::models::source::Artifact;
+use crate::plan::signature::{ParamType, Signature, input, output, param};
 
 pub struct ClipVit;
 

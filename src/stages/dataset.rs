@@ -10,14 +10,14 @@ use std::sync::Arc;
 use arrow_array::{RecordBatch, StringArray, UInt16Array, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
-use super::Stage;
+use crate::engine::stage::Stage;
 use std::collections::BTreeMap;
 
-use super::signature::{ParamProblem, ParamType, Signature, output, param};
 use crate::data::synthetic::{MAX_CLASSES, SyntheticSpec};
 use crate::data::{self, CifarLabels, DatasetSpec, ImageSource, Selection, SplitChoice};
 use crate::engine::EngineError;
 use crate::engine::job::{Job, Member};
+use crate::plan::signature::{ParamProblem, ParamType, Signature, output, param};
 use crate::spec::Value;
 
 /// Rows per part of the `images` table.

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use arrow_array::{Float32Array, RecordBatch, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
 
-use super::Stage;
-use super::signature::{InputSlot, Many, ParamType, Signature, output, param};
 use crate::engine::EngineError;
 use crate::engine::job::Job;
+use crate::engine::stage::Stage;
+use crate::plan::signature::{InputSlot, Many, ParamType, Signature, output, param};
 use crate::spec::Value;
 use crate::tables::{column, pooled_batch, pooled_schema};
 

@@ -12,11 +12,11 @@ use arrow_array::{RecordBatch, StringArray, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use candle_core::{DType, Device, Tensor};
 
-use super::signature::{ParamSpec, ParamType, param};
 use crate::data::{self, ImageSource, Rgb8};
 use crate::engine::EngineError;
 use crate::engine::job::Member;
 use crate::models::clip_image::{ImageProcessor, ImageProcessorConfig};
+use crate::plan::signature::{ParamSpec, ParamType, param};
 use crate::spec::Value;
 
 /// What turns a decoded image into the model's input (`[3, h, w]` f32, channels first).
@@ -318,11 +318,7 @@ pub struct Setup {
 impl Setup {
     /// `None` when every part of every output of every member is already there. Fetches the rest
     /// of an `hf://` checkpoint only when there is work.
-    pub fn new(
-        members: &mut [Member],
-        outputs: &[&str],
-        progress: &dyn crate::engine::job::Progress,
-    ) -> Result<Option<Setup>, EngineError> {
+    pub fn new(members: &mut [Member], outputs: &[&str], progress: &dyn crate::progress::Progress) -> Result<Option<Setup>, EngineError> {
         let Some(m) = members.first() else { return Ok(None) };
         let images = Arc::new(Images::open(m)?);
         let (dtype, device) = dtype_device(m)?;

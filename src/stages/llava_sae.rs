@@ -29,11 +29,10 @@ use arrow_array::{FixedSizeListArray, Float32Array, RecordBatch, UInt16Array, UI
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use candle_core::{D, DType, Device, Tensor};
 
-use super::Stage;
 use super::images::{self, Batch, Preprocess};
-use super::signature::{ParamProblem, ParamType, Signature, input, output, param};
 use crate::engine::EngineError;
 use crate::engine::job::{Job, Member, PartGuard};
+use crate::engine::stage::Stage;
 use crate::health::{HealthStats, ScopeStats};
 use crate::models::hub::HubCache;
 use crate::models::llava::prompt::{DEFAULT_QUESTION, GEMMA_IT_TEMPLATE};
@@ -41,6 +40,7 @@ use crate::models::llava::{Checkpoint, EoiPosition, ImageScale, LlavaGemma, Prom
 use crate::models::sae::{self, Keep, Sae};
 use crate::models::sae_load;
 use crate::models::source::Artifact;
+use crate::plan::signature::{ParamProblem, ParamType, Signature, input, output, param};
 use crate::spec::Value;
 
 /// The outputs, in the order every member's writers are opened.

@@ -15,10 +15,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use arrow_array::{Float32Array, UInt16Array, UInt32Array};
 
-use super::Stage;
-use super::signature::{InputSlot, Many, ParamProblem, ParamType, Signature, output, param};
 use crate::engine::EngineError;
 use crate::engine::job::{Job, Member, TableInput};
+use crate::engine::stage::Stage;
+use crate::plan::signature::{InputSlot, Many, ParamProblem, ParamType, Signature, output, param};
 use crate::spec::Value;
 use crate::tables::{column, pooled_batch, pooled_schema};
 

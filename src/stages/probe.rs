@@ -17,12 +17,12 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Schema};
 
-use super::Stage;
-use super::signature::{ParamSpec, ParamType, Signature, input, output, param};
 use crate::engine::EngineError;
 use crate::engine::job::{Job, Member, TableInput};
-use crate::plan::Coords;
+use crate::engine::stage::Stage;
+use crate::plan::signature::{ParamSpec, ParamType, Signature, input, output, param};
 use crate::probe::{Csr, Dense, Design, LogRegConfig, Scale, Scaling, classification_metrics, fit};
+use crate::spec::Coords;
 use crate::spec::Value;
 
 pub struct Probe;

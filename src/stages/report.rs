@@ -7,10 +7,10 @@
 //! The folder is a side output: a cached report does not rewrite it. `saeflow run --force report`
 //! does, and `saeflow report` redraws the figures from the cache into the notebook.
 
-use super::Stage;
-use super::signature::{InputSlot, Many, ParamType, Signature, output, param};
 use crate::engine::EngineError;
 use crate::engine::job::{Job, TableInput};
+use crate::engine::stage::Stage;
+use crate::plan::signature::{InputSlot, Many, ParamType, Signature, output, param};
 use crate::report::study::{Gathered, Study};
 use crate::report::{SLOT_CLASSES, SLOT_CLEAN, SLOT_HEALTH, SLOT_METRICS, page, write_folder};
 use crate::spec::Value;

@@ -16,13 +16,13 @@
 
 use std::sync::Arc;
 
-use super::Stage;
 use super::images::{self, Preprocess};
-use super::signature::{ParamType, Signature, input, output, param};
 use crate::engine::EngineError;
 use crate::engine::job::{Job, PartGuard};
+use crate::engine::stage::Stage;
 use crate::models::resnet_load;
 use crate::models::source::Artifact;
+use crate::plan::signature::{ParamType, Signature, input, output, param};
 
 /// The outputs, in the order each part's writers are opened.
 const OUTPUTS: [&str; 2] = ["features", "errors"];

@@ -20,16 +20,16 @@ use arrow_schema::{DataType, Field, Schema};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 
-use super::Stage;
-use super::signature::{ParamProblem, ParamType, Signature, input, output, param};
 use crate::engine::EngineError;
 use crate::engine::job::{Job, TableInput};
+use crate::engine::stage::Stage;
+use crate::plan::signature::{ParamProblem, ParamType, Signature, input, output, param};
 use crate::spec::Value;
 
 pub struct Split;
 
 /// One dataset row as the split needs it.
-pub(crate) struct Labelled {
+pub struct Labelled {
     pub image_id: u32,
     pub label: u16,
     pub label_name: String,
@@ -37,7 +37,7 @@ pub(crate) struct Labelled {
 }
 
 /// Read `image_id, label, label_name, split` of a dataset table.
-pub(crate) fn read_labels(t: &TableInput) -> Result<Vec<Labelled>, EngineError> {
+pub fn read_labels(t: &TableInput) -> Result<Vec<Labelled>, EngineError> {
     crate::tables::check("dataset", t.schema()?.as_ref(), &t.instance).map_err(EngineError::Stage)?;
     let mut out = Vec::new();
     for b in t.read() {
@@ -69,7 +69,7 @@ pub(crate) fn read_labels(t: &TableInput) -> Result<Vec<Labelled>, EngineError> 
 }
 
 /// (image_id, label, label_name) of a dataset or split table.
-pub(crate) fn read_labels_any(t: &TableInput) -> Result<Vec<(u32, u16, String)>, EngineError> {
+pub fn read_labels_any(t: &TableInput) -> Result<Vec<(u32, u16, String)>, EngineError> {
     let mut out = Vec::new();
     for b in t.read() {
         let b = b?;

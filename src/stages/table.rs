@@ -3,11 +3,11 @@
 //! the declared table type, and publishes it as an entry like any other (one part per file), so
 //! every downstream stage can read it.
 
-use super::Stage;
-use super::signature::{ParamType, Signature, output, param};
 use crate::engine::EngineError;
 use crate::engine::job::Job;
+use crate::engine::stage::Stage;
 use crate::engine::table::read_file;
+use crate::plan::signature::{ParamType, Signature, output, param};
 
 pub struct Table;
 

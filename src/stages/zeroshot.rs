@@ -18,15 +18,15 @@ use std::sync::Arc;
 use arrow_array::{Array, ArrayRef, Float32Array, Float64Array, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
-use super::Stage;
 use super::images::{self, BatchStream, Images, Preprocess};
-use super::signature::{ParamProblem, ParamType, Signature, input, output, param};
 use crate::engine::EngineError;
 use crate::engine::job::{Job, Member};
+use crate::engine::stage::Stage;
 use crate::models::llava::prompt::GEMMA_IT_TEMPLATE;
 use crate::models::llava::zeroshot::LlavaLm;
 use crate::models::llava::{Checkpoint, EoiPosition, ImageScale, Prompt, Tokenizer};
 use crate::models::source::Artifact;
+use crate::plan::signature::{ParamProblem, ParamType, Signature, input, output, param};
 use crate::probe::classification_metrics;
 use crate::spec::Value;
 
@@ -130,7 +130,7 @@ impl Stage for ZeroShot {
     }
 }
 
-fn run_one(m: &mut Member, progress: &dyn crate::engine::job::Progress) -> Result<(), EngineError> {
+fn run_one(m: &mut Member, progress: &dyn crate::progress::Progress) -> Result<(), EngineError> {
     let id = m.id.clone();
     let err = |e: &dyn std::fmt::Display| EngineError::Stage(format!("{id}: {e}"));
     let split = super::probe::read_split(m.input("split")?)?;

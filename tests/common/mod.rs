@@ -28,10 +28,16 @@ impl Run {
     }
 }
 
-/// The saeflow binary: the one cargo built for these tests, or `SAEFLOW_BIN` (a binary carried to
-/// another machine with the test binaries, e.g. a CUDA build on the GPU host).
+/// The binary the tests drive: `saeflow-testkit` (saeflow's command line with the test-only `mock.*`
+/// kinds, tests/testkit/), or `SAEFLOW_BIN` (a testkit binary carried to another machine with the
+/// test binaries, e.g. a CUDA build on the GPU host).
 pub fn bin() -> String {
-    std::env::var("SAEFLOW_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_saeflow").to_string())
+    std::env::var("SAEFLOW_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_saeflow-testkit").to_string())
+}
+
+/// The `saeflow` binary users get (built-in kinds only).
+pub fn user_bin() -> String {
+    env!("CARGO_BIN_EXE_saeflow").to_string()
 }
 
 impl Project {

@@ -13,11 +13,11 @@ use std::time::Duration;
 use arrow_array::{Array, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
-use super::Stage;
-use super::signature::{InputSlot, Many, ParamSpec, ParamType, Signature, input, output, param};
-use crate::engine::EngineError;
-use crate::engine::job::{Job, Member};
-use crate::spec::Value;
+use saeflow::engine::EngineError;
+use saeflow::engine::job::{Job, Member};
+use saeflow::engine::stage::Stage;
+use saeflow::plan::signature::{InputSlot, Many, ParamSpec, ParamType, Signature, input, output, param};
+use saeflow::spec::Value;
 
 pub fn kinds() -> Vec<Box<dyn Stage>> {
     vec![
@@ -133,7 +133,7 @@ impl Stage for Source {
 
 /// Generate `rows` rows in `parts` equal ranges, skipping parts an interrupted run completed.
 /// The pause comes after a part landed, so a kill during it leaves whole parts only.
-fn generate_with_delay(m: &mut Member, progress: &dyn crate::engine::job::Progress, delay_ms: i64) -> Result<(), EngineError> {
+fn generate_with_delay(m: &mut Member, progress: &dyn saeflow::progress::Progress, delay_ms: i64) -> Result<(), EngineError> {
     check_fail(m)?;
     let rows = m.int("rows")? as u64;
     let parts = m.int("parts")? as usize;
@@ -475,7 +475,7 @@ impl Stage for MockFeatures {
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
             log_execution(&m.id);
-            let rows = crate::stages::split::read_labels(m.input("from")?)?;
+            let rows = saeflow::stages::split::read_labels(m.input("from")?)?;
             let n_feat = m.int("features")? as u64;
             let active = m.int("active")? as u64;
             let signal = m.param("signal")?.as_f64().unwrap_or(0.5);
@@ -496,7 +496,7 @@ impl Stage for MockFeatures {
                 }
                 pooled.extend(chosen.into_iter().map(|(f, v)| (r.image_id, f, v)));
             }
-            m.output("pooled")?.write_part(0, crate::tables::pooled_schema(), &[crate::tables::pooled_batch(&pooled)?])?;
+            m.output("pooled")?.write_part(0, saeflow::tables::pooled_schema(), &[saeflow::tables::pooled_batch(&pooled)?])?;
         }
         Ok(())
     }
@@ -536,7 +536,7 @@ impl Stage for MockCodes {
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
             log_execution(&m.id);
-            let rows = crate::stages::split::read_labels(m.input("from")?)?;
+            let rows = saeflow::stages::split::read_labels(m.input("from")?)?;
             let (n_feat, tokens, active) = (m.int("features")? as u64, m.int("tokens")? as u64, m.int("active")? as u64);
             let signal = m.param("signal")?.as_f64().unwrap_or(0.3);
             let s = seed(m, b"codes");

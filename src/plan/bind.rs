@@ -1,0 +1,344 @@
+//! Input binding and matrix expansion: each input's selected variants joined on shared axes and
+//! crossed on the others (or gathered: all, or `over` some axes), then the stage's own matrix,
+//! `include` and `exclude` rows multiplied in.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{BoundInput, Builder, Classified, InputItem, Instance, Many, Signature, Variant};
+use crate::spec::{Coords, Diagnostic, Pos, StageSpec, Value, canonical_coords, suggest};
+
+impl Builder<'_> {
+    /// Bind inputs (join shared axes, cross the rest) and multiply in the stage's own matrix.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn expand(
+        &mut self,
+        s: &StageSpec,
+        sig: &Signature,
+        c: &Classified,
+        instances: &[Instance],
+        stage_instances: &BTreeMap<usize, Vec<usize>>,
+        index: &BTreeMap<&str, usize>,
+        axes: &[String],
+    ) -> Option<Vec<Variant>> {
+        let mut combos: Vec<Variant> = vec![Variant { coords: Coords::new(), inputs: Vec::new(), axis_pos: BTreeMap::new() }];
+        // inputs in declaration order of the kind
+        for slot in &sig.inputs {
+            let Some((_, spec)) = c.inputs.iter().find(|(n, _)| n == slot.name) else { continue };
+            let mut items: Vec<InputItem> = Vec::new();
+            for r in &spec.refs {
+                let j = index[r.stage.as_str()];
+                let src = &self.p.stages[j];
+                let src_sig = self.kinds.signature(&src.kind)?.clone();
+                let out = match &r.output {
+                    Some(o) => match src_sig.output(o) {
+                        Some(out) => out.clone(),
+                        None => {
+                            self.err(
+                                Diagnostic::new(r.pos, format!("stage '{}' (kind '{}') has no output '{o}'", src.name, src.kind))
+                                    .stage(&s.name)
+                                    .help_opt(suggest(o, src_sig.outputs.iter().map(|o| o.name))),
+                            );
+                            return None;
+                        }
+                    },
+                    None => src_sig.outputs.first()?.clone(),
+                };
+                let src_insts = &stage_instances[&j];
+                // every selector axis must exist on the referenced stage
+                let known: BTreeSet<&str> = src_insts.iter().flat_map(|&k| instances[k].coords.keys().map(String::as_str)).collect();
+                for cond in &r.conditions {
+                    if !known.contains(cond.axis.as_str()) {
+                        let help = if known.is_empty() {
+                            Some(format!("'{}' has no matrix axes; remove the selector", r.stage))
+                        } else {
+                            suggest(&cond.axis, known.iter().copied())
+                        };
+                        self.err(
+                            Diagnostic::new(r.pos, format!("stage '{}' has no axis '{}'", r.stage, cond.axis))
+                                .stage(&s.name)
+                                .help_opt(help),
+                        );
+                        return None;
+                    }
+                }
+                let selected: Vec<usize> = src_insts
+                    .iter()
+                    .copied()
+                    .filter(|&k| r.conditions.iter().all(|cond| cond.matches(instances[k].coords.get(&cond.axis))))
+                    .collect();
+                if selected.is_empty() {
+                    let axis = &r.conditions[0].axis;
+                    let mut values: Vec<&Value> = src_insts.iter().filter_map(|&k| instances[k].coords.get(axis)).collect();
+                    values.sort_by(|a, b| a.total_cmp(b));
+                    values.dedup();
+                    let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+                    self.err(
+                        Diagnostic::new(r.pos, format!("the selector on '{}' matches no variant", r.stage))
+                            .stage(&s.name)
+                            .help(format!("'{axis}' takes the values {}", values.join(", "))),
+                    );
+                    return None;
+                }
+                // the table type of each selected variant (a kind may take it from a parameter)
+                let table = selected
+                    .iter()
+                    .find_map(|&k| {
+                        instances[k]
+                            .outputs
+                            .iter()
+                            .find(|o| o.name == out.name)
+                            .filter(|o| !slot.accepts.is_empty() && !slot.accepts.contains(&o.table.as_str()))
+                    })
+                    .map(|o| o.table.clone());
+                if let Some(table) = table {
+                    self.err(
+                        Diagnostic::new(
+                            r.pos,
+                            format!(
+                                "input '{}' of kind '{}' takes a {} table, but '{}' gives a {} table",
+                                slot.name,
+                                sig.kind,
+                                slot.accepts.join(" or "),
+                                if r.output.is_some() { format!("{}.{}", r.stage, out.name) } else { r.stage.clone() },
+                                table
+                            ),
+                        )
+                        .stage(&s.name)
+                        .help(match src_sig.outputs.iter().find(|o| slot.accepts.contains(&o.table)) {
+                            Some(o) => format!("did you mean `{}.{}`?", r.stage, o.name),
+                            None => format!("feed '{}' from a stage that outputs {}", slot.name, slot.accepts.join(" or ")),
+                        }),
+                    );
+                    return None;
+                }
+                for k in selected {
+                    let key = instances[k].key(Some(out.name)).unwrap_or_default().to_string();
+                    items.push(InputItem { instance: k, output: out.name.to_string(), key, coords: instances[k].coords.clone() });
+                }
+            }
+            // a gathering input sees its variants in one canonical order, whatever the order of
+            // matrix lists, keys, stages or references in the file
+            items.sort_by(|a, b| {
+                instances[a.instance]
+                    .stage
+                    .cmp(&instances[b.instance].stage)
+                    .then_with(|| cmp_coords(&a.coords, &b.coords, axes))
+                    .then_with(|| a.output.cmp(&b.output))
+            });
+            let mode = match (&spec.over, &slot.many) {
+                (Some(axes), Many::All | Many::Over(_)) => Many::Over(axes.clone()),
+                (_, m) => m.clone(),
+            };
+            // candidates: (coords contributed, bound input)
+            let candidates: Vec<(Coords, BoundInput)> = match &mode {
+                Many::One => items
+                    .into_iter()
+                    .map(|it| (it.coords.clone(), BoundInput { slot: slot.name.into(), many: false, items: vec![it] }))
+                    .collect(),
+                Many::All => vec![(Coords::new(), BoundInput { slot: slot.name.into(), many: true, items })],
+                Many::Over(over) => {
+                    let present: BTreeSet<&str> = items.iter().flat_map(|it| it.coords.keys().map(String::as_str)).collect();
+                    for a in over {
+                        if !present.contains(a.as_str()) {
+                            self.err(
+                                Diagnostic::new(
+                                    spec.pos,
+                                    format!("input '{}' gathers over axis '{a}', which its stages do not have", slot.name),
+                                )
+                                .stage(&s.name)
+                                .help_opt(suggest(a, present.iter().copied())),
+                            );
+                            return None;
+                        }
+                    }
+                    let mut groups: BTreeMap<String, (Coords, Vec<InputItem>)> = BTreeMap::new();
+                    for it in items {
+                        let rest: Coords =
+                            it.coords.iter().filter(|(k, _)| !over.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+                        groups.entry(canonical_coords(&rest)).or_insert_with(|| (rest, Vec::new())).1.push(it);
+                    }
+                    groups
+                        .into_values()
+                        .map(|(mut coords, items)| {
+                            for a in over {
+                                let mut vals: Vec<&Value> = items.iter().filter_map(|it| it.coords.get(a)).collect();
+                                vals.sort_by(|x, y| x.total_cmp(y));
+                                vals.dedup();
+                                let label = vals.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("+");
+                                coords.insert(a.clone(), Value::Str(label));
+                            }
+                            (coords, BoundInput { slot: slot.name.into(), many: true, items })
+                        })
+                        .collect()
+                }
+            };
+            let mut next = Vec::new();
+            for v in &combos {
+                for (coords, bound) in &candidates {
+                    if compatible(&v.coords, coords) {
+                        let mut merged = v.coords.clone();
+                        merged.extend(coords.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        let mut inputs = v.inputs.clone();
+                        inputs.push(bound.clone());
+                        next.push(Variant { coords: merged, inputs, axis_pos: BTreeMap::new() });
+                    }
+                }
+            }
+            if next.is_empty() {
+                let shared: BTreeSet<&String> =
+                    combos.iter().flat_map(|v| v.coords.keys()).filter(|k| candidates.iter().any(|(c, _)| c.contains_key(*k))).collect();
+                let names: Vec<String> = shared.iter().map(|s| format!("'{s}'")).collect();
+                let what = if names.len() == 1 { format!("axis {}", names[0]) } else { format!("axes {}", names.join(", ")) };
+                self.err(
+                    Diagnostic::new(
+                        spec.pos,
+                        format!("input '{}' shares {what} with the other inputs, but no variants agree on it", slot.name),
+                    )
+                    .stage(&s.name)
+                    .help("inputs that carry the same axis are joined on it; select variants whose values overlap"),
+                );
+                return None;
+            }
+            combos = next;
+        }
+        // own matrix
+        let inherited: BTreeSet<String> = combos.iter().flat_map(|v| v.coords.keys().cloned()).collect();
+        for a in &s.matrix {
+            if inherited.contains(&a.name) {
+                self.err(
+                    Diagnostic::new(a.pos, format!("axis '{}' is already set by an upstream stage", a.name))
+                        .stage(&s.name)
+                        .help("variants of the inputs already carry this axis; rename the axis or pick upstream variants with a selector"),
+                );
+                return None;
+            }
+        }
+        let mut own: Vec<(Coords, BTreeMap<String, Pos>)> = vec![(Coords::new(), BTreeMap::new())];
+        for a in &s.matrix {
+            let mut next = Vec::new();
+            for (coords, pos) in &own {
+                for (value, vpos) in &a.values {
+                    let (mut c2, mut p2) = (coords.clone(), pos.clone());
+                    c2.insert(a.name.clone(), value.clone());
+                    p2.insert(a.name.clone(), *vpos);
+                    next.push((c2, p2));
+                }
+            }
+            own = next;
+        }
+        let own_names: BTreeSet<String> = own_axes(s).into_iter().collect();
+        for row in &s.include {
+            let keys: BTreeSet<String> = row.entries.iter().map(|e| e.name.clone()).collect();
+            if !s.matrix.is_empty() && keys != s.matrix.iter().map(|a| a.name.clone()).collect::<BTreeSet<_>>() {
+                let want: Vec<&str> = s.matrix.iter().map(|a| a.name.as_str()).collect();
+                self.err(
+                    Diagnostic::new(row.pos, "an `include` row must set every matrix axis, and only those")
+                        .stage(&s.name)
+                        .help(format!("set exactly: {}", want.join(", "))),
+                );
+                return None;
+            }
+            if let Some(e) = row.entries.iter().find(|e| inherited.contains(&e.name)) {
+                self.err(
+                    Diagnostic::new(
+                        e.pos,
+                        format!("axis '{}' is set by an upstream stage; `include` adds variants of this stage's own axes", e.name),
+                    )
+                    .stage(&s.name),
+                );
+                return None;
+            }
+            let coords: Coords = row.entries.iter().map(|e| (e.name.clone(), e.value.clone())).collect();
+            let pos: BTreeMap<String, Pos> = row.entries.iter().map(|e| (e.name.clone(), e.value_pos)).collect();
+            if !own.iter().any(|(c, _)| canonical_coords(c) == canonical_coords(&coords)) {
+                own.push((coords, pos));
+            }
+        }
+        if s.matrix.is_empty() && !s.include.is_empty() {
+            own.remove(0); // with include only, the rows are the variants
+            let first: BTreeSet<&String> = own[0].0.keys().collect();
+            if let Some(row) = s.include.iter().find(|r| r.entries.iter().map(|e| &e.name).collect::<BTreeSet<_>>() != first) {
+                self.err(Diagnostic::new(row.pos, "every `include` row must set the same axes").stage(&s.name));
+                return None;
+            }
+        }
+        let mut out = Vec::new();
+        for v in &combos {
+            for (coords, pos) in &own {
+                let mut merged = v.coords.clone();
+                merged.extend(coords.iter().map(|(k, v)| (k.clone(), v.clone())));
+                out.push(Variant { coords: merged, inputs: v.inputs.clone(), axis_pos: pos.clone() });
+            }
+        }
+        for row in &s.exclude {
+            for e in &row.entries {
+                if !own_names.contains(&e.name) && !inherited.contains(&e.name) {
+                    let all: Vec<&str> = own_names.iter().chain(inherited.iter()).map(String::as_str).collect();
+                    self.err(
+                        Diagnostic::new(e.pos, format!("`exclude` names axis '{}', which this stage's variants do not have", e.name))
+                            .stage(&s.name)
+                            .help_opt(suggest(&e.name, all)),
+                    );
+                    return None;
+                }
+            }
+            let before = out.len();
+            out.retain(|v| !row.entries.iter().all(|e| v.coords.get(&e.name) == Some(&e.value)));
+            if out.len() == before {
+                let e = &row.entries[0];
+                let mut values: Vec<&Value> =
+                    combos.iter().filter_map(|v| v.coords.get(&e.name)).chain(own.iter().filter_map(|(c, _)| c.get(&e.name))).collect();
+                values.sort_by(|a, b| a.total_cmp(b));
+                values.dedup();
+                let shown: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+                self.err(Diagnostic::new(row.pos, "this `exclude` row matches no variant").stage(&s.name).help(format!(
+                    "'{}' takes the values {} (values are typed: 6 and \"6\" differ)",
+                    e.name,
+                    shown.join(", ")
+                )));
+                return None;
+            }
+        }
+        if out.is_empty() {
+            self.err(
+                Diagnostic::new(s.pos, "`exclude` removes every variant of this stage").stage(&s.name).help("loosen the exclude rows"),
+            );
+            return None;
+        }
+        out.sort_by(|a, b| cmp_coords(&a.coords, &b.coords, axes));
+        Some(out)
+    }
+}
+
+/// Axes a stage introduces: its matrix axes and include-row axes.
+pub(super) fn own_axes(s: &StageSpec) -> Vec<String> {
+    let mut names: Vec<String> = s.matrix.iter().map(|a| a.name.clone()).collect();
+    for row in &s.include {
+        for e in &row.entries {
+            if !names.contains(&e.name) {
+                names.push(e.name.clone());
+            }
+        }
+    }
+    names
+}
+
+/// Order coordinates by the display order of axes, then by typed value.
+pub(super) fn cmp_coords(a: &Coords, b: &Coords, axes: &[String]) -> std::cmp::Ordering {
+    for axis in axes {
+        let o = match (a.get(axis), b.get(axis)) {
+            (Some(x), Some(y)) => x.total_cmp(y),
+            (None, Some(_)) => std::cmp::Ordering::Less,
+            (Some(_), None) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    canonical_coords(a).cmp(&canonical_coords(b))
+}
+
+pub(super) fn compatible(a: &Coords, b: &Coords) -> bool {
+    b.iter().all(|(k, v)| a.get(k).is_none_or(|w| w == v))
+}
