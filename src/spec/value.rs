@@ -157,6 +157,14 @@ impl Value {
     }
 }
 
+/// Coordinates of a variant: every axis of the stage and its ancestors, with typed values.
+pub type Coords = BTreeMap<String, Value>;
+
+/// Coordinates in their one canonical JSON form (sorted keys): what keys and comparisons use.
+pub fn canonical_coords(c: &Coords) -> String {
+    Value::Map(c.clone()).canonical()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,12 +186,4 @@ mod tests {
         assert_eq!(Value::Float(0.1).to_string(), "0.1");
         assert_eq!(Value::Bool(true).to_string(), "true");
     }
-}
-
-/// Coordinates of a variant: every axis of the stage and its ancestors, with typed values.
-pub type Coords = BTreeMap<String, Value>;
-
-/// Coordinates in their one canonical JSON form (sorted keys): what keys and comparisons use.
-pub fn canonical_coords(c: &Coords) -> String {
-    Value::Map(c.clone()).canonical()
 }
