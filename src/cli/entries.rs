@@ -1,0 +1,195 @@
+//! Commands on cache entries: `show`, `gc`, `verify`, `export`, `import`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+
+use super::*;
+
+pub(super) fn cmd_show(
+    cache: &Option<PathBuf>,
+    registry: &Registry,
+    file: &Path,
+    id: &str,
+    output: Option<&str>,
+    limit: usize,
+) -> Result<ExitCode> {
+    let cache = Cache::at(&cache_dir(cache, Some(file)));
+    let plan = load(cache.root(), registry, file)?;
+    let inst = find(&plan, id)?;
+    let key = match output {
+        Some(o) => inst.key(Some(o)).with_context(|| {
+            let names: Vec<&str> = inst.outputs.iter().map(|o| o.name.as_str()).collect();
+            format!("{id} has no output '{o}'; its outputs: {}", names.join(", "))
+        })?,
+        None => inst.key(None).context("the instance has no outputs")?,
+    };
+    let m = match cache.state(key) {
+        EntryState::Present(m) | EntryState::Touched(m) => m,
+        EntryState::Missing => bail!("{id} is not cached yet (key {key}); run `saeflow run {}` first", file.display()),
+        EntryState::Damaged(why) => bail!("{id}: the cache entry is damaged ({why}); `saeflow run` will recompute it"),
+    };
+    println!("{}  ({} output, {} table)", m.instance, m.output, m.table);
+    println!("  key      {}", m.key);
+    println!("  rows     {} in {} part(s), {} bytes", fmt_rows(m.rows), m.files.len(), cache.size_of(&m));
+    println!("  computed in {} by saeflow {}", fmt_secs(m.seconds), m.saeflow_version);
+    let dir = cache.entry_dir(key);
+    let (schema, _, _) = table::read_footer(&dir.join(&m.files[0].name))?;
+    println!("schema:");
+    for f in schema.fields() {
+        println!("  {}: {}{}", f.name(), f.data_type(), if f.is_nullable() { " (nullable)" } else { "" });
+    }
+    let mut batches = Vec::new();
+    let mut left = limit;
+    'outer: for f in &m.files {
+        for b in table::read_file(&dir.join(&f.name))? {
+            let b = b?;
+            if left == 0 {
+                break 'outer;
+            }
+            let take = b.num_rows().min(left);
+            batches.push(b.slice(0, take));
+            left -= take;
+        }
+    }
+    if m.table != "health" {
+        println!("first {} rows:", limit.min(m.rows as usize));
+        println!("{}", arrow_cast::pretty::pretty_format_batches(&batches)?);
+    } else {
+        // the raw rows are sufficient statistics (histograms, sums): print what they add up to
+        let all = m.files.iter().map(|f| table::read_file(&dir.join(&f.name))).collect::<Result<Vec<_>, _>>()?;
+        let all = all.into_iter().flatten().collect::<Result<Vec<_>, _>>()?;
+        println!("SAE health over {} part(s):", m.files.len());
+        println!(
+            "  {:<6} {:>9} {:>8} {:>18} {:>10} {:>9} {:>10} {:>10}",
+            "scope", "tokens", "L0 mean", "L0 p10/50/90/99", "MSE", "var.expl", "‖x‖ mean", "‖x‖/SAE"
+        );
+        for s in crate::health::summarize(&all)? {
+            let q = s.l0_quantiles;
+            println!(
+                "  {:<6} {:>9} {:>8.1} {:>18} {:>10.4} {:>9.3} {:>10.2} {:>10}",
+                s.scope,
+                s.tokens,
+                s.l0_mean,
+                format!("{}/{}/{}/{}", q[0], q[1], q[2], q[3]),
+                s.mse,
+                s.variance_explained,
+                s.norm_mean,
+                s.norm_ratio.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into())
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn cmd_gc(cache_flag: &Option<PathBuf>, registry: &Registry, files: Vec<PathBuf>, dry_run: bool) -> Result<ExitCode> {
+    let files = if files.is_empty() {
+        let mut found: Vec<PathBuf> = std::fs::read_dir("pipelines")
+            .context("no pipeline files given and no pipelines/ folder here; name the pipelines whose entries to keep")?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+            .collect();
+        found.sort();
+        found
+    } else {
+        files
+    };
+    if files.is_empty() {
+        bail!("no pipeline files to keep entries for; name them: saeflow gc pipelines/a.yaml ...");
+    }
+    let cache = Cache::at(&cache_dir(cache_flag, files.first().map(PathBuf::as_path)));
+    let mut keep = BTreeSet::new();
+    for f in &files {
+        let plan = load(cache.root(), registry, f)?;
+        keep.extend(plan.instances.iter().flat_map(|i| i.outputs.iter().map(|o| o.key.clone())));
+    }
+    let (mut n, mut bytes, mut busy) = (0usize, 0u64, 0usize);
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let mut remove = |dir: PathBuf, what: &str| -> Result<()> {
+        let size = dir_size(&dir);
+        println!("  {verb} {what}  {size} bytes");
+        if !dry_run {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        }
+        n += 1;
+        bytes += size;
+        Ok(())
+    };
+    let unreached: Vec<String> =
+        cache.keys()?.into_iter().chain(cache.tmp_keys()).filter(|k| !keep.contains(k)).collect::<BTreeSet<_>>().into_iter().collect();
+    for key in unreached {
+        // a key a running `saeflow run` holds (being computed or published) is left alone
+        let Some(_lock) = cache.try_lock(&key)? else {
+            busy += 1;
+            continue;
+        };
+        for (dir, what) in [(cache.entry_dir(&key), key.clone()), (cache.tmp_dir(&key), format!("{key} (unfinished)"))] {
+            if dir.exists() {
+                remove(dir, &what)?;
+            }
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(cache.root().join(".corrupt")) {
+        for e in rd.flatten() {
+            remove(e.path(), &format!(".corrupt/{}", e.file_name().to_string_lossy()))?;
+        }
+    }
+    let busy = if busy > 0 { format!("; {busy} in use by a running saeflow, left alone") } else { String::new() };
+    println!("{verb} {n} entries, {bytes} bytes (kept {} reachable from {} pipeline(s){busy})", keep.len(), files.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten().map(|e| if e.path().is_dir() { dir_size(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) }).sum()
+        })
+        .unwrap_or(0)
+}
+
+pub(super) fn cmd_verify(cache_flag: &Option<PathBuf>) -> Result<ExitCode> {
+    let cache = Cache::at(&cache_dir(cache_flag, None));
+    let keys = cache.keys()?;
+    let mut bad = 0;
+    for key in &keys {
+        if let Err(why) = cache.verify(key) {
+            let moved = cache.quarantine(key)?;
+            println!("  damaged {key}: {why} (moved to {})", moved.display());
+            bad += 1;
+        }
+    }
+    println!("verified {} entries in {}: {} damaged", keys.len(), cache.root().display(), bad);
+    Ok(if bad > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+pub(super) fn cmd_export(cache: &Option<PathBuf>, registry: &Registry, file: &Path, id: &str, to: &Path) -> Result<ExitCode> {
+    let cache = Cache::at(&cache_dir(cache, Some(file)));
+    let plan = load(cache.root(), registry, file)?;
+    let inst = find(&plan, id)?;
+    let folder = sanitize(&inst.id);
+    for o in &inst.outputs {
+        let dest = to.join(&folder).join(&o.name);
+        let files = share::export(&cache, &o.key, &dest).with_context(|| format!("cannot export {} output {}", inst.id, o.name))?;
+        println!("  exported {} ({}) → {} ({} files)", inst.id, o.name, dest.display(), files.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An instance id as a folder name: `pool[layer=6,k=x]` → `pool_layer=6,k=x_`.
+pub(super) fn sanitize(id: &str) -> String {
+    id.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.=,+".contains(c) { c } else { '_' }).collect()
+}
+
+pub(super) fn cmd_import(cache_flag: &Option<PathBuf>, dir: &Path) -> Result<ExitCode> {
+    let cache = Cache::open(&cache_dir(cache_flag, None))?;
+    for r in share::import(&cache, dir)? {
+        match r {
+            Imported::Added { key, instance, rows } => println!("  imported {instance}  key {key}  {} rows", fmt_rows(rows)),
+            Imported::AlreadyCached { key, instance } => println!("  cached   {instance}  key {key} (already here)"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
