@@ -59,6 +59,7 @@ impl Isa {
     /// The CPU must run `level` (e.g. the caller is compiled for it and is
     /// itself only called on such CPUs).
     #[doc(hidden)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) const unsafe fn unchecked(level: Level) -> Isa {
         Isa(level)
     }
