@@ -11,6 +11,8 @@
 //! * [`metrics`]: accuracy, per-class precision/recall/F1/support, macro
 //!   averages and the confusion matrix, computed as scikit-learn does
 //!   (`zero_division=0`), bit for bit.
+//! * `simd`: the one run-time choice of CPU features (AVX-512F, AVX2 or
+//!   portable) for the products' gather kernel and the solver's vector passes.
 //!
 //! Everything is single-process and deterministic: the products may use
 //! several threads, but every output element is computed by exactly one
@@ -19,6 +21,7 @@
 pub mod logreg;
 pub mod matrix;
 pub mod metrics;
+mod simd;
 
 pub use logreg::{LogRegConfig, LogRegModel, fit, objective};
 pub use matrix::{Csr, Dense, Design, Scale, Scaling};
