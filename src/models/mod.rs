@@ -26,7 +26,7 @@ pub mod clip_image;
 pub mod convnext_image;
 pub mod hub;
 #[cfg(test)]
-pub(crate) mod hub_mock;
+pub(crate) use hub::mock as hub_mock;
 pub mod llava;
 pub mod releases;
 pub mod resnet;

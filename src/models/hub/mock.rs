@@ -1,14 +1,18 @@
 //! A fake Hugging Face hub for tests: a `TcpListener` on 127.0.0.1 answering `HEAD`/`GET
 //! /{owner}/{name}/resolve/{revision}/{path}` with the hub's headers (`X-Repo-Commit`, `ETag`,
 //! `X-Linked-Etag`/`X-Linked-Size` and a redirect to `/cdn/<sha256>` for LFS files,
-//! `X-Error-Code` on errors), and logging every request.
+//! `X-Error-Code` on errors), and logging every request; at the end, the fixtures the hub's own
+//! tests share (a hub with a plain, a gated and a renamed repository; a cache online to it).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+
+use super::HubCache;
 
 /// One request as the server saw it.
 #[derive(Clone, Debug)]
@@ -288,4 +292,43 @@ fn answer(request: &Request, hub: &FakeHub, port: u16, cut_done: &Mutex<HashSet<
         }
     };
     answer.header("X-Repo-Commit", repo.commit.clone())
+}
+
+// ---- the fixtures of the hub's own tests ----
+
+/// The commit of every repository of [`hub`].
+pub const COMMIT: &str = "aaaaaaaaaabbbbbbbbbbccccccccccdddddddddd";
+/// The token [`online`] sends; no error may show it.
+pub const TOKEN: &str = "hf_SeCrEtToKeN0123456789";
+
+/// A variable lookup for [`HubCache::from_vars`] over these pairs.
+pub fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    move |k| map.get(k).cloned()
+}
+
+/// A small regular (not LFS) file.
+pub fn config() -> FakeFile {
+    FakeFile::regular(b"{\"model_type\": \"llava\"}\n")
+}
+
+/// A 3,000-byte LFS file behind a CDN on the endpoint's host.
+pub fn weights() -> FakeFile {
+    FakeFile::lfs(&(0u8..=255).cycle().take(3000).collect::<Vec<u8>>(), Cdn::SameHost)
+}
+
+/// A hub serving `files` as `o/r` at [`COMMIT`], a gated `g/gated` and `old/r` renamed to `o/r`.
+pub fn hub(files: &[(&str, FakeFile)]) -> MockHub {
+    let mut hub = FakeHub::default();
+    hub.repos.insert("o/r".into(), FakeRepo::new(COMMIT, files));
+    let mut gated = FakeRepo::new(COMMIT, &[("config.json", config())]);
+    gated.gated = true;
+    hub.repos.insert("g/gated".into(), gated);
+    hub.renamed.insert("old/r".into(), "o/r".into());
+    MockHub::start(hub)
+}
+
+/// A cache at `dir`, online to `mock`, sending [`TOKEN`].
+pub fn online(dir: &Path, mock: &MockHub) -> HubCache {
+    HubCache::at(dir).online(&format!("{}/", mock.base)).with_token(Some(TOKEN))
 }
