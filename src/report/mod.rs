@@ -6,7 +6,7 @@
 //! - `html.rs`: escaping, the page skeleton and its inline CSS, HTML tables;
 //! - `study.rs`: probe results, SAE health and class features read from record batches;
 //! - `repeats.rs`: variants repeated over a `seed` axis, as mean ± sample sd;
-//! - `figures.rs`: what each plot draws, and the data table behind it;
+//! - `figures/`: what each plot draws, and the data table behind it;
 //! - `draw.rs`: how plots are drawn (plotters: SVG, and PNG);
 //! - `glyphs.rs`: bitmap text in the embedded DejaVu Sans (ab_glyph), and text measurement;
 //! - `page.rs`: the report stage's folder (`index.html`, `*.svg`, `*.png`, `*.csv`);
