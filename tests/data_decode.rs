@@ -24,6 +24,7 @@ fn fixtures() -> PathBuf {
 /// | jpeg_444.jpg | 2 | 0.011 | 99.0 % |
 /// | jpeg_422.jpg | 3 | 0.132 | 90.3 % |
 /// | rocket.jpg, progressive.jpg, exif_rotated.jpg, jpeg_420.jpg (4:2:0) | 3–4 | 0.18–0.30 | 79–87 % |
+/// | wide_20000.jpg (20000×64, 4:2:0, flat bands) | 4 | 0.045 | 96.6 % |
 ///
 /// Unsubsampled JPEGs differ by IDCT rounding only (±1–2); subsampled ones also by chroma
 /// upsampling (zune-jpeg's vs libjpeg-turbo's "fancy" triangle filter). The lossy WebP fixture
@@ -48,7 +49,7 @@ fn every_fixture_image_decodes_as_pil_does() {
         let name = rel.rsplit('/').next().unwrap();
         let got = decode_rgb8(&bytes);
         if !g["ok"].as_bool().unwrap() {
-            let e = got.expect_err(&format!("{rel}: PIL fails ({}), saeflow decoded it", g["error"]));
+            let Err(e) = got else { panic!("{rel}: PIL fails ({}), saeflow decoded it", g["error"]) };
             report.push(format!("{rel}: error as in PIL: {e}"));
             continue;
         }
@@ -91,4 +92,125 @@ fn sixteen_bit_gray_is_clipped_not_scaled() {
     assert_eq!(&img.pixels[..3], &[0, 0, 0]);
     assert_eq!(&img.pixels[3..6], &[21, 21, 21]); // 65535 / 3071 ≈ 21
     assert!(img.pixels[300..].iter().all(|&v| v == 255));
+}
+
+fn fixture(rel: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join("folder").join(rel)).unwrap()
+}
+
+/// A PNG chunk with its CRC.
+fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut crc = flate2::Crc::new();
+    crc.update(kind);
+    crc.update(data);
+    [&(data.len() as u32).to_be_bytes()[..], kind, data, &crc.sum().to_be_bytes()].concat()
+}
+
+/// A PNG of nothing but a header claiming `width × height` RGB pixels.
+fn png_header_only(width: u32, height: u32) -> Vec<u8> {
+    let ihdr = [&width.to_be_bytes()[..], &height.to_be_bytes(), &[8, 2, 0, 0, 0]].concat();
+    [&b"\x89PNG\r\n\x1a\n"[..], &png_chunk(b"IHDR", &ihdr), &png_chunk(b"IEND", b"")].concat()
+}
+
+/// Where a JPEG's frame header (SOF0–SOF2) keeps its height and width.
+fn jpeg_sof_dims_at(bytes: &[u8]) -> usize {
+    let mut pos = 2;
+    while bytes[pos] == 0xFF {
+        let marker = bytes[pos + 1];
+        if (0xC0..=0xC2).contains(&marker) {
+            return pos + 5;
+        }
+        pos += 2 + usize::from(u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]));
+    }
+    panic!("no frame header")
+}
+
+/// The error decoding gives, or a panic naming what decoded (not its pixels).
+fn refused(bytes: &[u8], what: &str) -> String {
+    match decode_rgb8(bytes) {
+        Ok(img) => panic!("{what}: decoded {}×{} where PIL refuses", img.width, img.height),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn assert_over_budget(what: &str, bytes: &[u8], format: &str, size: &str, pixels: u64) {
+    let started = std::time::Instant::now();
+    let e = refused(bytes, what);
+    assert!(e.starts_with(&format!("{format}: {size} is {pixels} pixels, over the limit of 178956970 pixels")), "{what}: {e}");
+    assert!(e.contains("PIL") && e.contains("downscale"), "{what}: the message says who else refuses and the fix: {e}");
+    assert!(started.elapsed().as_secs_f64() < 1.0, "{what}: refused from the header, without decoding");
+}
+
+#[test]
+fn every_format_refuses_an_image_over_the_pixel_budget_before_allocating_it() {
+    // tiny files whose headers claim billions of pixels: refused from the header alone (before the
+    // budget, the GIF aborted the process on a 4 GB canvas and PNG said "Memory limit exceeded")
+    assert_over_budget("gif screen", &fixture("train/n04266014/screen_bomb.gif"), "gif", "65535×65535", 4_294_836_225);
+
+    // a 1×1 screen whose first frame sits at (60000, 60000): PIL grows the canvas to cover the frame
+    let mut frame_far = fixture("train/n04266014/screen_bomb.gif");
+    frame_far[6..10].copy_from_slice(&[1, 0, 1, 0]);
+    frame_far[20..24].copy_from_slice(&[0x60, 0xEA, 0x60, 0xEA]);
+    assert_over_budget("gif frame", &frame_far, "gif", "60001×60001", 3_600_120_001);
+
+    assert_over_budget("png", &png_header_only(65535, 65535), "png", "65535×65535", 4_294_836_225);
+    assert_over_budget("png row", &png_header_only(0x7FFF_FFFF, 1), "png", "2147483647×1", 2_147_483_647);
+
+    let mut jpeg = fixture("train/n02123045/jpeg_gray.jpg");
+    let at = jpeg_sof_dims_at(&jpeg);
+    jpeg[at..at + 4].copy_from_slice(&[0xFF, 0xDC, 0xFF, 0xDC]); // 65500 × 65500, libjpeg's largest
+    assert_over_budget("jpeg", &jpeg, "jpeg", "65500×65500", 4_290_250_000);
+
+    let mut bmp = fixture("train/n02123045/chelsea.bmp");
+    bmp[18..26].copy_from_slice(&[0xFF, 0xFF, 0, 0, 0xFF, 0xFF, 0, 0]);
+    assert_over_budget("bmp", &bmp, "bmp", "65535×65535", 4_294_836_225);
+
+    let mut tiff = fixture("train/n02123045/chelsea.tiff");
+    let ifd = u32::from_le_bytes(tiff[4..8].try_into().unwrap()) as usize;
+    for entry in (ifd + 2..).step_by(12).take(usize::from(u16::from_le_bytes([tiff[ifd], tiff[ifd + 1]]))) {
+        if matches!(u16::from_le_bytes([tiff[entry], tiff[entry + 1]]), 256 | 257 | 278) {
+            // ImageWidth, ImageLength, RowsPerStrip (so that the one strip stays consistent)
+            tiff[entry + 8..entry + 12].copy_from_slice(&65535u32.to_le_bytes());
+        }
+    }
+    assert_over_budget("tiff", &tiff, "tiff", "65535×65535", 4_294_836_225);
+
+    let mut webp = fixture("train/n02123045/chelsea.webp");
+    webp[26..30].copy_from_slice(&[0xFF, 0x3F, 0xFF, 0x3F]); // VP8's largest: 16383 × 16383
+    assert_over_budget("webp", &webp, "webp", "16383×16383", 268_402_689);
+}
+
+#[test]
+fn png_crcs_are_checked_where_pil_checks_them() {
+    // PIL verifies the CRC of every chunk before the first IDAT (a bad one, even on an ancillary
+    // chunk such as iCCP, makes Image.open fail) and of none from the first IDAT on
+    let e = refused(&fixture("train/n02123045/png_bad_iccp_crc.png"), "bad iCCP CRC");
+    assert!(e.starts_with("png: chunk iCCP has a bad CRC (stored 0x"), "{e}");
+    assert!(e.contains("PIL") && e.contains("re-save"), "{e}");
+
+    let img = decode_rgb8(&fixture("train/n02123045/png_bad_idat_crc.png")).expect("PIL reads it");
+    assert_eq!(img, decode_rgb8(&fixture("test/n02123045/chelsea_small.png")).unwrap(), "the same pixels as the intact file");
+}
+
+#[test]
+fn a_jpeg_wider_than_16384_pixels_decodes_as_in_pil() {
+    // zune-jpeg refuses widths over 16384 by default; PIL (libjpeg-turbo) reads up to 65500
+    let img = decode_rgb8(&fixture("train/n04266014/wide_20000.jpg")).unwrap();
+    assert_eq!((img.width, img.height), (20000, 64));
+}
+
+#[test]
+fn a_jpeg_side_over_65500_is_refused_as_libjpeg_does() {
+    let mut jpeg = fixture("train/n02123045/jpeg_gray.jpg");
+    let at = jpeg_sof_dims_at(&jpeg);
+    jpeg[at..at + 4].copy_from_slice(&[0, 8, 0xFF, 0xDD]); // 65501 wide, 8 high
+    let e = refused(&jpeg, "65501 wide");
+    assert!(e.starts_with("jpeg: 65501×8 has a side over 65500 pixels, libjpeg's limit"), "{e}");
+}
+
+#[test]
+fn a_gif_frame_past_the_logical_screen_grows_the_canvas_as_in_pil() {
+    // a 24×16 frame at (5, 3) on a 24×16 screen: PIL's canvas is 29×19 (pixels: goldens.json)
+    let img = decode_rgb8(&fixture("train/n02123045/gif_frame_outside.gif")).unwrap();
+    assert_eq!((img.width, img.height), (29, 19));
 }

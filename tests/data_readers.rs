@@ -86,15 +86,15 @@ fn image_folder_lists_sorted_classes_and_paths_and_skips_non_images() {
     let s = folder(false);
     assert_eq!(s.label_names(), ["n02123045", "n04266014", "n09999999"]);
     let src = sources(s.as_ref());
-    assert_eq!(src.len(), 27, "{src:#?}");
+    assert_eq!(src.len(), 32, "{src:#?}");
     assert!(!src.iter().any(|p| p.ends_with(".txt")), "notes.txt is skipped");
-    let mut sorted = src[..24].to_vec();
+    let mut sorted = src[..29].to_vec();
     sorted.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    assert_eq!(src[..24], sorted, "train files in path byte order");
+    assert_eq!(src[..29], sorted, "train files in path byte order");
     assert_eq!(src[0], "train/n02123045/animated.gif");
-    assert_eq!(src[24..], ["test/n02123045/chelsea_small.png", "test/n04266014/jpeg_420.jpg", "test/n09999999/very_wide.png"]);
-    assert!(s.records()[..24].iter().all(|r| r.split == Split::Train));
-    assert_eq!(labels(s.as_ref())[24..], [0, 1, 2], "test labels use the union of class folders");
+    assert_eq!(src[29..], ["test/n02123045/chelsea_small.png", "test/n04266014/jpeg_420.jpg", "test/n09999999/very_wide.png"]);
+    assert!(s.records()[..29].iter().all(|r| r.split == Split::Train));
+    assert_eq!(labels(s.as_ref())[29..], [0, 1, 2], "test labels use the union of class folders");
 
     let named = folder(true);
     assert_eq!(named.label_names(), ["tabby, tabby cat", "space shuttle", "wide things"]);
@@ -116,10 +116,15 @@ fn image_folder_reports_unreadable_images_per_record() {
             Err(e) => panic!("image {id}: not a per-record error: {e}"),
         }
     }
-    assert_eq!(failed.len(), 3, "{failed:#?}");
-    assert!(failed[0].starts_with("train/n04266014/empty.jpg: empty file"), "{failed:#?}");
-    assert!(failed[1].starts_with("train/n04266014/not_an_image.jpg: not an image"), "{failed:#?}");
-    assert!(failed[2].starts_with("train/n04266014/truncated.jpg: jpeg:"), "{failed:#?}");
+    assert_eq!(failed.len(), 5, "{failed:#?}");
+    // PIL refuses a PNG whose chunk before the image data has a bad CRC
+    assert!(failed[0].starts_with("train/n02123045/png_bad_iccp_crc.png: png: chunk iCCP has a bad CRC"), "{failed:#?}");
+    assert!(failed[1].starts_with("train/n04266014/empty.jpg: empty file"), "{failed:#?}");
+    assert!(failed[2].starts_with("train/n04266014/not_an_image.jpg: not an image"), "{failed:#?}");
+    // a 35-byte GIF on a 65535×65535 screen is one skipped record, not an aborted process
+    assert!(failed[3].starts_with("train/n04266014/screen_bomb.gif: gif: 65535×65535 is 4294836225 pixels"), "{failed:#?}");
+    assert!(failed[3].contains("178956970"), "{failed:#?}");
+    assert!(failed[4].starts_with("train/n04266014/truncated.jpg: jpeg:"), "{failed:#?}");
 }
 
 #[test]
@@ -189,7 +194,7 @@ fn selection_is_stable_and_seeded() {
     assert_ne!(drawn(5), drawn(6));
     assert_eq!(drawn(5).len(), 6);
     let test = select(s.records(), &Selection { limit: Some(2), ..Selection::all(SplitChoice::Test) });
-    assert_eq!(test, [24, 25]);
+    assert_eq!(test, [29, 30]);
 }
 
 #[test]
