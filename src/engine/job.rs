@@ -40,6 +40,12 @@ pub struct Member {
 }
 
 impl Member {
+    /// The member's parameters as the kind's typed struct (see [`crate::plan::params::params!`]); the error
+    /// names the instance and the parameter.
+    pub fn params<P: crate::plan::params::Params>(&self) -> Result<P, EngineError> {
+        P::from_values(&self.params, &self.paths).map_err(|e| EngineError::Stage(format!("{}: {e}", self.id)))
+    }
+
     pub fn param(&self, name: &str) -> Result<&Value, EngineError> {
         self.params.get(name).ok_or_else(|| EngineError::Stage(format!("{}: parameter '{name}' is not set", self.id)))
     }
