@@ -46,18 +46,6 @@ impl Member {
         P::from_values(&self.params, &self.paths).map_err(|e| EngineError::Stage(format!("{}: {e}", self.id)))
     }
 
-    pub fn param(&self, name: &str) -> Result<&Value, EngineError> {
-        self.params.get(name).ok_or_else(|| EngineError::Stage(format!("{}: parameter '{name}' is not set", self.id)))
-    }
-
-    pub fn int(&self, name: &str) -> Result<i64, EngineError> {
-        self.param(name)?.as_i64().ok_or_else(|| EngineError::Stage(format!("{}: parameter '{name}' is not an integer", self.id)))
-    }
-
-    pub fn bool(&self, name: &str) -> Result<bool, EngineError> {
-        self.param(name)?.as_bool().ok_or_else(|| EngineError::Stage(format!("{}: parameter '{name}' is not a bool", self.id)))
-    }
-
     /// The tables bound to an input slot (empty when the optional slot is unset).
     pub fn inputs(&self, slot: &str) -> &[TableInput] {
         self.inputs.iter().find(|(s, _)| s == slot).map(|(_, v)| v.as_slice()).unwrap_or(&[])

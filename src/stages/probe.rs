@@ -25,7 +25,7 @@ use crate::plan::signature::{ParamType, Signature, input};
 use crate::probe::{Csr, Dense, Design, LogRegConfig, Scale, Scaling, classification_metrics, fit};
 use crate::spec::Coords;
 use crate::spec::Value;
-use crate::tables::TableType;
+use crate::tables::{TableType, column};
 
 pub struct Probe;
 
@@ -72,12 +72,10 @@ pub(crate) fn read_split(t: &TableInput) -> Result<Vec<Row>, EngineError> {
     let mut rows = Vec::new();
     for b in t.read() {
         let b = b?;
-        let get = |n: &str| b.column_by_name(n).cloned().ok_or_else(|| EngineError::Stage(format!("{}: no column {n}", t.instance)));
-        let (ids, labels, names, roles) = (get("image_id")?, get("label")?, get("label_name")?, get("role")?);
-        let ids = ids.as_any().downcast_ref::<UInt32Array>().ok_or_else(|| EngineError::Stage("image_id is not u32".into()))?;
-        let labels = labels.as_any().downcast_ref::<UInt16Array>().ok_or_else(|| EngineError::Stage("label is not u16".into()))?;
-        let names = names.as_any().downcast_ref::<StringArray>().ok_or_else(|| EngineError::Stage("label_name is not utf8".into()))?;
-        let roles = roles.as_any().downcast_ref::<StringArray>().ok_or_else(|| EngineError::Stage("role is not utf8".into()))?;
+        let ids = column::<UInt32Array>(&b, "image_id", &t.instance)?;
+        let labels = column::<UInt16Array>(&b, "label", &t.instance)?;
+        let names = column::<StringArray>(&b, "label_name", &t.instance)?;
+        let roles = column::<StringArray>(&b, "role", &t.instance)?;
         for i in 0..b.num_rows() {
             rows.push(Row {
                 image_id: ids.value(i),

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow_array::{Array, RecordBatch, StringArray, UInt8Array, UInt16Array, UInt32Array};
+use arrow_array::{RecordBatch, StringArray, UInt8Array, UInt16Array, UInt32Array};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 
@@ -25,7 +25,7 @@ use crate::engine::stage::Stage;
 use crate::plan::params::{choice, params};
 use crate::plan::signature::{ParamProblem, ParamType, Signature, input};
 use crate::spec::Value;
-use crate::tables::TableType;
+use crate::tables::{TableType, column};
 
 pub struct Split;
 
@@ -64,16 +64,10 @@ pub fn read_labels(t: &TableInput) -> Result<Vec<Labelled>, EngineError> {
     let mut out = Vec::new();
     for b in t.read() {
         let b = b?;
-        let col =
-            |name: &str| b.column_by_name(name).cloned().ok_or_else(|| EngineError::Stage(format!("{}: no column {name}", t.instance)));
-        let ids = col("image_id")?;
-        let labels = col("label")?;
-        let names = col("label_name")?;
-        let splits = col("split")?;
-        let ids = ids.as_any().downcast_ref::<UInt32Array>().ok_or_else(|| EngineError::Stage("image_id is not u32".into()))?;
-        let labels = labels.as_any().downcast_ref::<UInt16Array>().ok_or_else(|| EngineError::Stage("label is not u16".into()))?;
-        let names = names.as_any().downcast_ref::<StringArray>().ok_or_else(|| EngineError::Stage("label_name is not utf8".into()))?;
-        let splits = splits.as_any().downcast_ref::<StringArray>().ok_or_else(|| EngineError::Stage("split is not utf8".into()))?;
+        let ids = column::<UInt32Array>(&b, "image_id", &t.instance)?;
+        let labels = column::<UInt16Array>(&b, "label", &t.instance)?;
+        let names = column::<StringArray>(&b, "label_name", &t.instance)?;
+        let splits = column::<StringArray>(&b, "split", &t.instance)?;
         for i in 0..b.num_rows() {
             out.push(Labelled {
                 image_id: ids.value(i),
@@ -95,9 +89,9 @@ pub fn read_labels_any(t: &TableInput) -> Result<Vec<(u32, u16, String)>, Engine
     let mut out = Vec::new();
     for b in t.read() {
         let b = b?;
-        let ids = crate::tables::column::<UInt32Array>(&b, "image_id", &t.instance)?;
-        let labels = crate::tables::column::<UInt16Array>(&b, "label", &t.instance)?;
-        let names = crate::tables::column::<StringArray>(&b, "label_name", &t.instance)?;
+        let ids = column::<UInt32Array>(&b, "image_id", &t.instance)?;
+        let labels = column::<UInt16Array>(&b, "label", &t.instance)?;
+        let names = column::<StringArray>(&b, "label_name", &t.instance)?;
         for i in 0..b.num_rows() {
             out.push((ids.value(i), labels.value(i), names.value(i).to_string()));
         }
