@@ -8,27 +8,14 @@ use std::sync::Arc;
 
 use arrow_array::builder::{Float64Builder, ListBuilder, UInt32Builder};
 use arrow_array::{Array, ArrayRef, Float64Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::{DataType, Field, SchemaRef};
 
 use crate::engine::EngineError;
 use crate::tables::column;
 
-/// The `health` table: one row per (part, scope).
+/// The `health` table: one row per (part, scope) (declared in [`crate::tables::TableType::Health`]).
 pub fn schema() -> SchemaRef {
-    let f = |n: &str, t: DataType| Field::new(n, t, false);
-    Arc::new(Schema::new(vec![
-        f("part", DataType::UInt32),
-        f("scope", DataType::Utf8),
-        f("tokens", DataType::UInt64),
-        f("l0_sum", DataType::Float64),
-        f("l0_hist", DataType::List(Arc::new(Field::new_list_field(DataType::UInt32, true)))),
-        f("mse_sum", DataType::Float64),
-        f("sse", DataType::Float64),
-        f("sum_sq", DataType::Float64),
-        f("norm_sum", DataType::Float64),
-        f("sum_x", DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)))),
-        Field::new("assumed_norm", DataType::Float64, true),
-    ]))
+    crate::tables::TableType::Health.schema()
 }
 
 /// Sufficient statistics of one scope over some tokens.

@@ -24,7 +24,11 @@ pub(super) fn cmd_kinds(registry: &Registry, kind: Option<&str>, markdown: bool)
                 Many::All => ", gathers every variant".into(),
                 Many::Over(a) => format!(", gathers over {}", a.join(", ")),
             };
-            let accepts = if i.accepts.is_empty() { "any table".to_string() } else { i.accepts.join(" | ") };
+            let accepts = if i.accepts.is_empty() {
+                "any table".to_string()
+            } else {
+                i.accepts.iter().map(|t| t.name()).collect::<Vec<_>>().join(" | ")
+            };
             println!("  input  {:<12} {accepts}{}{many} — {}", i.name, if i.required { "" } else { ", optional" }, i.doc);
         }
         for p in &s.params {
@@ -89,7 +93,10 @@ pub(super) fn kinds_markdown(sigs: &[&crate::plan::Signature]) -> String {
             out += "| param | any other | any | | accepted, and part of the cache key |\n";
         }
         for o in &s.outputs {
-            let table = o.table.strip_prefix('$').map(|p| format!("the `{p}` parameter")).unwrap_or_else(|| format!("`{}`", o.table));
+            let table = match o.table {
+                crate::tables::TableType::Param(p) => format!("the `{p}` parameter"),
+                t => format!("`{t}`"),
+            };
             out += &format!("| output | `{}` | {table} table | | {} |\n", o.name, o.doc.replace('|', "\\|"));
         }
         out += "\n";

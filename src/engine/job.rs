@@ -40,16 +40,10 @@ pub struct Member {
 }
 
 impl Member {
-    pub fn param(&self, name: &str) -> Result<&Value, EngineError> {
-        self.params.get(name).ok_or_else(|| EngineError::Stage(format!("{}: parameter '{name}' is not set", self.id)))
-    }
-
-    pub fn int(&self, name: &str) -> Result<i64, EngineError> {
-        self.param(name)?.as_i64().ok_or_else(|| EngineError::Stage(format!("{}: parameter '{name}' is not an integer", self.id)))
-    }
-
-    pub fn bool(&self, name: &str) -> Result<bool, EngineError> {
-        self.param(name)?.as_bool().ok_or_else(|| EngineError::Stage(format!("{}: parameter '{name}' is not a bool", self.id)))
+    /// The member's parameters as the kind's typed struct (see [`crate::plan::params::params!`]); the error
+    /// names the instance and the parameter.
+    pub fn params<P: crate::plan::params::Params>(&self) -> Result<P, EngineError> {
+        P::from_values(&self.params, &self.paths).map_err(|e| EngineError::Stage(format!("{}: {e}", self.id)))
     }
 
     /// The tables bound to an input slot (empty when the optional slot is unset).

@@ -87,7 +87,7 @@ impl Builder<'_> {
                             .outputs
                             .iter()
                             .find(|o| o.name == out.name)
-                            .filter(|o| !slot.accepts.is_empty() && !slot.accepts.contains(&o.table.as_str()))
+                            .filter(|o| !slot.accepts.is_empty() && !slot.accepts.iter().any(|t| t.name() == o.table))
                     })
                     .map(|o| o.table.clone());
                 if let Some(table) = table {
@@ -98,7 +98,7 @@ impl Builder<'_> {
                                 "input '{}' of kind '{}' takes a {} table, but '{}' gives a {} table",
                                 slot.name,
                                 sig.kind,
-                                slot.accepts.join(" or "),
+                                accepts_text(&slot.accepts),
                                 if r.output.is_some() { format!("{}.{}", r.stage, out.name) } else { r.stage.clone() },
                                 table
                             ),
@@ -106,7 +106,7 @@ impl Builder<'_> {
                         .stage(&s.name)
                         .help(match src_sig.outputs.iter().find(|o| slot.accepts.contains(&o.table)) {
                             Some(o) => format!("did you mean `{}.{}`?", r.stage, o.name),
-                            None => format!("feed '{}' from a stage that outputs {}", slot.name, slot.accepts.join(" or ")),
+                            None => format!("feed '{}' from a stage that outputs {}", slot.name, accepts_text(&slot.accepts)),
                         }),
                     );
                     return None;
@@ -341,4 +341,9 @@ pub(super) fn cmp_coords(a: &Coords, b: &Coords, axes: &[String]) -> std::cmp::O
 
 pub(super) fn compatible(a: &Coords, b: &Coords) -> bool {
     b.iter().all(|(k, v)| a.get(k).is_none_or(|w| w == v))
+}
+
+/// The table types an input accepts, as messages name them: `dataset or split`.
+pub(super) fn accepts_text(accepts: &[crate::tables::TableType]) -> String {
+    accepts.iter().map(|t| t.name()).collect::<Vec<_>>().join(" or ")
 }

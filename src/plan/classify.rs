@@ -62,7 +62,11 @@ impl Builder<'_> {
         }
         for slot in &sig.inputs {
             if slot.required && !written.contains(slot.name) {
-                let accepts = if slot.accepts.is_empty() { String::new() } else { format!(" (a {} table)", slot.accepts.join(" or ")) };
+                let accepts = if slot.accepts.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (a {} table)", super::bind::accepts_text(&slot.accepts))
+                };
                 self.err(
                     Diagnostic::new(s.pos, format!("missing input '{}'{accepts}", slot.name))
                         .stage(&s.name)

@@ -10,6 +10,7 @@ pub mod fingerprint;
 mod interpolate;
 pub mod key;
 mod order;
+pub mod params;
 mod resolve;
 pub mod signature;
 

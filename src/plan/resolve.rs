@@ -248,9 +248,9 @@ impl Builder<'_> {
             .iter()
             .map(|o| {
                 // `$param`: the table type is the value of that parameter (the `table` kind)
-                let table = match o.table.strip_prefix('$') {
-                    Some(p) => resolved.get(p).and_then(Value::as_str).unwrap_or_default().to_string(),
-                    None => o.table.to_string(),
+                let table = match o.table {
+                    crate::tables::TableType::Param(p) => resolved.get(p).and_then(Value::as_str).unwrap_or_default().to_string(),
+                    t => t.name().to_string(),
                 };
                 OutputEntry { name: o.name.to_string(), table, key: key::output_key(&preimage, o.name) }
             })

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use super::params::Params;
 use crate::spec::Value;
+use crate::tables::TableType;
 
 /// The static description of a stage kind.
 #[derive(Clone, Debug)]
@@ -54,7 +56,7 @@ pub struct ParamProblem {
 pub struct InputSlot {
     pub name: &'static str,
     /// Table types this input accepts (empty: any).
-    pub accepts: Vec<&'static str>,
+    pub accepts: Vec<TableType>,
     pub many: Many,
     pub required: bool,
     pub doc: &'static str,
@@ -110,6 +112,16 @@ pub enum ParamType {
 }
 
 impl ParamType {
+    /// An integer in `lo..=hi`.
+    pub fn range(lo: i64, hi: i64) -> ParamType {
+        ParamType::Int { min: Some(lo), max: Some(hi) }
+    }
+
+    /// An integer ≥ `lo`.
+    pub fn min(lo: i64) -> ParamType {
+        ParamType::Int { min: Some(lo), max: None }
+    }
+
     /// Whether `v` is one of an [`InputPathOr`](ParamType::InputPathOr)'s words rather than a path.
     pub fn is_word(&self, v: &Value) -> bool {
         matches!((self, v), (ParamType::InputPathOr(words), Value::Str(s)) if words.contains(&s.as_str()))
@@ -173,8 +185,9 @@ impl ParamType {
 #[derive(Clone, Debug)]
 pub struct OutputSpec {
     pub name: &'static str,
-    /// The table type (`codes`, `pooled`, `split`, …) that inputs check against.
-    pub table: &'static str,
+    /// The table type (`codes`, `pooled`, `split`, …) that inputs check against;
+    /// [`TableType::Param`]: the one a parameter names (`table`).
+    pub table: TableType,
     pub doc: &'static str,
 }
 
@@ -192,15 +205,101 @@ impl Signature {
     }
 }
 
-/// Shorthand constructors, so kinds read like a table.
-pub fn param(name: &'static str, ty: ParamType, default: Option<Value>, doc: &'static str) -> ParamSpec {
-    ParamSpec { name, ty, default, in_key: true, doc }
-}
-
-pub fn input(name: &'static str, accepts: &[&'static str], doc: &'static str) -> InputSlot {
+/// A required input that receives one variant per instance.
+pub fn input(name: &'static str, accepts: &[TableType], doc: &'static str) -> InputSlot {
     InputSlot { name, accepts: accepts.to_vec(), many: Many::One, required: true, doc }
 }
 
-pub fn output(name: &'static str, table: &'static str, doc: &'static str) -> OutputSpec {
-    OutputSpec { name, table, doc }
+impl InputSlot {
+    /// The slot may be left unset.
+    pub fn optional(mut self) -> InputSlot {
+        self.required = false;
+        self
+    }
+
+    /// How the slot receives variants (default: [`Many::One`]).
+    pub fn many(mut self, many: Many) -> InputSlot {
+        self.many = many;
+        self
+    }
+}
+
+impl Signature {
+    /// Start a kind's signature: no inputs, parameters or outputs yet, no open parameters, no
+    /// fused axes, no hooks. Finish with [`SignatureBuilder::build`].
+    #[allow(clippy::new_ret_no_self)] // the builder's entry point: kinds read `Signature::new(…)…build()`
+    pub fn new(kind: &'static str, version: u32, doc: &'static str) -> SignatureBuilder {
+        SignatureBuilder(Signature {
+            kind,
+            version,
+            doc,
+            inputs: vec![],
+            params: vec![],
+            open_params: false,
+            outputs: vec![],
+            fuse_axes: vec![],
+            validate: None,
+            estimate: None,
+            check_files: None,
+        })
+    }
+}
+
+/// Builds a [`Signature`]: `Signature::new("split", 1, "…").input(input("from", &[TableType::Dataset],
+/// "…")).params::<SplitParams>().output("split", TableType::Split, "…").validate(validate).build()`.
+#[must_use]
+pub struct SignatureBuilder(Signature);
+
+impl SignatureBuilder {
+    /// Add an input slot (see [`input`], [`InputSlot::optional`], [`InputSlot::many`]).
+    pub fn input(mut self, slot: InputSlot) -> Self {
+        self.0.inputs.push(slot);
+        self
+    }
+
+    /// Add the parameters of `P`, after those added before.
+    pub fn params<P: Params>(mut self) -> Self {
+        self.0.params.extend(P::specs());
+        self
+    }
+
+    /// Accept parameters beyond the declared ones (free-form kinds).
+    pub fn open_params(mut self) -> Self {
+        self.0.open_params = true;
+        self
+    }
+
+    /// Add an output table.
+    pub fn output(mut self, name: &'static str, table: TableType, doc: &'static str) -> Self {
+        self.0.outputs.push(OutputSpec { name, table, doc });
+        self
+    }
+
+    /// See [`Signature::fuse_axes`].
+    pub fn fuse_axes(mut self, axes: &[&'static str]) -> Self {
+        self.0.fuse_axes = axes.to_vec();
+        self
+    }
+
+    /// See [`Signature::validate`].
+    pub fn validate(mut self, f: Validate) -> Self {
+        self.0.validate = Some(f);
+        self
+    }
+
+    /// See [`Signature::estimate`].
+    pub fn estimate(mut self, f: Estimate) -> Self {
+        self.0.estimate = Some(f);
+        self
+    }
+
+    /// See [`Signature::check_files`].
+    pub fn check_files(mut self, f: CheckFiles) -> Self {
+        self.0.check_files = Some(f);
+        self
+    }
+
+    pub fn build(self) -> Signature {
+        self.0
+    }
 }

@@ -122,7 +122,7 @@ impl Study {
         let mut study = Study::default();
         for g in metrics {
             for b in &g.batches {
-                crate::tables::check("probe_metrics", &b.schema(), &g.instance).map_err(|e| bad(&g.instance, e))?;
+                crate::tables::TableType::ProbeMetrics.check(&b.schema(), &g.instance).map_err(|e| bad(&g.instance, e))?;
                 let schema = b.schema();
                 let get = |name: &str, r: usize| b.column_by_name(name).map(|c| Cell::from_array(c.as_ref(), r)).unwrap_or(Cell::Null);
                 for r in 0..b.num_rows() {
@@ -154,7 +154,7 @@ impl Study {
         }
         for g in health {
             for b in &g.batches {
-                crate::tables::check("health", &b.schema(), &g.instance).map_err(|e| bad(&g.instance, e))?;
+                crate::tables::TableType::Health.check(&b.schema(), &g.instance).map_err(|e| bad(&g.instance, e))?;
             }
             let scopes = crate::health::summarize(&g.batches).map_err(|e| bad(&g.instance, e.to_string()))?;
             study.health.push(HealthResult { instance: g.instance.clone(), coords: g.coords.clone(), scopes });
@@ -162,7 +162,7 @@ impl Study {
         for g in classes {
             let mut rows = Vec::new();
             for b in &g.batches {
-                crate::tables::check("class_features", &b.schema(), &g.instance).map_err(|e| bad(&g.instance, e))?;
+                crate::tables::TableType::ClassFeatures.check(&b.schema(), &g.instance).map_err(|e| bad(&g.instance, e))?;
                 let get = |name: &str, r: usize| b.column_by_name(name).map(|c| Cell::from_array(c.as_ref(), r)).unwrap_or(Cell::Null);
                 let uint = |name: &str, r: usize| match get(name, r) {
                     Cell::UInt(u) => Ok(u),

@@ -6,36 +6,40 @@ use arrow_array::{Float32Array, UInt32Array};
 use crate::engine::EngineError;
 use crate::engine::job::Job;
 use crate::engine::stage::Stage;
-use crate::plan::signature::{ParamType, Signature, input, output, param};
-use crate::spec::Value;
-use crate::tables::{column, pooled_batch, pooled_schema};
+use crate::plan::params::{choice, params};
+use crate::plan::signature::{ParamType, Signature, input};
+use crate::tables::{TableType, column, pooled_batch};
 
 pub struct Binarize;
 
+choice! {
+    /// How `binarize` maps a pooled value.
+    pub enum Mode { None = "none", Threshold = "threshold", Cap = "cap" }
+}
+
+params! {
+    /// `binarize`'s parameters.
+    pub struct BinarizeParams {
+        /// how to binarize
+        pub mode: Mode, Mode::param_type(), default("threshold");
+        /// for `threshold`: values strictly above it become 1
+        pub threshold: f64, ParamType::Float, default(1.0);
+    }
+}
+
 impl Stage for Binarize {
     fn signature(&self) -> Signature {
-        Signature {
-            kind: "binarize",
-            version: 1,
-            doc: "binarize pooled features: threshold (X > t → 1, else dropped), cap (min(X, 1)) or none",
-            inputs: vec![input("from", &["pooled"], "pooled features")],
-            params: vec![
-                param("mode", ParamType::Choice(vec!["none", "threshold", "cap"]), Some(Value::Str("threshold".into())), "how to binarize"),
-                param("threshold", ParamType::Float, Some(Value::Float(1.0)), "for `threshold`: values strictly above it become 1"),
-            ],
-            open_params: false,
-            outputs: vec![output("pooled", "pooled", "image_id u32, feature u32, value f32")],
-            fuse_axes: vec![],
-            validate: None,
-            estimate: None,
-            check_files: None,
-        }
+        Signature::new("binarize", 1, "binarize pooled features: threshold (X > t → 1, else dropped), cap (min(X, 1)) or none")
+            .input(input("from", &[TableType::Pooled], "pooled features"))
+            .params::<BinarizeParams>()
+            .output("pooled", TableType::Pooled, "image_id u32, feature u32, value f32")
+            .build()
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
-            let mode = m.param("mode")?.as_str().unwrap_or("threshold").to_string();
-            let t = m.param("threshold")?.as_f64().unwrap_or(1.0) as f32;
+            let BinarizeParams { mode, threshold } = m.params()?;
+            let t = threshold as f32;
             let src = m.input("from")?.clone();
             let out = m.output("pooled")?;
             out.set_parts(src.num_parts())?;
@@ -51,16 +55,16 @@ impl Stage for Binarize {
                     let vals = column::<Float32Array>(&b, "value", &src.instance)?;
                     for i in 0..b.num_rows() {
                         let v = vals.value(i);
-                        let v = match mode.as_str() {
-                            "threshold" if v > t => 1.0,
-                            "threshold" => continue,
-                            "cap" => v.min(1.0),
-                            _ => v,
+                        let v = match mode {
+                            Mode::Threshold if v > t => 1.0,
+                            Mode::Threshold => continue,
+                            Mode::Cap => v.min(1.0),
+                            Mode::None => v,
                         };
                         rows.push((ids.value(i), feats.value(i), v));
                     }
                 }
-                out.write_part(part, pooled_schema(), &[pooled_batch(&rows)?])?;
+                out.write_part(part, TableType::Pooled.schema(), &[pooled_batch(&rows)?])?;
             }
         }
         Ok(())

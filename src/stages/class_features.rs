@@ -16,20 +16,58 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow_array::{RecordBatch, StringArray, UInt16Array, UInt32Array};
-use arrow_schema::{DataType, Field, Schema};
 
 use crate::data::neuronpedia::{Explanations, split_source};
 use crate::data::neuronpedia_api;
 use crate::engine::EngineError;
 use crate::engine::job::Job;
 use crate::engine::stage::Stage;
-use crate::plan::signature::{InputSlot, Many, ParamProblem, ParamType, Signature, input, output, param};
+use crate::plan::params::{FromParam, params, wrong};
+use crate::plan::signature::{ParamProblem, ParamType, Signature, input};
 use crate::spec::Value;
+use crate::stages::clean::Occurrence;
+use crate::tables::TableType;
 
 pub struct ClassFeatures;
 
 /// `explanations:`'s word for the live API.
 const API: &str = "api";
+
+/// Where explanations come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExplanationSource {
+    /// The live API (`explanations: api`).
+    Api,
+    /// A folder of batch-N.jsonl.gz, a .jsonl or a .json.
+    File(std::path::PathBuf),
+}
+
+impl FromParam for ExplanationSource {
+    fn from_param(name: &str, value: Option<&Value>, path: Option<&std::path::PathBuf>) -> Result<Self, String> {
+        match value {
+            Some(Value::Str(s)) if s == API => Ok(ExplanationSource::Api),
+            Some(Value::Str(_)) => std::path::PathBuf::from_param(name, value, path).map(ExplanationSource::File),
+            _ => Err(wrong(name, "a path to read, or api", value)),
+        }
+    }
+}
+
+params! {
+    /// `class_features`' parameters.
+    pub struct ClassFeaturesParams {
+        /// features listed per label
+        pub top_k: usize, ParamType::min(1), default(10);
+        /// top1: a token's top feature; any: any activation
+        pub occurrence: Occurrence, Occurrence::param_type(), default("top1");
+        /// list only these label names (e.g. [dolphin, cloud])
+        pub only: Option<Vec<String>>, ParamType::List(Box::new(ParamType::Str)), default(Value::Null);
+        /// Neuronpedia explanations: a folder of batch-N.jsonl.gz, a .jsonl or a .json; or `api`: the live API for the listed
+        /// features, cached in cache/neuronpedia/
+        pub explanations: Option<ExplanationSource>, ParamType::InputPathOr(vec![API]), default(Value::Null);
+        /// the explanations' source, modelId/layer (gemma-2b/6-res-jb)
+        pub neuronpedia: Option<String>, ParamType::Str, default(Value::Null);
+    }
+}
 
 fn validate(p: &BTreeMap<String, Value>) -> Result<(), ParamProblem> {
     let set = |k: &str| p.get(k).is_some_and(|v| *v != Value::Null);
@@ -60,71 +98,36 @@ fn validate(p: &BTreeMap<String, Value>) -> Result<(), ParamProblem> {
 
 impl Stage for ClassFeatures {
     fn signature(&self) -> Signature {
-        Signature {
-            kind: "class_features",
+        Signature::new(
+            "class_features",
             // 2: a blank description no longer wins the alphabetical choice
-            version: 2,
-            doc: "each label's top features by the number of its images they occur in, with counts and Neuronpedia explanations",
-            inputs: vec![
-                input("codes", &["codes"], "per-token SAE codes"),
-                input("labels", &["dataset", "split"], "the images' labels"),
-                InputSlot {
-                    name: "keep",
-                    accepts: vec!["features"],
-                    many: Many::One,
-                    required: false,
-                    doc: "only these features (the output of `clean`)",
-                },
-            ],
-            params: vec![
-                param("top_k", ParamType::Int { min: Some(1), max: None }, Some(Value::Int(10)), "features listed per label"),
-                param(
-                    "occurrence",
-                    ParamType::Choice(vec!["top1", "any"]),
-                    Some(Value::Str("top1".into())),
-                    "top1: a token's top feature; any: any activation",
-                ),
-                param(
-                    "only",
-                    ParamType::List(Box::new(ParamType::Str)),
-                    Some(Value::Null),
-                    "list only these label names (e.g. [dolphin, cloud])",
-                ),
-                param(
-                    "explanations",
-                    ParamType::InputPathOr(vec![API]),
-                    Some(Value::Null),
-                    "Neuronpedia explanations: a folder of batch-N.jsonl.gz, a .jsonl or a .json; or `api`: the live API for the listed features, cached in cache/neuronpedia/",
-                ),
-                param("neuronpedia", ParamType::Str, Some(Value::Null), "the explanations' source, modelId/layer (gemma-2b/6-res-jb)"),
-            ],
-            open_params: false,
-            outputs: vec![output(
-                "classes",
-                "class_features",
-                "label u16, label_name, rank u16, feature u32, n_images u32 (of the label's), label_images u32, explanation (null when none)",
-            )],
-            fuse_axes: vec![],
-            validate: Some(validate),
-            estimate: None,
-            check_files: None,
-        }
+            2,
+            "each label's top features by the number of its images they occur in, with counts and Neuronpedia explanations",
+        )
+        .input(input("codes", &[TableType::Codes], "per-token SAE codes"))
+        .input(input("labels", &[TableType::Dataset, TableType::Split], "the images' labels"))
+        .input(input("keep", &[TableType::Features], "only these features (the output of `clean`)").optional())
+        .params::<ClassFeaturesParams>()
+        .output(
+            "classes",
+            TableType::ClassFeatures,
+            "label u16, label_name, rank u16, feature u32, n_images u32 (of the label's), label_images u32, explanation (null when none)",
+        )
+        .validate(validate)
+        .build()
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
-            let top1 = m.param("occurrence")?.as_str() == Some("top1");
-            let top_k = m.int("top_k")? as usize;
+            let p: ClassFeaturesParams = m.params()?;
+            let (top1, top_k) = (p.occurrence == Occurrence::Top1, p.top_k);
             let occurs = crate::stages::clean::occurrences(m.input("codes")?, top1)?;
             let labels = crate::stages::split::read_labels_any(m.input("labels")?)?;
             let keep = match m.inputs("keep").first() {
                 Some(t) => Some(crate::stages::pool::read_keep(t)?),
                 None => None,
             };
-            let only: Option<BTreeSet<String>> = match m.param("only")? {
-                Value::List(items) => Some(items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()),
-                _ => None,
-            };
+            let only: Option<BTreeSet<String>> = p.only.map(|o| o.into_iter().collect());
             // label → (name, images, feature → images it occurs in)
             let mut per_label: BTreeMap<u16, (String, u32, BTreeMap<u32, u32>)> = BTreeMap::new();
             for (image, label, name) in &labels {
@@ -159,9 +162,8 @@ impl Stage for ClassFeatures {
                     rows.push((label, name.clone(), rank as u16 + 1, f, c, n, None));
                 }
             }
-            let source = m.param("neuronpedia")?.as_str().map(str::to_string);
-            let explanations = match (m.param("explanations")?.as_str(), source) {
-                (Some(API), Some(source)) => {
+            let explanations = match (p.explanations, p.neuronpedia) {
+                (Some(ExplanationSource::Api), Some(source)) => {
                     // only the features the table lists: a few hundred requests, not 16,384
                     let listed: BTreeSet<u32> = rows.iter().map(|r| r.3).collect();
                     let client =
@@ -173,26 +175,16 @@ impl Stage for ClassFeatures {
                     }
                     fetched.by_feature
                 }
-                (Some(_), Some(source)) => match m.paths.get("explanations") {
-                    Some(path) => Explanations::load(path, &source).map_err(|e| EngineError::Stage(format!("{}: {e}", m.id)))?.by_feature,
-                    None => BTreeMap::new(),
-                },
+                (Some(ExplanationSource::File(path)), Some(source)) => {
+                    Explanations::load(&path, &source).map_err(|e| EngineError::Stage(format!("{}: {e}", m.id)))?.by_feature
+                }
                 _ => BTreeMap::new(),
             };
             for r in &mut rows {
                 r.6 = explanations.get(&r.3).cloned();
             }
-            let schema = Arc::new(Schema::new(vec![
-                Field::new("label", DataType::UInt16, false),
-                Field::new("label_name", DataType::Utf8, false),
-                Field::new("rank", DataType::UInt16, false),
-                Field::new("feature", DataType::UInt32, false),
-                Field::new("n_images", DataType::UInt32, false),
-                Field::new("label_images", DataType::UInt32, false),
-                Field::new("explanation", DataType::Utf8, true),
-            ]));
             let batch = RecordBatch::try_new(
-                schema.clone(),
+                TableType::ClassFeatures.schema(),
                 vec![
                     Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| r.0))),
                     Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1.as_str()))),
@@ -203,7 +195,7 @@ impl Stage for ClassFeatures {
                     Arc::new(StringArray::from(rows.iter().map(|r| r.6.as_deref()).collect::<Vec<_>>())),
                 ],
             )?;
-            m.output("classes")?.write_part(0, schema, &[batch])?;
+            m.output("classes")?.write_part(0, batch.schema(), &[batch])?;
         }
         Ok(())
     }

@@ -13,17 +13,54 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use arrow_array::{Float32Array, Float64Array, RecordBatch, UInt16Array, UInt32Array, UInt64Array};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_array::{ArrayRef, Float32Array, Float64Array, RecordBatch, UInt16Array, UInt32Array, UInt64Array};
 
 use crate::engine::EngineError;
 use crate::engine::job::Job;
 use crate::engine::stage::Stage;
-use crate::plan::signature::{ParamProblem, ParamType, Signature, input, output, param};
+use crate::plan::params::{FromParam, choice, params, wrong};
+use crate::plan::signature::{ParamProblem, ParamType, Signature, input};
 use crate::spec::Value;
-use crate::tables::column;
+use crate::tables::{TableType, column};
 
 pub struct Clean;
+
+choice! {
+    /// When a feature occurs in an image (`clean`, `class_features`).
+    pub enum Occurrence {
+        /// some token's top-1 feature (the authors')
+        Top1 = "top1",
+        /// active on any token
+        Any = "any",
+    }
+}
+
+/// `max_images`: a count of images, or a fraction of the images present.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MaxImages {
+    Count(i64),
+    Fraction(f64),
+}
+
+impl FromParam for MaxImages {
+    fn from_param(name: &str, value: Option<&Value>, _: Option<&std::path::PathBuf>) -> Result<Self, String> {
+        match value {
+            Some(Value::Int(n)) => Ok(MaxImages::Count(*n)),
+            Some(Value::Float(f)) => Ok(MaxImages::Fraction(*f)),
+            _ => Err(wrong(name, "a count ≥ 1 or a fraction in (0, 1)", value)),
+        }
+    }
+}
+
+params! {
+    /// `clean`'s parameters.
+    pub struct CleanParams {
+        /// drop features occurring in more images: a count (1000) or a fraction (0.1)
+        pub max_images: MaxImages, ParamType::Any, default(0.1);
+        /// top1: a token's top feature (the authors'); any: any activation
+        pub occurrence: Occurrence, Occurrence::param_type(), default("top1");
+    }
+}
 
 fn validate(p: &BTreeMap<String, Value>) -> Result<(), ParamProblem> {
     match p.get("max_images") {
@@ -72,44 +109,27 @@ pub(crate) fn occurrences(src: &crate::engine::job::TableInput, top1: bool) -> R
 
 impl Stage for Clean {
     fn signature(&self) -> Signature {
-        Signature {
-            kind: "clean",
-            version: 1,
-            doc: "drop features that occur in more than max_images images (top-1 per token, or any activation); report what is left",
-            inputs: vec![input("from", &["codes"], "per-token SAE codes")],
-            params: vec![
-                param(
-                    "max_images",
-                    ParamType::Any,
-                    Some(Value::Float(0.1)),
-                    "drop features occurring in more images: a count (1000) or a fraction (0.1)",
-                ),
-                param(
-                    "occurrence",
-                    ParamType::Choice(vec!["top1", "any"]),
-                    Some(Value::Str("top1".into())),
-                    "top1: a token's top feature (the authors'); any: any activation",
-                ),
-            ],
-            open_params: false,
-            outputs: vec![
-                output("keep", "features", "feature u32: the features kept"),
-                output(
-                    "stats",
-                    "clean_stats",
-                    "images, unique_before, unique_after, dropped, images_with_features, fraction_images_with_features, max_images",
-                ),
-            ],
-            fuse_axes: vec![],
-            validate: Some(validate),
-            estimate: None,
-            check_files: None,
-        }
+        Signature::new(
+            "clean",
+            1,
+            "drop features that occur in more than max_images images (top-1 per token, or any activation); report what is left",
+        )
+        .input(input("from", &[TableType::Codes], "per-token SAE codes"))
+        .params::<CleanParams>()
+        .output("keep", TableType::Features, "feature u32: the features kept")
+        .output(
+            "stats",
+            TableType::CleanStats,
+            "images, unique_before, unique_after, dropped, images_with_features, fraction_images_with_features, max_images",
+        )
+        .validate(validate)
+        .build()
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
-            let top1 = m.param("occurrence")?.as_str() == Some("top1");
+            let p: CleanParams = m.params()?;
+            let top1 = p.occurrence == Occurrence::Top1;
             let occurs = occurrences(m.input("from")?, top1)?;
             let images = occurs.len() as u64;
             let mut count: BTreeMap<u32, u64> = BTreeMap::new();
@@ -118,28 +138,29 @@ impl Stage for Clean {
                     *count.entry(*f).or_insert(0) += 1;
                 }
             }
-            let max = match m.param("max_images")? {
-                Value::Int(n) => *n as f64,
-                Value::Float(f) => f * images as f64,
-                _ => 0.0,
+            let max = match p.max_images {
+                MaxImages::Count(n) => n as f64,
+                MaxImages::Fraction(f) => f * images as f64,
             };
             let keep: Vec<u32> = count.iter().filter(|(_, c)| **c as f64 <= max).map(|(f, _)| *f).collect();
             let kept: BTreeSet<u32> = keep.iter().copied().collect();
             let with = occurs.values().filter(|fs| fs.iter().any(|f| kept.contains(f))).count() as u64;
-            let keep_schema = Arc::new(Schema::new(vec![Field::new("feature", DataType::UInt32, false)]));
-            let keep_batch = RecordBatch::try_new(keep_schema.clone(), vec![Arc::new(UInt32Array::from(keep.clone()))])?;
-            m.output("keep")?.write_part(0, keep_schema, &[keep_batch])?;
-            let u = |x: u64| Arc::new(UInt64Array::from(vec![x])) as arrow_array::ArrayRef;
-            let f = |x: f64| Arc::new(Float64Array::from(vec![x])) as arrow_array::ArrayRef;
-            let stats = RecordBatch::try_from_iter(vec![
-                ("images", u(images)),
-                ("unique_before", u(count.len() as u64)),
-                ("unique_after", u(keep.len() as u64)),
-                ("dropped", u((count.len() - keep.len()) as u64)),
-                ("images_with_features", u(with)),
-                ("fraction_images_with_features", f(if images > 0 { with as f64 / images as f64 } else { 0.0 })),
-                ("max_images", f(max)),
-            ])?;
+            let keep_batch = RecordBatch::try_new(TableType::Features.schema(), vec![Arc::new(UInt32Array::from(keep.clone()))])?;
+            m.output("keep")?.write_part(0, keep_batch.schema(), &[keep_batch])?;
+            let u = |x: u64| Arc::new(UInt64Array::from(vec![x])) as ArrayRef;
+            let f = |x: f64| Arc::new(Float64Array::from(vec![x])) as ArrayRef;
+            let stats = RecordBatch::try_new(
+                TableType::CleanStats.schema(),
+                vec![
+                    u(images),
+                    u(count.len() as u64),
+                    u(keep.len() as u64),
+                    u((count.len() - keep.len()) as u64),
+                    u(with),
+                    f(if images > 0 { with as f64 / images as f64 } else { 0.0 }),
+                    f(max),
+                ],
+            )?;
             m.output("stats")?.write_part(0, stats.schema(), &[stats])?;
         }
         Ok(())

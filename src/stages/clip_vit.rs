@@ -12,46 +12,48 @@ use crate::engine::stage::Stage;
 use crate::models::llava::Checkpoint;
 use crate::models::llava::clip::{ClipVision, patch_mean};
 use crate::models::source::Artifact;
-use crate::plan::signature::{ParamType, Signature, input, output, param};
+use crate::plan::params::{Reference, params};
+use crate::plan::signature::{ParamType, Signature, input};
+use crate::tables::TableType;
 
 pub struct ClipVit;
+
+params! {
+    /// `clip_vit`'s own parameters (the runtime ones follow: [`images::RuntimeParams`]).
+    pub struct ClipVitParams {
+        /// the LLaVA checkpoint whose vision tower to run: hf://Intel/llava-gemma-2b or a local folder
+        pub model: Reference, ParamType::Artifact(Artifact::Model), required;
+    }
+}
 
 const OUTPUTS: [&str; 3] = ["cls", "patch_mean", "errors"];
 
 impl Stage for ClipVit {
     fn signature(&self) -> Signature {
-        Signature {
-            kind: "clip_vit",
-            version: 1,
-            doc: "the ViT baseline: LLaVA's CLIP tower per image — pooled CLS and the mean of the patches LLaVA projects",
-            inputs: vec![input("from", &["dataset"], "the images (a dataset table)")],
-            params: [param(
-                "model",
-                ParamType::Artifact(Artifact::Model),
-                None,
-                "the LLaVA checkpoint whose vision tower to run: hf://Intel/llava-gemma-2b or a local folder",
-            )]
-            .into_iter()
-            .chain(images::runtime_params())
-            .collect(),
-            open_params: false,
-            outputs: vec![
-                output("cls", "vit", "image_id u32, resid fixed_size_list<f32>[vision hidden]: the pooled CLS (post_layernorm)"),
-                output("patch_mean", "vit", "image_id u32, resid fixed_size_list<f32>[vision hidden]: the mean of the patches LLaVA reads"),
-                output("errors", "errors", "image_id u32, source utf8, reason utf8: images skipped"),
-            ],
-            fuse_axes: vec![],
-            validate: None,
-            estimate: None,
-            check_files: None,
-        }
+        Signature::new(
+            "clip_vit",
+            1,
+            "the ViT baseline: LLaVA's CLIP tower per image — pooled CLS and the mean of the patches LLaVA projects",
+        )
+        .input(input("from", &[TableType::Dataset], "the images (a dataset table)"))
+        .params::<ClipVitParams>()
+        .params::<images::RuntimeParams>()
+        .output("cls", TableType::Vit, "image_id u32, resid fixed_size_list<f32>[vision hidden]: the pooled CLS (post_layernorm)")
+        .output(
+            "patch_mean",
+            TableType::Vit,
+            "image_id u32, resid fixed_size_list<f32>[vision hidden]: the mean of the patches LLaVA reads",
+        )
+        .output("errors", TableType::Errors, "image_id u32, source utf8, reason utf8: images skipped")
+        .build()
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
             let id = m.id.clone();
             let err = |e: &dyn std::fmt::Display| EngineError::Stage(format!("{id}: {e}"));
-            let Some(setup) = images::Setup::new(std::slice::from_mut(m), &OUTPUTS, job.progress)? else { continue };
+            let p: ClipVitParams = m.params()?;
+            let Some(setup) = images::Setup::new(std::slice::from_mut(m), &OUTPUTS, &p.model, job.progress)? else { continue };
             let (dtype, device, dir) = (setup.dtype, setup.device.clone(), setup.model_dir.clone());
             let checkpoint = Checkpoint::open(&dir).map_err(|e| err(&e))?;
             let cfg = checkpoint.config.clone();
@@ -62,7 +64,7 @@ impl Stage for ClipVit {
             let pre: Arc<dyn Preprocess + Send> = Arc::new(images::image_processor(&dir).map_err(|e| err(&e))?);
             let width = cfg.vision.hidden_size;
             let mut open: Option<(usize, Vec<crate::engine::job::PartGuard<'_>>)> = None;
-            let schema = |o: &str| if o == "errors" { images::errors_schema() } else { images::dense_schema(width) };
+            let schema = |o: &str| if o == "errors" { TableType::Errors.schema() } else { TableType::Vit.schema_with_width(width) };
             for b in setup.batches(pre) {
                 if open.as_ref().map(|o| o.0) != Some(b.part) {
                     if let Some((_, guards)) = open.take() {

@@ -5,37 +5,77 @@
 //! Table `images` (type `dataset`): `image_id u32, label u16, label_name utf8, split utf8,
 //! source utf8`, one row per selected record in image-id order, in parts of [`PART_ROWS`] rows.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow_array::{RecordBatch, StringArray, UInt16Array, UInt32Array};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
-
-use crate::engine::stage::Stage;
-use std::collections::BTreeMap;
 
 use crate::data::synthetic::{MAX_CLASSES, SyntheticSpec};
 use crate::data::{self, CifarLabels, DatasetSpec, ImageSource, Selection, SplitChoice};
 use crate::engine::EngineError;
 use crate::engine::job::{Job, Member};
-use crate::plan::signature::{ParamProblem, ParamType, Signature, output, param};
+use crate::engine::stage::Stage;
+use crate::plan::params::{Params, choice, params};
+use crate::plan::signature::{ParamProblem, ParamType, Signature};
 use crate::spec::Value;
+use crate::tables::TableType;
 
 /// Rows per part of the `images` table.
 pub const PART_ROWS: usize = 10_000;
 
-pub const FORMATS: [&str; 4] = ["cifar100", "imagefolder", "parquet", "synthetic"];
+pub struct Dataset;
 
-pub fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("image_id", DataType::UInt32, false),
-        Field::new("label", DataType::UInt16, false),
-        Field::new("label_name", DataType::Utf8, false),
-        Field::new("split", DataType::Utf8, false),
-        Field::new("source", DataType::Utf8, false),
-    ]))
+choice! {
+    /// The on-disk layout of a dataset.
+    pub enum Format { Cifar100 = "cifar100", ImageFolder = "imagefolder", Parquet = "parquet", Synthetic = "synthetic" }
 }
 
-pub struct Dataset;
+choice! {
+    /// Which of a dataset's records to list.
+    pub enum Which { Train = "train", Test = "test", Predefined = "predefined" }
+}
+
+choice! {
+    /// CIFAR-100's label sets.
+    pub enum Labels { Fine = "fine", Coarse = "coarse" }
+}
+
+params! {
+    /// `dataset`'s parameters.
+    pub struct DatasetParams {
+        /// the on-disk layout: cifar100, imagefolder, parquet or synthetic
+        pub format: Format, Format::param_type(), required;
+        /// the dataset's file or folder (not for synthetic)
+        pub path: Option<PathBuf>, ParamType::InputPath, default(Value::Null);
+        /// train, test, or predefined (both, each keeping its official role)
+        pub split: Which, Which::param_type(), default("predefined");
+        /// keep at most this many records per class (per split)
+        pub per_class: Option<u64>, ParamType::min(1), default(Value::Null);
+        /// keep at most this many records per split (after per_class)
+        pub limit: Option<u64>, ParamType::min(1), default(Value::Null);
+        /// a seed: per_class/limit draw seeded random records instead of the first ones
+        pub sample: Option<u64>, ParamType::min(0), default(Value::Null);
+        /// cifar100: fine (100 classes) or coarse (20) labels
+        pub labels: Labels, Labels::param_type(), default("fine");
+        /// imagefolder: a `<folder> <name>` file (e.g. LOC_synset_mapping.txt)
+        pub label_names: Option<PathBuf>, ParamType::InputPath, default(Value::Null);
+        /// parquet: the image column (binary, or struct with `bytes`)
+        pub image_column: String, ParamType::Str, default("image");
+        /// parquet: the label column (integers or strings)
+        pub label_column: String, ParamType::Str, default("label");
+        /// synthetic: number of (colour, shape) classes
+        pub classes: u32, ParamType::range(1, i64::from(MAX_CLASSES)), default(6);
+        /// synthetic: train images per class
+        pub train_per_class: u32, ParamType::range(0, 1_000_000), default(40);
+        /// synthetic: test images per class
+        pub test_per_class: u32, ParamType::range(0, 1_000_000), default(10);
+        /// synthetic: width and height in pixels
+        pub image_size: u32, ParamType::range(8, 4096), default(64);
+        /// synthetic: the seed images are drawn from
+        pub seed: u64, ParamType::min(0), default(0);
+    }
+}
 
 /// Which format reads each format-specific parameter, and its default.
 const FORMAT_PARAMS: &[(&str, &str)] = &[
@@ -74,7 +114,7 @@ fn validate(p: &BTreeMap<String, Value>) -> Result<(), ParamProblem> {
             help: "add `per_class: N` or `limit: N`, or remove `sample`".into(),
         });
     }
-    let defaults: BTreeMap<&str, Option<Value>> = Dataset.signature().params.into_iter().map(|ps| (ps.name, ps.default)).collect();
+    let defaults: BTreeMap<&str, Option<Value>> = DatasetParams::specs().into_iter().map(|ps| (ps.name, ps.default)).collect();
     for (name, owner) in FORMAT_PARAMS {
         if *owner != format && p.get(*name) != defaults.get(name).cloned().flatten().as_ref() {
             return Err(ParamProblem {
@@ -87,54 +127,17 @@ fn validate(p: &BTreeMap<String, Value>) -> Result<(), ParamProblem> {
     Ok(())
 }
 
-fn opt_int(min: i64, max: Option<i64>) -> ParamType {
-    ParamType::Int { min: Some(min), max }
-}
-
 impl Stage for Dataset {
     fn signature(&self) -> Signature {
-        let null = || Some(Value::Null);
-        let int = |i: i64| Some(Value::Int(i));
-        let s = |v: &str| Some(Value::Str(v.into()));
-        Signature {
-            kind: "dataset",
-            version: 1,
-            doc: "a labelled image set (cifar100, imagefolder, parquet, synthetic) as a table of records; images are decoded later, by id",
-            inputs: vec![],
-            params: vec![
-                param(
-                    "format",
-                    ParamType::Choice(FORMATS.to_vec()),
-                    None,
-                    "the on-disk layout: cifar100, imagefolder, parquet or synthetic",
-                ),
-                param("path", ParamType::InputPath, null(), "the dataset's file or folder (not for synthetic)"),
-                param(
-                    "split",
-                    ParamType::Choice(vec!["train", "test", "predefined"]),
-                    s("predefined"),
-                    "train, test, or predefined (both, each keeping its official role)",
-                ),
-                param("per_class", opt_int(1, None), null(), "keep at most this many records per class (per split)"),
-                param("limit", opt_int(1, None), null(), "keep at most this many records per split (after per_class)"),
-                param("sample", opt_int(0, None), null(), "a seed: per_class/limit draw seeded random records instead of the first ones"),
-                param("labels", ParamType::Choice(vec!["fine", "coarse"]), s("fine"), "cifar100: fine (100 classes) or coarse (20) labels"),
-                param("label_names", ParamType::InputPath, null(), "imagefolder: a `<folder> <name>` file (e.g. LOC_synset_mapping.txt)"),
-                param("image_column", ParamType::Str, s("image"), "parquet: the image column (binary, or struct with `bytes`)"),
-                param("label_column", ParamType::Str, s("label"), "parquet: the label column (integers or strings)"),
-                param("classes", opt_int(1, Some(i64::from(MAX_CLASSES))), int(6), "synthetic: number of (colour, shape) classes"),
-                param("train_per_class", opt_int(0, Some(1_000_000)), int(40), "synthetic: train images per class"),
-                param("test_per_class", opt_int(0, Some(1_000_000)), int(10), "synthetic: test images per class"),
-                param("image_size", opt_int(8, Some(4096)), int(64), "synthetic: width and height in pixels"),
-                param("seed", opt_int(0, None), int(0), "synthetic: the seed images are drawn from"),
-            ],
-            open_params: false,
-            outputs: vec![output("images", "dataset", "image_id u32, label u16, label_name utf8, split utf8, source utf8")],
-            fuse_axes: vec![],
-            validate: Some(validate),
-            estimate: None,
-            check_files: None,
-        }
+        Signature::new(
+            "dataset",
+            1,
+            "a labelled image set (cifar100, imagefolder, parquet, synthetic) as a table of records; images are decoded later, by id",
+        )
+        .params::<DatasetParams>()
+        .output("images", TableType::Dataset, "image_id u32, label u16, label_name utf8, split utf8, source utf8")
+        .validate(validate)
+        .build()
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
@@ -149,7 +152,7 @@ impl Stage for Dataset {
             for p in 0..parts {
                 let chunk = &ids[(p * PART_ROWS).min(ids.len())..((p + 1) * PART_ROWS).min(ids.len())];
                 if !out.has_part(p) {
-                    out.write_part(p, schema(), &[batch(source.as_ref(), chunk)?])?;
+                    out.write_part(p, TableType::Dataset.schema(), &[batch(source.as_ref(), chunk)?])?;
                 }
                 job.progress.advance(chunk.len() as u64);
             }
@@ -163,7 +166,7 @@ pub fn batch(source: &dyn ImageSource, ids: &[u32]) -> Result<RecordBatch, Engin
     let recs = source.records();
     let rec = |id: u32| &recs[id as usize];
     Ok(RecordBatch::try_new(
-        schema(),
+        TableType::Dataset.schema(),
         vec![
             Arc::new(UInt32Array::from_iter_values(ids.iter().copied())),
             Arc::new(UInt16Array::from_iter_values(ids.iter().map(|&i| rec(i).label))),
@@ -172,19 +175,6 @@ pub fn batch(source: &dyn ImageSource, ids: &[u32]) -> Result<RecordBatch, Engin
             Arc::new(StringArray::from_iter_values(ids.iter().map(|&i| source.source(i)))),
         ],
     )?)
-}
-
-fn str_param<'a>(m: &'a Member, name: &str) -> Result<&'a str, EngineError> {
-    m.param(name)?.as_str().ok_or_else(|| EngineError::Stage(format!("{}: parameter '{name}' is not a string", m.id)))
-}
-
-fn opt_u64(m: &Member, name: &str) -> Result<Option<u64>, EngineError> {
-    match m.param(name)? {
-        Value::Null => Ok(None),
-        v => {
-            v.as_i64().map(|i| Some(i as u64)).ok_or_else(|| EngineError::Stage(format!("{}: parameter '{name}' is not an integer", m.id)))
-        }
-    }
 }
 
 /// A member's parameters as a dataset spec and a selection.
@@ -197,57 +187,46 @@ pub fn parse(m: &Member) -> Result<(DatasetSpec, Selection), EngineError> {
 pub fn parse_params(
     id: &str,
     params: &BTreeMap<String, Value>,
-    paths: &BTreeMap<String, std::path::PathBuf>,
+    paths: &BTreeMap<String, PathBuf>,
 ) -> Result<(DatasetSpec, Selection), EngineError> {
-    let m = &Member {
-        id: id.to_string(),
-        coords: Default::default(),
-        params: params.clone(),
-        paths: paths.clone(),
-        inputs: vec![],
-        outputs: vec![],
-    };
-    let bad = |msg: String| EngineError::Stage(format!("{}: {msg}", m.id));
-    let format = str_param(m, "format")?;
-    let path = m.paths.get("path").cloned();
+    let bad = |msg: String| EngineError::Stage(format!("{id}: {msg}"));
+    let p = DatasetParams::from_values(params, paths).map_err(bad)?;
+    let format = p.format.as_str();
     let need_path =
-        || path.clone().ok_or_else(|| bad(format!("format '{format}' reads files: set `path` to the dataset's file or folder")));
-    if m.paths.contains_key("label_names") && format != "imagefolder" {
+        || p.path.clone().ok_or_else(|| bad(format!("format '{format}' reads files: set `path` to the dataset's file or folder")));
+    if p.label_names.is_some() && p.format != Format::ImageFolder {
         return Err(bad(format!("`label_names` is for format imagefolder, not '{format}'; remove it")));
     }
-    let spec = match format {
-        "cifar100" => DatasetSpec::Cifar100 {
+    let spec = match p.format {
+        Format::Cifar100 => DatasetSpec::Cifar100 {
             path: need_path()?,
-            labels: if str_param(m, "labels")? == "coarse" { CifarLabels::Coarse } else { CifarLabels::Fine },
+            labels: if p.labels == Labels::Coarse { CifarLabels::Coarse } else { CifarLabels::Fine },
         },
-        "imagefolder" => DatasetSpec::ImageFolder { path: need_path()?, synsets: m.paths.get("label_names").cloned() },
-        "parquet" => DatasetSpec::Parquet {
-            path: need_path()?,
-            image_column: str_param(m, "image_column")?.to_string(),
-            label_column: str_param(m, "label_column")?.to_string(),
-        },
-        "synthetic" => {
-            if path.is_some() {
+        Format::ImageFolder => DatasetSpec::ImageFolder { path: need_path()?, synsets: p.label_names.clone() },
+        Format::Parquet => {
+            DatasetSpec::Parquet { path: need_path()?, image_column: p.image_column.clone(), label_column: p.label_column.clone() }
+        }
+        Format::Synthetic => {
+            if p.path.is_some() {
                 return Err(bad("format synthetic generates its images: remove `path`".into()));
             }
             DatasetSpec::Synthetic(SyntheticSpec {
-                classes: m.int("classes")? as u32,
-                train_per_class: m.int("train_per_class")? as u32,
-                test_per_class: m.int("test_per_class")? as u32,
-                size: m.int("image_size")? as u32,
-                seed: m.int("seed")? as u64,
+                classes: p.classes,
+                train_per_class: p.train_per_class,
+                test_per_class: p.test_per_class,
+                size: p.image_size,
+                seed: p.seed,
             })
         }
-        other => return Err(bad(format!("unknown format '{other}'; expected one of {}", FORMATS.join(", ")))),
     };
-    let split = match str_param(m, "split")? {
-        "train" => SplitChoice::Train,
-        "test" => SplitChoice::Test,
-        _ => SplitChoice::Predefined,
+    let split = match p.split {
+        Which::Train => SplitChoice::Train,
+        Which::Test => SplitChoice::Test,
+        Which::Predefined => SplitChoice::Predefined,
     };
-    let per_class = opt_u64(m, "per_class")?.map(|n| n.min(u64::from(u32::MAX)) as u32);
-    let limit = opt_u64(m, "limit")?.map(|n| n.min(u64::from(u32::MAX)) as u32);
-    let sample = opt_u64(m, "sample")?;
+    let per_class = p.per_class.map(|n| n.min(u64::from(u32::MAX)) as u32);
+    let limit = p.limit.map(|n| n.min(u64::from(u32::MAX)) as u32);
+    let sample = p.sample;
     if sample.is_some() && per_class.is_none() && limit.is_none() {
         return Err(bad("`sample` draws records for `per_class` or `limit`, and neither is set; set one, or remove `sample`".into()));
     }

@@ -6,50 +6,40 @@
 use std::sync::Arc;
 
 use arrow_array::{Float32Array, RecordBatch, UInt32Array, UInt64Array};
-use arrow_schema::{DataType, Field, Schema};
 
 use crate::engine::EngineError;
 use crate::engine::job::Job;
 use crate::engine::stage::Stage;
-use crate::plan::signature::{InputSlot, Many, ParamType, Signature, output, param};
-use crate::spec::Value;
-use crate::tables::{column, pooled_batch, pooled_schema};
+use crate::plan::params::params;
+use crate::plan::signature::{Many, ParamType, Signature, input};
+use crate::tables::{TableType, column, pooled_batch};
 
 pub struct Fuse;
 
+params! {
+    /// `fuse`'s parameters.
+    pub struct FuseParams {
+        /// offset between layers' feature ids; 0: one more than the largest id seen
+        pub stride: u64, ParamType::min(0), default(0);
+    }
+}
+
 impl Stage for Fuse {
     fn signature(&self) -> Signature {
-        Signature {
-            kind: "fuse",
-            version: 1,
-            doc: "concatenate pooled features of several layers (feature ids offset per layer)",
-            inputs: vec![InputSlot {
-                name: "from",
-                accepts: vec!["pooled"],
-                many: Many::Over(vec!["layer".into()]),
-                required: true,
-                doc: "pooled features of the layers to fuse (gathers over `layer`)",
-            }],
-            params: vec![param(
-                "stride",
-                ParamType::Int { min: Some(0), max: None },
-                Some(Value::Int(0)),
-                "offset between layers' feature ids; 0: one more than the largest id seen",
-            )],
-            open_params: false,
-            outputs: vec![
-                output("pooled", "pooled", "image_id u32, feature u32 (offset), value f32"),
-                output("offsets", "fuse_offsets", "source instance, offset u64: where each layer's features start"),
-            ],
-            fuse_axes: vec![],
-            validate: None,
-            estimate: None,
-            check_files: None,
-        }
+        Signature::new("fuse", 1, "concatenate pooled features of several layers (feature ids offset per layer)")
+            .input(
+                input("from", &[TableType::Pooled], "pooled features of the layers to fuse (gathers over `layer`)")
+                    .many(Many::Over(vec!["layer".into()])),
+            )
+            .params::<FuseParams>()
+            .output("pooled", TableType::Pooled, "image_id u32, feature u32 (offset), value f32")
+            .output("offsets", TableType::FuseOffsets, "source instance, offset u64: where each layer's features start")
+            .build()
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
+            let p: FuseParams = m.params()?;
             let inputs = m.inputs("from").to_vec();
             let mut tables: Vec<Vec<(u32, u32, f32)>> = Vec::new();
             let mut max_f = 0u64;
@@ -67,7 +57,7 @@ impl Stage for Fuse {
                 }
                 tables.push(rows);
             }
-            let stride = match m.int("stride")? as u64 {
+            let stride = match p.stride {
                 0 => max_f,
                 s => s,
             };
@@ -87,17 +77,15 @@ impl Stage for Fuse {
                 }
             }
             all.sort_by_key(|r| (r.0, r.1));
-            m.output("pooled")?.write_part(0, pooled_schema(), &[pooled_batch(&all)?])?;
-            let schema =
-                Arc::new(Schema::new(vec![Field::new("instance", DataType::Utf8, false), Field::new("offset", DataType::UInt64, false)]));
+            m.output("pooled")?.write_part(0, TableType::Pooled.schema(), &[pooled_batch(&all)?])?;
             let batch = RecordBatch::try_new(
-                schema.clone(),
+                TableType::FuseOffsets.schema(),
                 vec![
                     Arc::new(arrow_array::StringArray::from_iter_values(inputs.iter().map(|t| t.instance.clone()))),
                     Arc::new(UInt64Array::from_iter_values((0..inputs.len() as u64).map(|i| i * stride))),
                 ],
             )?;
-            m.output("offsets")?.write_part(0, schema, &[batch])?;
+            m.output("offsets")?.write_part(0, batch.schema(), &[batch])?;
         }
         Ok(())
     }

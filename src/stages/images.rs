@@ -9,15 +9,16 @@ use std::sync::Arc;
 use std::sync::mpsc::sync_channel;
 
 use arrow_array::{RecordBatch, StringArray, UInt32Array};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::SchemaRef;
 use candle_core::{DType, Device, Tensor};
 
 use crate::data::{self, ImageSource, Rgb8};
 use crate::engine::EngineError;
 use crate::engine::job::Member;
 use crate::models::clip_image::{ImageProcessor, ImageProcessorConfig};
-use crate::plan::signature::{ParamSpec, ParamType, param};
-use crate::spec::Value;
+use crate::plan::params::{Reference, choice, params};
+use crate::plan::signature::ParamType;
+use crate::tables::TableType;
 
 /// What turns a decoded image into the model's input (`[3, h, w]` f32, channels first).
 pub trait Preprocess: Sync {
@@ -107,7 +108,7 @@ impl Batch {
     pub fn errors(&self) -> Result<RecordBatch, EngineError> {
         let failed: Vec<usize> = (0..self.ids.len()).filter(|&i| self.failures[i].is_some()).collect();
         Ok(RecordBatch::try_new(
-            errors_schema(),
+            TableType::Errors.schema(),
             vec![
                 Arc::new(UInt32Array::from_iter_values(failed.iter().map(|&i| self.ids[i]))),
                 Arc::new(StringArray::from_iter_values(failed.iter().map(|&i| self.sources[i].as_str()))),
@@ -115,12 +116,6 @@ impl Batch {
             ],
         )?)
     }
-}
-
-/// The `errors` table: images skipped, and why.
-pub fn errors_schema() -> SchemaRef {
-    let f = |n: &str, t: DataType| Field::new(n, t, false);
-    Arc::new(Schema::new(vec![f("image_id", DataType::UInt32), f("source", DataType::Utf8), f("reason", DataType::Utf8)]))
 }
 
 /// Read and preprocess `ids` on `workers` threads.
@@ -200,56 +195,67 @@ impl Drop for BatchStream {
     }
 }
 
-/// The parameters every model stage has: `dtype` and `part_images` (in the key), `batch`,
-/// `device` and `workers` (execution only).
-pub fn runtime_params() -> Vec<ParamSpec> {
-    let not_in_key = |mut p: ParamSpec| {
-        p.in_key = false;
-        p
-    };
-    vec![
-        param(
-            "dtype",
-            ParamType::Choice(vec!["f32", "bf16", "f16"]),
-            Some(Value::Str("f32".into())),
-            "the model's compute dtype (f32 on CPU; bf16 on a GPU); norms, softmax and RoPE stay f32",
-        ),
-        param("part_images", ParamType::Int { min: Some(1), max: None }, Some(Value::Int(1024)), "images per part (the unit of resume)"),
-        not_in_key(param("batch", ParamType::Int { min: Some(1), max: Some(4096) }, Some(Value::Int(8)), "images per forward")),
-        not_in_key(param(
-            "device",
-            ParamType::Choice(vec!["auto", "cpu", "cuda"]),
-            Some(Value::Str("auto".into())),
-            "where to run: auto uses CUDA when built with --features cuda and a GPU is present",
-        )),
-        not_in_key(param("workers", ParamType::Int { min: Some(1), max: Some(256) }, Some(Value::Int(2)), "image decoding threads")),
-    ]
+choice! {
+    /// A model's compute dtype.
+    pub enum Dtype { F32 = "f32", Bf16 = "bf16", F16 = "f16" }
 }
 
-/// A member's `dtype` and `device`.
-pub fn dtype_device(m: &Member) -> Result<(DType, Device), EngineError> {
-    let get = |n: &str| m.param(n).ok().and_then(Value::as_str).unwrap_or("").to_string();
-    let dtype = match get("dtype").as_str() {
-        "bf16" => DType::BF16,
-        "f16" => DType::F16,
-        _ => DType::F32,
-    };
-    let device = match get("device").as_str() {
-        "cpu" => Device::Cpu,
-        "cuda" => Device::new_cuda(0).map_err(|e| {
-            EngineError::Stage(format!(
-                "{}: device cuda: {e}; build with `cargo build --release --features cuda` on a machine with a GPU",
-                m.id
-            ))
-        })?,
-        _ => Device::cuda_if_available(0).unwrap_or(Device::Cpu),
-    };
-    Ok((dtype, device))
+choice! {
+    /// Where a model runs.
+    pub enum DeviceChoice { Auto = "auto", Cpu = "cpu", Cuda = "cuda" }
 }
 
-/// A member's `part_images`, `batch` and `workers`.
-pub fn sizes(m: &Member) -> Result<(usize, usize, usize), EngineError> {
-    Ok((m.int("part_images")? as usize, m.int("batch")? as usize, m.int("workers")? as usize))
+choice! {
+    /// How LLaVA scales the image rows (`llava_sae`, `zeroshot`).
+    pub enum ImageScaleChoice { Scaled = "scaled", Unscaled = "unscaled" }
+}
+
+impl ImageScaleChoice {
+    /// The model's setting.
+    pub fn scale(self) -> crate::models::llava::ImageScale {
+        match self {
+            ImageScaleChoice::Scaled => crate::models::llava::ImageScale::Scaled,
+            ImageScaleChoice::Unscaled => crate::models::llava::ImageScale::Unscaled,
+        }
+    }
+}
+
+params! {
+    /// The parameters every model stage has after its own: `dtype` and `part_images` (in the
+    /// key), `batch`, `device` and `workers` (execution only).
+    pub struct RuntimeParams {
+        /// the model's compute dtype (f32 on CPU; bf16 on a GPU); norms, softmax and RoPE stay f32
+        pub dtype: Dtype, Dtype::param_type(), default("f32");
+        /// images per part (the unit of resume)
+        pub part_images: usize, ParamType::min(1), default(1024);
+        /// images per forward
+        pub batch: usize, ParamType::range(1, 4096), default(8), not_in_key;
+        /// where to run: auto uses CUDA when built with --features cuda and a GPU is present
+        pub device: DeviceChoice, DeviceChoice::param_type(), default("auto"), not_in_key;
+        /// image decoding threads
+        pub workers: usize, ParamType::range(1, 256), default(2), not_in_key;
+    }
+}
+
+impl RuntimeParams {
+    /// The dtype and the device (`id`: the instance, for the error).
+    pub fn dtype_device(&self, id: &str) -> Result<(DType, Device), EngineError> {
+        let dtype = match self.dtype {
+            Dtype::Bf16 => DType::BF16,
+            Dtype::F16 => DType::F16,
+            Dtype::F32 => DType::F32,
+        };
+        let device = match self.device {
+            DeviceChoice::Cpu => Device::Cpu,
+            DeviceChoice::Cuda => Device::new_cuda(0).map_err(|e| {
+                EngineError::Stage(format!(
+                    "{id}: device cuda: {e}; build with `cargo build --release --features cuda` on a machine with a GPU"
+                ))
+            })?,
+            DeviceChoice::Auto => Device::cuda_if_available(0).unwrap_or(Device::Cpu),
+        };
+        Ok((dtype, device))
+    }
 }
 
 /// Part `p` of a member's outputs, opened in the order of `names`, each with `schema(name)`.
@@ -273,23 +279,15 @@ pub fn finish_parts(guards: Vec<crate::engine::job::PartGuard<'_>>) -> Result<()
     Ok(())
 }
 
-/// A dense per-image table (`eoi`, `vit`, `dense`): `image_id`, `resid [width]`.
-pub fn dense_schema(width: usize) -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("image_id", DataType::UInt32, false),
-        Field::new("resid", DataType::FixedSizeList(Arc::new(Field::new_list_field(DataType::Float32, false)), width as i32), false),
-    ]))
-}
-
-/// Rows of a dense table: `values` holds `ids.len()` rows of `width`.
+/// Rows of a dense table (`eoi`, `vit`, `dense`): `values` holds `ids.len()` rows of `width`.
 pub fn dense_batch(ids: Vec<u32>, values: Vec<f32>, width: usize) -> Result<RecordBatch, EngineError> {
     let list = arrow_array::FixedSizeListArray::try_new(
-        Arc::new(Field::new_list_field(DataType::Float32, false)),
+        Arc::new(arrow_schema::Field::new_list_field(arrow_schema::DataType::Float32, false)),
         width as i32,
         Arc::new(arrow_array::Float32Array::from(values)),
         None,
     )?;
-    Ok(RecordBatch::try_new(dense_schema(width), vec![Arc::new(UInt32Array::from(ids)), Arc::new(list)])?)
+    Ok(RecordBatch::try_new(TableType::Dense.schema_with_width(width), vec![Arc::new(UInt32Array::from(ids)), Arc::new(list)])?)
 }
 
 /// The rows of the images that did not fail, flattened (`rows[i]` is image `i`'s vector).
@@ -317,12 +315,18 @@ pub struct Setup {
 
 impl Setup {
     /// `None` when every part of every output of every member is already there. Fetches the rest
-    /// of an `hf://` checkpoint only when there is work.
-    pub fn new(members: &mut [Member], outputs: &[&str], progress: &dyn crate::progress::Progress) -> Result<Option<Setup>, EngineError> {
+    /// of an `hf://` checkpoint (`model`, the first member's) only when there is work.
+    pub fn new(
+        members: &mut [Member],
+        outputs: &[&str],
+        model: &Reference,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<Option<Setup>, EngineError> {
         let Some(m) = members.first() else { return Ok(None) };
         let images = Arc::new(Images::open(m)?);
-        let (dtype, device) = dtype_device(m)?;
-        let (part_images, batch, workers) = sizes(m)?;
+        let runtime: RuntimeParams = m.params()?;
+        let (dtype, device) = runtime.dtype_device(&m.id)?;
+        let RuntimeParams { part_images, batch, workers, .. } = runtime;
         let n_parts = images.ids.len().div_ceil(part_images).max(1);
         for m in members.iter_mut() {
             for o in outputs {
@@ -337,10 +341,8 @@ impl Setup {
             return Ok(None);
         }
         let m = &members[0];
-        let model_dir =
-            m.paths.get("model").cloned().ok_or_else(|| EngineError::Stage(format!("{}: parameter 'model' was not resolved", m.id)))?;
-        let reference = m.param("model")?.as_str().unwrap_or_default().to_string();
-        crate::models::source::ensure_model(&reference, &model_dir)
+        let model_dir = model.path.clone().ok_or_else(|| EngineError::Stage(format!("{}: parameter 'model' was not resolved", m.id)))?;
+        crate::models::source::ensure_model(&model.text, &model_dir)
             .map_err(|e| EngineError::Stage(format!("{}: model {}: {e}", m.id, model_dir.display())))?;
         Ok(Some(Setup { images, dtype, device, part_images, batch, workers, todo, model_dir }))
     }

@@ -26,10 +26,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::{FixedSizeListArray, Float32Array, RecordBatch, UInt16Array, UInt32Array};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::{DataType, Field, SchemaRef};
 use candle_core::{D, DType, Device, Tensor};
 
-use super::images::{self, Batch, Preprocess};
+use super::images::{self, Batch, ImageScaleChoice, Preprocess, RuntimeParams};
 use crate::engine::EngineError;
 use crate::engine::job::{Job, Member, PartGuard};
 use crate::engine::stage::Stage;
@@ -40,13 +40,71 @@ use crate::models::llava::{Checkpoint, EoiPosition, ImageScale, LlavaGemma, Prom
 use crate::models::sae::{self, Keep, Sae};
 use crate::models::sae_load;
 use crate::models::source::Artifact;
-use crate::plan::signature::{ParamProblem, ParamType, Signature, input, output, param};
+use crate::plan::params::{FromParam, Reference, choice, params};
+use crate::plan::signature::{ParamProblem, ParamType, Signature, input};
 use crate::spec::Value;
+use crate::tables::TableType;
 
-/// The outputs, in the order every member's writers are opened.
-const OUTPUTS: [&str; 5] = ["codes", "totals", "eoi", "health", "errors"];
+/// The outputs (name, type, doc), in the order every member's writers are opened.
+const OUTPUTS: [(&str, TableType, &str); 5] = [
+    ("codes", TableType::Codes, "image_id u32, token u16, feature u32, value f32: each image token's top_k features"),
+    ("totals", TableType::Totals, "image_id u32, feature u32, sum f32, max f32, count u32: exact, over all image tokens"),
+    ("eoi", TableType::Eoi, "image_id u32, resid fixed_size_list<f32>[d_model]: the End-of-Image residual"),
+    ("health", TableType::Health, "per part and scope (image/text): L0, reconstruction error and norm statistics of the SAE"),
+    ("errors", TableType::Errors, "image_id u32, source utf8, reason utf8: images skipped"),
+];
 
 pub struct LlavaSae;
+
+choice! {
+    /// Where the residual is read.
+    pub enum Hook { ResidPost = "resid_post", ResidPre = "resid_pre" }
+}
+
+choice! {
+    /// The End-of-Image position.
+    pub enum Eoi { AfterImage = "after_image", LastImage = "last_image" }
+}
+
+/// `top_k`: features kept per token (a positive integer, or `all`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TopK(pub Keep);
+
+impl FromParam for TopK {
+    fn from_param(_: &str, value: Option<&Value>, _: Option<&std::path::PathBuf>) -> Result<Self, String> {
+        // `validate` checked it at plan time: a positive integer, or "all"
+        Ok(TopK(match value {
+            Some(Value::Int(k)) => Keep::Top(*k as usize),
+            _ => Keep::All,
+        }))
+    }
+}
+
+params! {
+    /// `llava_sae`'s own parameters (the runtime ones follow: [`RuntimeParams`]).
+    pub struct LlavaSaeParams {
+        /// the LLaVA-Gemma checkpoint: hf://Intel/llava-gemma-2b or a local folder
+        pub model: Reference, ParamType::Artifact(Artifact::Model), required;
+        /// the decoder block whose residual is read (0-based)
+        pub layer: usize, ParamType::min(0), required;
+        /// the SAE for this layer: release/sae_id, hf://owner/repo/folder or a folder (use ${layer})
+        pub sae: Reference, ParamType::Artifact(Artifact::Sae), required;
+        /// resid_post: the output of block `layer` (the SAE's hook point); resid_pre: its input, hidden_states[layer] (MOSAIC's choice)
+        pub hook: Hook, Hook::param_type(), default("resid_post");
+        /// features kept per token in `codes` (a positive integer, or all)
+        pub top_k: TopK, ParamType::Any, default(64);
+        /// the SAE's activation-norm scaling factor, when its cfg asks for one the release table lacks
+        pub input_scale: Option<f64>, ParamType::Float, default(Value::Null);
+        /// scaled: image rows × √hidden as the model was trained (transformers < 5.4); unscaled: as transformers ≥ 5.4 runs it
+        pub image_scale: ImageScaleChoice, ImageScaleChoice::param_type(), default("scaled");
+        /// the End-of-Image position: the first token after the image, or the last image token
+        pub eoi: Eoi, Eoi::param_type(), default("after_image");
+        /// the prompt: one <image>, and {question}
+        pub template: String, ParamType::Str, default(GEMMA_IT_TEMPLATE);
+        /// the question put in the template
+        pub question: String, ParamType::Str, default(DEFAULT_QUESTION);
+    }
+}
 
 fn validate(p: &BTreeMap<String, Value>) -> Result<(), ParamProblem> {
     match p.get("top_k") {
@@ -98,79 +156,29 @@ fn check_files(p: &BTreeMap<String, Value>, paths: &BTreeMap<String, std::path::
 
 impl Stage for LlavaSae {
     fn signature(&self) -> Signature {
-        Signature {
-            kind: "llava_sae",
-            version: 1,
-            doc: "LLaVA forward + SAE encode of every image token: per-layer codes, exact totals, EoI residuals, SAE health; fused over `layer`",
-            inputs: vec![input("from", &["dataset"], "the images (a dataset table)")],
-            params: vec![
-                param(
-                    "model",
-                    ParamType::Artifact(Artifact::Model),
-                    None,
-                    "the LLaVA-Gemma checkpoint: hf://Intel/llava-gemma-2b or a local folder",
-                ),
-                param("layer", ParamType::Int { min: Some(0), max: None }, None, "the decoder block whose residual is read (0-based)"),
-                param(
-                    "sae",
-                    ParamType::Artifact(Artifact::Sae),
-                    None,
-                    "the SAE for this layer: release/sae_id, hf://owner/repo/folder or a folder (use ${layer})",
-                ),
-                param(
-                    "hook",
-                    ParamType::Choice(vec!["resid_post", "resid_pre"]),
-                    Some(Value::Str("resid_post".into())),
-                    "resid_post: the output of block `layer` (the SAE's hook point); resid_pre: its input, hidden_states[layer] (MOSAIC's choice)",
-                ),
-                param("top_k", ParamType::Any, Some(Value::Int(64)), "features kept per token in `codes` (a positive integer, or all)"),
-                param(
-                    "input_scale",
-                    ParamType::Float,
-                    Some(Value::Null),
-                    "the SAE's activation-norm scaling factor, when its cfg asks for one the release table lacks",
-                ),
-                param(
-                    "image_scale",
-                    ParamType::Choice(vec!["scaled", "unscaled"]),
-                    Some(Value::Str("scaled".into())),
-                    "scaled: image rows × √hidden as the model was trained (transformers < 5.4); unscaled: as transformers ≥ 5.4 runs it",
-                ),
-                param(
-                    "eoi",
-                    ParamType::Choice(vec!["after_image", "last_image"]),
-                    Some(Value::Str("after_image".into())),
-                    "the End-of-Image position: the first token after the image, or the last image token",
-                ),
-                param("template", ParamType::Str, Some(Value::Str(GEMMA_IT_TEMPLATE.into())), "the prompt: one <image>, and {question}"),
-                param("question", ParamType::Str, Some(Value::Str(DEFAULT_QUESTION.into())), "the question put in the template"),
-                // dtype, part_images, batch, device, workers
-            ]
-            .into_iter()
-            .chain(images::runtime_params())
-            .collect(),
-            open_params: false,
-            outputs: vec![
-                output("codes", "codes", "image_id u32, token u16, feature u32, value f32: each image token's top_k features"),
-                output("totals", "totals", "image_id u32, feature u32, sum f32, max f32, count u32: exact, over all image tokens"),
-                output("eoi", "eoi", "image_id u32, resid fixed_size_list<f32>[d_model]: the End-of-Image residual"),
-                output("health", "health", "per part and scope (image/text): L0, reconstruction error and norm statistics of the SAE"),
-                output("errors", "errors", "image_id u32, source utf8, reason utf8: images skipped"),
-            ],
-            // `release`: an axis naming the SAE set (e.g. the base-model and the -it SAEs of
-            // layer 12) — one forward serves them too
-            fuse_axes: vec!["layer", "release"],
-            validate: Some(validate),
-            estimate: None,
-            check_files: Some(check_files),
+        let mut sig = Signature::new(
+            "llava_sae",
+            1,
+            "LLaVA forward + SAE encode of every image token: per-layer codes, exact totals, EoI residuals, SAE health; fused over `layer`",
+        )
+        .input(input("from", &[TableType::Dataset], "the images (a dataset table)"))
+        .params::<LlavaSaeParams>()
+        .params::<RuntimeParams>();
+        for (name, table, doc) in OUTPUTS {
+            sig = sig.output(name, table, doc);
         }
+        // `release`: an axis naming the SAE set (e.g. the base-model and the -it SAEs of layer 12)
+        // — one forward serves them too
+        sig.fuse_axes(&["layer", "release"]).validate(validate).check_files(check_files).build()
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
-        let Some(io) = images::Setup::new(&mut job.members, &OUTPUTS, job.progress)? else { return Ok(()) };
-        let setup = Setup::new(&job.members, io.model_dir.clone(), io.dtype, io.device.clone())?;
-        let model = setup.load_model(&job.members)?;
-        let saes = setup.load_saes(&job.members, model.config().text.hidden_size)?;
+        let params = job.members.iter().map(|m| m.params()).collect::<Result<Vec<LlavaSaeParams>, _>>()?;
+        let Some(first) = params.first() else { return Ok(()) };
+        let Some(io) = images::Setup::new(&mut job.members, &OUTPUTS.map(|o| o.0), &first.model, job.progress)? else { return Ok(()) };
+        let setup = Setup::new(&job.members[0].id, first, io.model_dir.clone(), io.dtype, io.device.clone())?;
+        let model = setup.load_model(&params)?;
+        let saes = setup.load_saes(&job.members, &params, model.config().text.hidden_size)?;
         let d_model = model.config().text.hidden_size;
         let progress = job.progress;
         let members = &mut job.members[..];
@@ -273,54 +281,45 @@ fn stage_err(id: &str, e: impl std::fmt::Display) -> EngineError {
     EngineError::Stage(format!("{id}: {e}"))
 }
 
-fn str_param<'a>(m: &'a Member, name: &str) -> Result<&'a str, EngineError> {
-    m.param(name)?.as_str().ok_or_else(|| stage_err(&m.id, format!("parameter '{name}' is not a string")))
-}
-
 impl Setup {
-    /// `model_dir` must be complete (its preprocessor config is read here).
-    fn new(members: &[Member], model_dir: std::path::PathBuf, dtype: DType, device: Device) -> Result<Setup, EngineError> {
-        let m = &members[0];
-        let id = m.id.clone();
-        let processor: Arc<dyn Preprocess + Send> = Arc::new(images::image_processor(&model_dir).map_err(|e| stage_err(&id, e))?);
-        let keep = match m.param("top_k")? {
-            Value::Int(k) => Keep::Top(*k as usize),
-            _ => Keep::All,
-        };
+    /// From the first member's parameters (`id`); `model_dir` must be complete (its preprocessor
+    /// config is read here).
+    fn new(id: &str, p: &LlavaSaeParams, model_dir: std::path::PathBuf, dtype: DType, device: Device) -> Result<Setup, EngineError> {
+        let processor: Arc<dyn Preprocess + Send> = Arc::new(images::image_processor(&model_dir).map_err(|e| stage_err(id, e))?);
         Ok(Setup {
             model_dir,
             processor,
-            hook: TapPoint::parse(str_param(m, "hook")?).unwrap_or(TapPoint::ResidPost),
-            keep,
-            image_scale: ImageScale::parse(str_param(m, "image_scale")?).unwrap_or(ImageScale::Scaled),
-            eoi: EoiPosition::parse(str_param(m, "eoi")?).unwrap_or(EoiPosition::AfterImage),
-            template: str_param(m, "template")?.to_string(),
-            question: str_param(m, "question")?.to_string(),
+            hook: TapPoint::parse(p.hook.as_str()).unwrap_or(TapPoint::ResidPost),
+            keep: p.top_k.0,
+            image_scale: p.image_scale.scale(),
+            eoi: EoiPosition::parse(p.eoi.as_str()).unwrap_or(EoiPosition::AfterImage),
+            template: p.template.clone(),
+            question: p.question.clone(),
             dtype,
             device,
-            id,
+            id: id.to_string(),
         })
     }
 
-    fn load_model(&self, members: &[Member]) -> Result<LlavaGemma, EngineError> {
+    fn load_model(&self, params: &[LlavaSaeParams]) -> Result<LlavaGemma, EngineError> {
         let err = |e: &dyn std::fmt::Display| stage_err(&self.id, format!("model {}: {e}", self.model_dir.display()));
         let checkpoint = Checkpoint::open(&self.model_dir).map_err(|e| err(&e))?;
         let tokenizer = Tokenizer::from_file(&self.model_dir.join("tokenizer.json")).map_err(|e| err(&e))?;
         let cfg = &checkpoint.config;
         let prompt = Prompt::build(&tokenizer, &self.template, &self.question, cfg.image_token_index, cfg.image_tokens(), self.eoi)
             .map_err(|e| err(&e))?;
-        let blocks = members.iter().map(|m| m.int("layer").map(|l| l as usize)).collect::<Result<Vec<_>, _>>()?;
+        let blocks = params.iter().map(|p| p.layer).collect();
         let request = Request { blocks, point: self.hook, final_norm: false, vit: false, image_scale: self.image_scale };
         LlavaGemma::load(&checkpoint, prompt, request, self.dtype, &self.device).map_err(|e| err(&e))
     }
 
-    fn load_saes(&self, members: &[Member], width: usize) -> Result<Vec<LoadedSae>, EngineError> {
+    fn load_saes(&self, members: &[Member], params: &[LlavaSaeParams], width: usize) -> Result<Vec<LoadedSae>, EngineError> {
         members
             .iter()
-            .map(|m| {
-                let reference = str_param(m, "sae")?;
-                let scale = m.param("input_scale")?.as_f64();
-                let spec = sae_load::resolve(reference, scale).map_err(|e| stage_err(&m.id, e))?;
+            .zip(params)
+            .map(|(m, p)| {
+                let reference = p.sae.text.as_str();
+                let spec = sae_load::resolve(reference, p.input_scale).map_err(|e| stage_err(&m.id, e))?;
                 // a hub SAE's weights are fetched now (the plan fetched only its cfg.json)
                 let dir = match &spec.source {
                     sae_load::SaeSource::Hub { .. } => {
@@ -328,11 +327,11 @@ impl Setup {
                         sae_load::locate(&spec, &cache).map_err(|e| stage_err(&m.id, e))?.dir
                     }
                     sae_load::SaeSource::Local(_) => {
-                        m.paths.get("sae").cloned().ok_or_else(|| stage_err(&m.id, format!("sae '{reference}' was not resolved")))?
+                        p.sae.path.clone().ok_or_else(|| stage_err(&m.id, format!("sae '{reference}' was not resolved")))?
                     }
                 };
                 let (cfg, sae) = sae_load::load(&spec, &dir, &self.device).map_err(|e| stage_err(&m.id, e))?;
-                let layer = m.int("layer")? as usize;
+                let layer = p.layer;
                 sae::check_against_tap(&cfg, width, layer, self.hook == TapPoint::ResidPre, &spec.subject())
                     .map_err(|e| stage_err(&m.id, e))?;
                 let assumed_norm = match cfg.normalize {
@@ -363,7 +362,7 @@ fn open_part(members: &mut [Member], p: usize, d_model: usize) -> Result<Guards<
         .iter_mut()
         .map(|m| {
             let mut by_name: Vec<(usize, &mut crate::engine::job::OutputWriter)> =
-                m.outputs.iter_mut().map(|o| (OUTPUTS.iter().position(|n| *n == o.name).unwrap_or(usize::MAX), o)).collect();
+                m.outputs.iter_mut().map(|o| (OUTPUTS.iter().position(|n| n.0 == o.name).unwrap_or(usize::MAX), o)).collect();
             by_name.sort_by_key(|(i, _)| *i);
             by_name
                 .into_iter()
@@ -371,7 +370,7 @@ fn open_part(members: &mut [Member], p: usize, d_model: usize) -> Result<Guards<
                     if o.has_part(p) {
                         Ok(None)
                     } else {
-                        o.part(p, schema(OUTPUTS.get(i).copied().unwrap_or(""), d_model as i32)).map(Some)
+                        o.part(p, schema(OUTPUTS.get(i).map_or(TableType::Errors, |o| o.1), d_model)).map(Some)
                     }
                 })
                 .collect()
@@ -391,30 +390,12 @@ fn finish_part(p: usize, guards: Guards<'_>, health: Vec<HealthStats>) -> Result
     Ok(())
 }
 
-/// The Arrow schema of an output (`d_model` matters for `eoi` only; 0 = any, from the data).
-fn schema(output: &str, d_model: i32) -> SchemaRef {
-    let f = |n: &str, t: DataType| Field::new(n, t, false);
-    Arc::new(Schema::new(match output {
-        "codes" => vec![
-            f("image_id", DataType::UInt32),
-            f("token", DataType::UInt16),
-            f("feature", DataType::UInt32),
-            f("value", DataType::Float32),
-        ],
-        "totals" => vec![
-            f("image_id", DataType::UInt32),
-            f("feature", DataType::UInt32),
-            f("sum", DataType::Float32),
-            f("max", DataType::Float32),
-            f("count", DataType::UInt32),
-        ],
-        "eoi" => vec![
-            f("image_id", DataType::UInt32),
-            f("resid", DataType::FixedSizeList(Arc::new(Field::new_list_field(DataType::Float32, false)), d_model)),
-        ],
-        "health" => return crate::health::schema(),
-        _ => return images::errors_schema(),
-    }))
+/// The Arrow schema of an output table (`d_model` matters for `eoi` only).
+fn schema(table: TableType, d_model: usize) -> SchemaRef {
+    match table {
+        TableType::Eoi => table.schema_with_width(d_model),
+        t => t.schema(),
+    }
 }
 
 /// Encode `x [n, d]` with the SAE and add the tokens of rows `keep_rows` (all when `None`) to `stats`.
@@ -527,7 +508,7 @@ fn process_batch(
             None,
         )?;
         let codes_table = RecordBatch::try_new(
-            schema("codes", 0),
+            TableType::Codes.schema(),
             vec![
                 Arc::new(UInt32Array::from(ci)),
                 Arc::new(UInt16Array::from(ct)),
@@ -536,7 +517,7 @@ fn process_batch(
             ],
         )?;
         let totals_table = RecordBatch::try_new(
-            schema("totals", 0),
+            TableType::Totals.schema(),
             vec![
                 Arc::new(UInt32Array::from(ti)),
                 Arc::new(UInt32Array::from(tf)),
@@ -545,7 +526,7 @@ fn process_batch(
                 Arc::new(UInt32Array::from(tc)),
             ],
         )?;
-        let eoi_table = RecordBatch::try_new(schema("eoi", d as i32), vec![Arc::new(UInt32Array::from(eoi_ids)), Arc::new(list)])?;
+        let eoi_table = RecordBatch::try_new(schema(TableType::Eoi, d), vec![Arc::new(UInt32Array::from(eoi_ids)), Arc::new(list)])?;
         tables.push([Some(codes_table), Some(totals_table), Some(eoi_table), None, Some(batch.errors()?)]);
     }
     Ok(tables)

@@ -18,11 +18,22 @@ use arrow_array::{Float32Array, UInt16Array, UInt32Array};
 use crate::engine::EngineError;
 use crate::engine::job::{Job, Member, TableInput};
 use crate::engine::stage::Stage;
-use crate::plan::signature::{InputSlot, Many, ParamProblem, ParamType, Signature, output, param};
+use crate::plan::params::{FromParam, params, wrong};
+use crate::plan::signature::{ParamProblem, ParamType, Signature, input};
 use crate::spec::Value;
-use crate::tables::{column, pooled_batch, pooled_schema};
+use crate::tables::{TableType, column, pooled_batch};
 
 pub struct Pool;
+
+params! {
+    /// `pool`'s parameters.
+    pub struct PoolParams {
+        /// sum, mean, max, count, or topN (top1, top5, …)
+        pub method: Method, ParamType::Str, default("sum");
+        /// tokens per image, the divisor of `mean`
+        pub tokens: u64, ParamType::min(1), default(576);
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Method {
@@ -42,6 +53,15 @@ impl Method {
             "count" => Method::Count,
             _ => Method::Top(s.strip_prefix("top")?.parse().ok().filter(|n| *n > 0)?),
         })
+    }
+}
+
+impl FromParam for Method {
+    fn from_param(name: &str, value: Option<&Value>, _: Option<&std::path::PathBuf>) -> Result<Self, String> {
+        value
+            .and_then(Value::as_str)
+            .and_then(Method::parse)
+            .ok_or_else(|| wrong(name, "sum, mean, max, count, or topN such as top5", value))
     }
 }
 
@@ -69,33 +89,20 @@ pub(crate) fn read_keep(t: &TableInput) -> Result<BTreeSet<u32>, EngineError> {
 
 impl Stage for Pool {
     fn signature(&self) -> Signature {
-        let opt =
-            |name, accepts: &[&'static str], doc| InputSlot { name, accepts: accepts.to_vec(), many: Many::One, required: false, doc };
-        Signature {
-            kind: "pool",
-            version: 1,
-            doc: "per-image feature vectors from per-token SAE codes: sum, mean, max, count, or topN (each token's N highest features, counted over tokens)",
-            inputs: vec![
-                opt("codes", &["codes"], "per-token codes (needed for topN, and for the others when no totals are given)"),
-                opt("totals", &["totals"], "exact per-image sums/max/counts (preferred for sum, mean, max, count)"),
-                opt("keep", &["features"], "only these features survive (the output of `clean`)"),
-            ],
-            params: vec![
-                param("method", ParamType::Str, Some(Value::Str("sum".into())), "sum, mean, max, count, or topN (top1, top5, …)"),
-                param(
-                    "tokens",
-                    ParamType::Int { min: Some(1), max: None },
-                    Some(Value::Int(576)),
-                    "tokens per image, the divisor of `mean`",
-                ),
-            ],
-            open_params: false,
-            outputs: vec![output("pooled", "pooled", "image_id u32, feature u32, value f32, sorted by image then feature")],
-            fuse_axes: vec![],
-            validate: Some(validate),
-            estimate: None,
-            check_files: None,
-        }
+        Signature::new(
+            "pool",
+            1,
+            "per-image feature vectors from per-token SAE codes: sum, mean, max, count, or topN (each token's N highest features, counted over tokens)",
+        )
+        .input(
+            input("codes", &[TableType::Codes], "per-token codes (needed for topN, and for the others when no totals are given)").optional(),
+        )
+        .input(input("totals", &[TableType::Totals], "exact per-image sums/max/counts (preferred for sum, mean, max, count)").optional())
+        .input(input("keep", &[TableType::Features], "only these features survive (the output of `clean`)").optional())
+        .params::<PoolParams>()
+        .output("pooled", TableType::Pooled, "image_id u32, feature u32, value f32, sorted by image then feature")
+        .validate(validate)
+        .build()
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
@@ -107,9 +114,8 @@ impl Stage for Pool {
 }
 
 fn run_one(m: &mut Member) -> Result<(), EngineError> {
-    let method = Method::parse(m.param("method")?.as_str().unwrap_or_default())
-        .ok_or_else(|| EngineError::Stage(format!("{}: bad method", m.id)))?;
-    let tokens = m.int("tokens")? as f32;
+    let PoolParams { method, tokens } = m.params()?;
+    let tokens = tokens as f32;
     let keep = match m.inputs("keep").first() {
         Some(t) => Some(read_keep(t)?),
         None => None,
@@ -119,7 +125,7 @@ fn run_one(m: &mut Member) -> Result<(), EngineError> {
         EngineError::Stage(format!(
             "{}: pooling '{}' needs {}",
             m.id,
-            m.param("method").map(|v| v.to_string()).unwrap_or_default(),
+            m.params.get("method").map(|v| v.to_string()).unwrap_or_default(),
             if matches!(method, Method::Top(_)) { "`codes`" } else { "`totals` or `codes`" }
         ))
     })?;
@@ -189,7 +195,7 @@ fn run_one(m: &mut Member) -> Result<(), EngineError> {
             .filter(|((_, f), v)| *v != 0.0 && keep.as_ref().is_none_or(|k| k.contains(f)))
             .map(|((i, f), v)| (i, f, v))
             .collect();
-        out.write_part(part, pooled_schema(), &[pooled_batch(&rows)?])?;
+        out.write_part(part, TableType::Pooled.schema(), &[pooled_batch(&rows)?])?;
     }
     Ok(())
 }

@@ -20,12 +20,44 @@ use arrow_schema::{DataType, Field, Schema};
 use crate::engine::EngineError;
 use crate::engine::job::{Job, Member, TableInput};
 use crate::engine::stage::Stage;
-use crate::plan::signature::{ParamSpec, ParamType, Signature, input, output, param};
+use crate::plan::params::{choice, params};
+use crate::plan::signature::{ParamType, Signature, input};
 use crate::probe::{Csr, Dense, Design, LogRegConfig, Scale, Scaling, classification_metrics, fit};
 use crate::spec::Coords;
 use crate::spec::Value;
+use crate::tables::{TableType, column};
 
 pub struct Probe;
+
+choice! {
+    /// Column scaling fitted on the training rows, without centering.
+    pub enum ScaleChoice { None = "none", MaxAbs = "maxabs", Std = "std" }
+}
+
+params! {
+    /// `probe`'s parameters.
+    pub struct ProbeParams {
+        /// inverse L2 strength, as scikit-learn's C
+        pub c: f64, ParamType::Float, default(1.0);
+        /// L-BFGS iteration limit
+        pub max_iter: usize, ParamType::min(1), default(1000);
+        /// gradient max-norm tolerance (scikit-learn's tol; its default is 1e-4)
+        pub tol: f64, ParamType::Float, default(1e-6);
+        /// column scaling fitted on the training rows, without centering
+        pub scale: ScaleChoice, ScaleChoice::param_type(), default("none");
+        /// fit an unpenalised intercept per class
+        pub fit_intercept: bool, ParamType::Bool, default(true);
+        /// choose C from these values by inner stratified cross-validation on the training rows (warm starts along the grid);
+        /// unset: use `c`
+        pub c_grid: Option<Vec<f64>>, ParamType::List(Box::new(ParamType::Float)), default(Value::Null);
+        /// inner folds for `c_grid`
+        pub cv_folds: usize, ParamType::range(2, 50), default(5);
+        /// seed of the inner folds
+        pub seed: u64, ParamType::min(0), default(0);
+        /// threads for the sparse products (results do not depend on it)
+        pub threads: usize, ParamType::range(1, 256), default(2), not_in_key;
+    }
+}
 
 /// A split row.
 pub(crate) struct Row {
@@ -36,16 +68,14 @@ pub(crate) struct Row {
 }
 
 pub(crate) fn read_split(t: &TableInput) -> Result<Vec<Row>, EngineError> {
-    crate::tables::check("split", t.schema()?.as_ref(), &t.instance).map_err(EngineError::Stage)?;
+    TableType::Split.check(t.schema()?.as_ref(), &t.instance).map_err(EngineError::Stage)?;
     let mut rows = Vec::new();
     for b in t.read() {
         let b = b?;
-        let get = |n: &str| b.column_by_name(n).cloned().ok_or_else(|| EngineError::Stage(format!("{}: no column {n}", t.instance)));
-        let (ids, labels, names, roles) = (get("image_id")?, get("label")?, get("label_name")?, get("role")?);
-        let ids = ids.as_any().downcast_ref::<UInt32Array>().ok_or_else(|| EngineError::Stage("image_id is not u32".into()))?;
-        let labels = labels.as_any().downcast_ref::<UInt16Array>().ok_or_else(|| EngineError::Stage("label is not u16".into()))?;
-        let names = names.as_any().downcast_ref::<StringArray>().ok_or_else(|| EngineError::Stage("label_name is not utf8".into()))?;
-        let roles = roles.as_any().downcast_ref::<StringArray>().ok_or_else(|| EngineError::Stage("role is not utf8".into()))?;
+        let ids = column::<UInt32Array>(&b, "image_id", &t.instance)?;
+        let labels = column::<UInt16Array>(&b, "label", &t.instance)?;
+        let names = column::<StringArray>(&b, "label_name", &t.instance)?;
+        let roles = column::<StringArray>(&b, "role", &t.instance)?;
         for i in 0..b.num_rows() {
             rows.push(Row {
                 image_id: ids.value(i),
@@ -69,7 +99,7 @@ fn read_features(t: &TableInput, row_of: &BTreeMap<u32, usize>, n_rows: usize) -
     let schema = t.schema()?;
     let bad = |e: String| EngineError::Stage(e);
     if schema.field_with_name("feature").is_ok() {
-        crate::tables::check("pooled", &schema, &t.instance).map_err(bad)?;
+        TableType::Pooled.check(&schema, &t.instance).map_err(bad)?;
         let mut per_row: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n_rows];
         let mut n_cols = 0usize;
         for b in t.read() {
@@ -103,7 +133,7 @@ fn read_features(t: &TableInput, row_of: &BTreeMap<u32, usize>, n_rows: usize) -
         }
         Ok(Features::Sparse { per_row, n_cols, nnz })
     } else {
-        crate::tables::check("dense", &schema, &t.instance).map_err(bad)?;
+        TableType::Dense.check(&schema, &t.instance).map_err(bad)?;
         let width = match schema.field_with_name("resid").map(|f| f.data_type().clone()) {
             Ok(DataType::FixedSizeList(_, w)) => w as usize,
             _ => return Err(bad(format!("{}: resid is not a fixed-size list", t.instance))),
@@ -177,78 +207,40 @@ fn batch(mut cols: Vec<(Field, ArrayRef)>, more: Vec<(&str, ArrayRef)>) -> Resul
 
 impl Stage for Probe {
     fn signature(&self) -> Signature {
-        Signature {
-            kind: "probe",
-            version: 1,
-            doc: "multinomial logistic-regression probe (scikit-learn's objective) scored by macro F1 on the split's test images",
-            inputs: vec![
-                input(
-                    "features",
-                    &["pooled", "eoi", "vit", "dense"],
-                    "per-image features: sparse (image_id, feature, value) or dense (image_id, resid)",
-                ),
-                input("split", &["split"], "which images train and which test, with their labels"),
-            ],
-            params: vec![
-                param("c", ParamType::Float, Some(Value::Float(1.0)), "inverse L2 strength, as scikit-learn's C"),
-                param("max_iter", ParamType::Int { min: Some(1), max: None }, Some(Value::Int(1000)), "L-BFGS iteration limit"),
-                param(
-                    "tol",
-                    ParamType::Float,
-                    Some(Value::Float(1e-6)),
-                    "gradient max-norm tolerance (scikit-learn's tol; its default is 1e-4)",
-                ),
-                param(
-                    "scale",
-                    ParamType::Choice(vec!["none", "maxabs", "std"]),
-                    Some(Value::Str("none".into())),
-                    "column scaling fitted on the training rows, without centering",
-                ),
-                param("fit_intercept", ParamType::Bool, Some(Value::Bool(true)), "fit an unpenalised intercept per class"),
-                param(
-                    "c_grid",
-                    ParamType::List(Box::new(ParamType::Float)),
-                    Some(Value::Null),
-                    "choose C from these values by inner stratified cross-validation on the training rows (warm starts along the grid); unset: use `c`",
-                ),
-                param("cv_folds", ParamType::Int { min: Some(2), max: Some(50) }, Some(Value::Int(5)), "inner folds for `c_grid`"),
-                param("seed", ParamType::Int { min: Some(0), max: None }, Some(Value::Int(0)), "seed of the inner folds"),
-                ParamSpec {
-                    name: "threads",
-                    ty: ParamType::Int { min: Some(1), max: Some(256) },
-                    default: Some(Value::Int(2)),
-                    in_key: false,
-                    doc: "threads for the sparse products (results do not depend on it)",
-                },
-            ],
-            open_params: false,
-            outputs: vec![
-                output(
-                    "metrics",
-                    "probe_metrics",
-                    "one row: coordinates, macro_f1, accuracy, macro precision/recall, n_train, n_test, n_features, c, iterations, converged, objective",
-                ),
-                output("per_class", "probe_classes", "coordinates, label, label_name, precision, recall, f1, support"),
-                output("confusion", "probe_confusion", "coordinates, true_label, pred_label, count (non-zero cells)"),
-                output("predictions", "probe_predictions", "image_id, label, pred, prob (of the prediction) for every test image"),
-                output(
-                    "cv",
-                    "probe_cv",
-                    "coordinates, c, fold, macro_f1, chosen — one row per grid value and inner fold (empty without `c_grid`)",
-                ),
-            ],
-            fuse_axes: vec![],
-            validate: None,
-            estimate: Some(|p| {
-                let grid = match p.get("c_grid") {
-                    Some(Value::List(g)) => g.len() as u64,
-                    _ => 0,
-                };
-                let folds = p.get("cv_folds").and_then(Value::as_i64).unwrap_or(5) as u64;
-                (1 + grid * folds, "fits")
-            }),
-            check_files: None,
-        }
+        Signature::new(
+            "probe",
+            1,
+            "multinomial logistic-regression probe (scikit-learn's objective) scored by macro F1 on the split's test images",
+        )
+        .input(input(
+            "features",
+            &[TableType::Pooled, TableType::Eoi, TableType::Vit, TableType::Dense],
+            "per-image features: sparse (image_id, feature, value) or dense (image_id, resid)",
+        ))
+        .input(input("split", &[TableType::Split], "which images train and which test, with their labels"))
+        .params::<ProbeParams>()
+        .output(
+            "metrics",
+            TableType::ProbeMetrics,
+            "one row: coordinates, macro_f1, accuracy, macro precision/recall, n_train, n_test, n_features, c, iterations, converged, objective",
+        )
+        .output("per_class", TableType::ProbeClasses, "coordinates, label, label_name, precision, recall, f1, support")
+        .output("confusion", TableType::ProbeConfusion, "coordinates, true_label, pred_label, count (non-zero cells)")
+        .output("predictions", TableType::ProbePredictions, "image_id, label, pred, prob (of the prediction) for every test image")
+        .output(
+            "cv",
+            TableType::ProbeCv,
+            "coordinates, c, fold, macro_f1, chosen — one row per grid value and inner fold (empty without `c_grid`)",
+        )
+        .estimate(|p| {
+            let grid = match p.get("c_grid") {
+                Some(Value::List(g)) => g.len() as u64,
+                _ => 0,
+            };
+            let folds = p.get("cv_folds").and_then(Value::as_i64).unwrap_or(5) as u64;
+            (1 + grid * folds, "fits")
+        })
+        .build()
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
@@ -304,13 +296,14 @@ fn fit_and_predict<D: Design>(
                 split: String::new(),
             })
             .collect();
-        let folds =
-            crate::stages::split::assign(&rows, "folds", cv.folds, 1, 0.0, cv.seed).map_err(|e| crate::probe::ProbeError::Config {
+        let folds = crate::stages::split::assign(&rows, crate::stages::split::Method::Folds, cv.folds, 1, 0.0, cv.seed).map_err(|e| {
+            crate::probe::ProbeError::Config {
                 what: "cv_folds",
                 expected: "a stratified fold assignment",
                 actual: e,
                 fix: "check cv_folds",
-            })?;
+            }
+        })?;
         let mut mean = vec![0.0; grid.len()];
         for f in 0..cv.folds {
             let val: Vec<usize> = (0..rows.len()).filter(|&i| folds[i].0 as usize == f).collect();
@@ -346,6 +339,7 @@ fn fit_and_predict<D: Design>(
 
 fn run_one(m: &mut Member) -> Result<(), EngineError> {
     let err = |e: String| EngineError::Stage(e);
+    let p: ProbeParams = m.params()?;
     let rows = read_split(m.input("split")?)?;
     let row_of: BTreeMap<u32, usize> = rows.iter().enumerate().map(|(i, r)| (r.image_id, i)).collect();
     let classes: Vec<u16> = {
@@ -368,25 +362,15 @@ fn run_one(m: &mut Member) -> Result<(), EngineError> {
     }
     let y = |idx: &[usize]| idx.iter().map(|&i| class_of[&rows[i].label]).collect::<Vec<u32>>();
     let (y_train, y_test) = (y(&train), y(&test));
-    let cfg = LogRegConfig {
-        c: m.param("c")?.as_f64().unwrap_or(1.0),
-        max_iter: m.int("max_iter")? as usize,
-        tol: m.param("tol")?.as_f64().unwrap_or(1e-6),
-        fit_intercept: m.bool("fit_intercept")?,
-        threads: m.int("threads")? as usize,
-    };
-    let scale = match m.param("scale")?.as_str() {
-        Some("maxabs") => Scale::MaxAbs,
-        Some("std") => Scale::Std,
-        _ => Scale::None,
+    let cfg = LogRegConfig { c: p.c, max_iter: p.max_iter, tol: p.tol, fit_intercept: p.fit_intercept, threads: p.threads };
+    let scale = match p.scale {
+        ScaleChoice::MaxAbs => Scale::MaxAbs,
+        ScaleChoice::Std => Scale::Std,
+        ScaleChoice::None => Scale::None,
     };
     let features = read_features(m.input("features")?, &row_of, rows.len())?;
     let k = classes.len();
-    let grid: Option<Vec<f64>> = match m.param("c_grid")? {
-        Value::List(items) => Some(items.iter().filter_map(Value::as_f64).collect()),
-        _ => None,
-    };
-    let cv = CvSpec { grid, folds: m.int("cv_folds")? as usize, seed: m.int("seed")? as u64 };
+    let cv = CvSpec { grid: p.c_grid, folds: p.cv_folds, seed: p.seed };
     let (fitted, n_features) = match &features {
         Features::Sparse { per_row, n_cols, .. } => {
             let (xtr, xte) = (csr(per_row, &train, *n_cols)?, csr(per_row, &test, *n_cols)?);
@@ -448,13 +432,13 @@ fn run_one(m: &mut Member) -> Result<(), EngineError> {
             ("count", Arc::new(UInt64Array::from_iter_values(cells.iter().map(|c| c.2)))),
         ],
     )?;
-    let predictions = batch(
-        vec![],
+    let predictions = RecordBatch::try_new(
+        TableType::ProbePredictions.schema(),
         vec![
-            ("image_id", Arc::new(UInt32Array::from_iter_values(test.iter().map(|&i| rows[i].image_id))) as ArrayRef),
-            ("label", Arc::new(UInt16Array::from_iter_values(test.iter().map(|&i| rows[i].label)))),
-            ("pred", Arc::new(UInt16Array::from_iter_values(pred.iter().map(|&c| label(c))))),
-            ("prob", Arc::new(Float32Array::from_iter_values(pred.iter().enumerate().map(|(j, &c)| proba[j * k + c as usize] as f32)))),
+            Arc::new(UInt32Array::from_iter_values(test.iter().map(|&i| rows[i].image_id))) as ArrayRef,
+            Arc::new(UInt16Array::from_iter_values(test.iter().map(|&i| rows[i].label))),
+            Arc::new(UInt16Array::from_iter_values(pred.iter().map(|&c| label(c)))),
+            Arc::new(Float32Array::from_iter_values(pred.iter().enumerate().map(|(j, &c)| proba[j * k + c as usize] as f32))),
         ],
     )?;
     let cv_batch = batch(

@@ -22,57 +22,55 @@ use crate::engine::job::{Job, PartGuard};
 use crate::engine::stage::Stage;
 use crate::models::resnet_load;
 use crate::models::source::Artifact;
-use crate::plan::signature::{ParamType, Signature, input, output, param};
+use crate::plan::params::{Reference, params};
+use crate::plan::signature::{ParamType, Signature, input};
+use crate::tables::TableType;
 
 /// The outputs, in the order each part's writers are opened.
 const OUTPUTS: [&str; 2] = ["features", "errors"];
 
 pub struct ResNetStage;
 
+params! {
+    /// `resnet`'s own parameters (the runtime ones follow: [`images::RuntimeParams`]).
+    pub struct ResNetParams {
+        /// the ResNet checkpoint: hf://microsoft/resnet-50 or a local folder (config.json, model.safetensors,
+        /// preprocessor_config.json)
+        pub model: Reference, ParamType::Artifact(Artifact::Model), required;
+    }
+}
+
 impl Stage for ResNetStage {
     fn signature(&self) -> Signature {
-        Signature {
-            kind: "resnet",
-            version: 1,
-            doc: "ResNet pooled features of every image (transformers' ResNetModel pooler_output: 2048 for microsoft/resnet-50), \
-                  the supervised-vision baseline",
-            inputs: vec![input("from", &["dataset"], "the images (a dataset table)")],
-            params: [param(
-                "model",
-                ParamType::Artifact(Artifact::Model),
-                None,
-                "the ResNet checkpoint: hf://microsoft/resnet-50 or a local folder (config.json, model.safetensors, \
-                     preprocessor_config.json)",
-            )]
-            .into_iter()
-            .chain(images::runtime_params())
-            .collect(),
-            open_params: false,
-            outputs: vec![
-                output(
-                    "features",
-                    "dense",
-                    "image_id u32, resid fixed_size_list<f32>[hidden_sizes[-1]]: the pooled features (2048 for ResNet-50)",
-                ),
-                output("errors", "errors", "image_id u32, source utf8, reason utf8: images skipped"),
-            ],
-            fuse_axes: vec![],
-            validate: None,
-            estimate: None,
-            check_files: None,
-        }
+        Signature::new(
+            "resnet",
+            1,
+            "ResNet pooled features of every image (transformers' ResNetModel pooler_output: 2048 for microsoft/resnet-50), \
+             the supervised-vision baseline",
+        )
+        .input(input("from", &[TableType::Dataset], "the images (a dataset table)"))
+        .params::<ResNetParams>()
+        .params::<images::RuntimeParams>()
+        .output(
+            "features",
+            TableType::Dense,
+            "image_id u32, resid fixed_size_list<f32>[hidden_sizes[-1]]: the pooled features (2048 for ResNet-50)",
+        )
+        .output("errors", TableType::Errors, "image_id u32, source utf8, reason utf8: images skipped")
+        .build()
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
             let id = m.id.clone();
-            let Some(setup) = images::Setup::new(std::slice::from_mut(m), &OUTPUTS, job.progress)? else { continue };
+            let p: ResNetParams = m.params()?;
+            let Some(setup) = images::Setup::new(std::slice::from_mut(m), &OUTPUTS, &p.model, job.progress)? else { continue };
             let (dtype, device, model_dir) = (setup.dtype, setup.device.clone(), setup.model_dir.clone());
             let err = |e: &dyn std::fmt::Display| EngineError::Stage(format!("{id}: model {}: {e}", model_dir.display()));
             let pre: Arc<dyn Preprocess + Send> = Arc::new(resnet_load::image_processor(&model_dir).map_err(|e| err(&e))?);
             let model = resnet_load::load(&model_dir, dtype, &device).map_err(|e| err(&e))?;
             let width = model.feature_dim();
-            let schema = |o: &str| if o == "features" { images::dense_schema(width) } else { images::errors_schema() };
+            let schema = |o: &str| if o == "features" { TableType::Dense.schema_with_width(width) } else { TableType::Errors.schema() };
             let mut current: Option<(usize, Vec<PartGuard<'_>>)> = None;
             for b in setup.batches(pre) {
                 if current.as_ref().map(|c| c.0) != Some(b.part) {

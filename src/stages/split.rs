@@ -15,18 +15,40 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow_array::{Array, RecordBatch, StringArray, UInt8Array, UInt16Array, UInt32Array};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_array::{RecordBatch, StringArray, UInt8Array, UInt16Array, UInt32Array};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 
 use crate::engine::EngineError;
 use crate::engine::job::{Job, TableInput};
 use crate::engine::stage::Stage;
-use crate::plan::signature::{ParamProblem, ParamType, Signature, input, output, param};
+use crate::plan::params::{choice, params};
+use crate::plan::signature::{ParamProblem, ParamType, Signature, input};
 use crate::spec::Value;
+use crate::tables::{TableType, column};
 
 pub struct Split;
+
+choice! {
+    /// How `split` assigns train and test roles.
+    pub enum Method { Folds = "folds", Fraction = "fraction", Predefined = "predefined" }
+}
+
+params! {
+    /// `split`'s parameters.
+    pub struct SplitParams {
+        /// how to split
+        pub method: Method, Method::param_type(), default("folds");
+        /// number of stratified folds (method: folds)
+        pub folds: usize, ParamType::range(2, 255), default(10);
+        /// how many folds train; the rest test (1 of 10 is the post's 1:9)
+        pub train_folds: usize, ParamType::range(1, 254), default(1);
+        /// fraction of each class that tests (method: fraction)
+        pub test_fraction: f64, ParamType::Float, default(0.2);
+        /// shuffling seed (a `seed` axis gives repeats)
+        pub seed: u64, ParamType::min(0), default(0);
+    }
+}
 
 /// One dataset row as the split needs it.
 pub struct Labelled {
@@ -38,20 +60,14 @@ pub struct Labelled {
 
 /// Read `image_id, label, label_name, split` of a dataset table.
 pub fn read_labels(t: &TableInput) -> Result<Vec<Labelled>, EngineError> {
-    crate::tables::check("dataset", t.schema()?.as_ref(), &t.instance).map_err(EngineError::Stage)?;
+    TableType::Dataset.check(t.schema()?.as_ref(), &t.instance).map_err(EngineError::Stage)?;
     let mut out = Vec::new();
     for b in t.read() {
         let b = b?;
-        let col =
-            |name: &str| b.column_by_name(name).cloned().ok_or_else(|| EngineError::Stage(format!("{}: no column {name}", t.instance)));
-        let ids = col("image_id")?;
-        let labels = col("label")?;
-        let names = col("label_name")?;
-        let splits = col("split")?;
-        let ids = ids.as_any().downcast_ref::<UInt32Array>().ok_or_else(|| EngineError::Stage("image_id is not u32".into()))?;
-        let labels = labels.as_any().downcast_ref::<UInt16Array>().ok_or_else(|| EngineError::Stage("label is not u16".into()))?;
-        let names = names.as_any().downcast_ref::<StringArray>().ok_or_else(|| EngineError::Stage("label_name is not utf8".into()))?;
-        let splits = splits.as_any().downcast_ref::<StringArray>().ok_or_else(|| EngineError::Stage("split is not utf8".into()))?;
+        let ids = column::<UInt32Array>(&b, "image_id", &t.instance)?;
+        let labels = column::<UInt16Array>(&b, "label", &t.instance)?;
+        let names = column::<StringArray>(&b, "label_name", &t.instance)?;
+        let splits = column::<StringArray>(&b, "split", &t.instance)?;
         for i in 0..b.num_rows() {
             out.push(Labelled {
                 image_id: ids.value(i),
@@ -73,9 +89,9 @@ pub fn read_labels_any(t: &TableInput) -> Result<Vec<(u32, u16, String)>, Engine
     let mut out = Vec::new();
     for b in t.read() {
         let b = b?;
-        let ids = crate::tables::column::<UInt32Array>(&b, "image_id", &t.instance)?;
-        let labels = crate::tables::column::<UInt16Array>(&b, "label", &t.instance)?;
-        let names = crate::tables::column::<StringArray>(&b, "label_name", &t.instance)?;
+        let ids = column::<UInt32Array>(&b, "image_id", &t.instance)?;
+        let labels = column::<UInt16Array>(&b, "label", &t.instance)?;
+        let names = column::<StringArray>(&b, "label_name", &t.instance)?;
         for i in 0..b.num_rows() {
             out.push((ids.value(i), labels.value(i), names.value(i).to_string()));
         }
@@ -95,7 +111,7 @@ fn shuffle<T>(v: &mut [T], rng: &mut ChaCha8Rng) {
 /// (fold, role) per row of `rows` (which is sorted by image_id).
 pub(crate) fn assign(
     rows: &[Labelled],
-    method: &str,
+    method: Method,
     folds: usize,
     train_folds: usize,
     test_fraction: f64,
@@ -103,7 +119,7 @@ pub(crate) fn assign(
 ) -> Result<Vec<(u8, bool)>, String> {
     let mut out = vec![(0u8, false); rows.len()];
     match method {
-        "predefined" => {
+        Method::Predefined => {
             for (i, r) in rows.iter().enumerate() {
                 let train = match r.split.as_str() {
                     "train" => true,
@@ -113,7 +129,7 @@ pub(crate) fn assign(
                 out[i] = (if train { 0 } else { 1 }, train);
             }
         }
-        "folds" | "fraction" => {
+        Method::Folds | Method::Fraction => {
             let mut by_class: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
             for (i, r) in rows.iter().enumerate() {
                 by_class.entry(r.label).or_default().push(i);
@@ -122,7 +138,7 @@ pub(crate) fn assign(
             let mut offset = 0usize;
             for idx in by_class.values_mut() {
                 shuffle(idx, &mut rng);
-                if method == "folds" {
+                if method == Method::Folds {
                     for (j, &i) in idx.iter().enumerate() {
                         let fold = (offset + j) % folds;
                         out[i] = (fold as u8, fold < train_folds);
@@ -137,7 +153,6 @@ pub(crate) fn assign(
                 }
             }
         }
-        other => return Err(format!("unknown split method '{other}'")),
     }
     Ok(out)
 }
@@ -165,66 +180,23 @@ fn validate(p: &BTreeMap<String, Value>) -> Result<(), ParamProblem> {
 
 impl Stage for Split {
     fn signature(&self) -> Signature {
-        Signature {
-            kind: "split",
-            version: 1,
-            doc: "stratified, seeded train/test split of a dataset (folds, fraction or the dataset's own)",
-            inputs: vec![input("from", &["dataset"], "the dataset whose images to split")],
-            params: vec![
-                param(
-                    "method",
-                    ParamType::Choice(vec!["folds", "fraction", "predefined"]),
-                    Some(Value::Str("folds".into())),
-                    "how to split",
-                ),
-                param(
-                    "folds",
-                    ParamType::Int { min: Some(2), max: Some(255) },
-                    Some(Value::Int(10)),
-                    "number of stratified folds (method: folds)",
-                ),
-                param(
-                    "train_folds",
-                    ParamType::Int { min: Some(1), max: Some(254) },
-                    Some(Value::Int(1)),
-                    "how many folds train; the rest test (1 of 10 is the post's 1:9)",
-                ),
-                param("test_fraction", ParamType::Float, Some(Value::Float(0.2)), "fraction of each class that tests (method: fraction)"),
-                param(
-                    "seed",
-                    ParamType::Int { min: Some(0), max: None },
-                    Some(Value::Int(0)),
-                    "shuffling seed (a `seed` axis gives repeats)",
-                ),
-            ],
-            open_params: false,
-            outputs: vec![output("split", "split", "image_id u32, label u16, label_name utf8, fold u8, role utf8 (train|test)")],
-            fuse_axes: vec![],
-            validate: Some(validate),
-            estimate: None,
-            check_files: None,
-        }
+        Signature::new("split", 1, "stratified, seeded train/test split of a dataset (folds, fraction or the dataset's own)")
+            .input(input("from", &[TableType::Dataset], "the dataset whose images to split"))
+            .params::<SplitParams>()
+            .output("split", TableType::Split, "image_id u32, label u16, label_name utf8, fold u8, role utf8 (train|test)")
+            .validate(validate)
+            .build()
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
-            let method = m.param("method")?.as_str().unwrap_or("folds").to_string();
-            let folds = m.int("folds")? as usize;
-            let train_folds = m.int("train_folds")? as usize;
+            let p: SplitParams = m.params()?;
             validate(&m.params).map_err(|p| EngineError::Stage(format!("{}: {}: {}", m.id, p.param, p.message)))?;
-            let test_fraction = m.param("test_fraction")?.as_f64().unwrap_or(0.2);
             let rows = read_labels(m.input("from")?)?;
-            let roles = assign(&rows, &method, folds, train_folds, test_fraction, m.int("seed")? as u64)
+            let roles = assign(&rows, p.method, p.folds, p.train_folds, p.test_fraction, p.seed)
                 .map_err(|e| EngineError::Stage(format!("{}: {e}", m.id)))?;
-            let schema = Arc::new(Schema::new(vec![
-                Field::new("image_id", DataType::UInt32, false),
-                Field::new("label", DataType::UInt16, false),
-                Field::new("label_name", DataType::Utf8, false),
-                Field::new("fold", DataType::UInt8, false),
-                Field::new("role", DataType::Utf8, false),
-            ]));
             let batch = RecordBatch::try_new(
-                schema.clone(),
+                TableType::Split.schema(),
                 vec![
                     Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.image_id))),
                     Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| r.label))),
@@ -233,7 +205,7 @@ impl Stage for Split {
                     Arc::new(StringArray::from_iter_values(roles.iter().map(|r| if r.1 { "train" } else { "test" }))),
                 ],
             )?;
-            m.output("split")?.write_part(0, schema, &[batch])?;
+            m.output("split")?.write_part(0, batch.schema(), &[batch])?;
         }
         Ok(())
     }
@@ -256,8 +228,8 @@ mod tests {
     #[test]
     fn folds_are_stratified_balanced_and_nested() {
         let r = rows(&[100, 100, 37]);
-        let one = assign(&r, "folds", 10, 1, 0.0, 7).unwrap();
-        let three = assign(&r, "folds", 10, 3, 0.0, 7).unwrap();
+        let one = assign(&r, Method::Folds, 10, 1, 0.0, 7).unwrap();
+        let three = assign(&r, Method::Folds, 10, 3, 0.0, 7).unwrap();
         for label in 0..2u16 {
             let train = r.iter().zip(&one).filter(|(x, a)| x.label == label && a.1).count();
             assert_eq!(train, 10, "1:9 of 100 images is 10 per class");
@@ -277,20 +249,20 @@ mod tests {
     #[test]
     fn seeds_change_the_assignment_and_repeat_exactly() {
         let r = rows(&[50, 50]);
-        assert_eq!(assign(&r, "folds", 5, 1, 0.0, 1).unwrap(), assign(&r, "folds", 5, 1, 0.0, 1).unwrap());
-        assert_ne!(assign(&r, "folds", 5, 1, 0.0, 1).unwrap(), assign(&r, "folds", 5, 1, 0.0, 2).unwrap());
+        assert_eq!(assign(&r, Method::Folds, 5, 1, 0.0, 1).unwrap(), assign(&r, Method::Folds, 5, 1, 0.0, 1).unwrap());
+        assert_ne!(assign(&r, Method::Folds, 5, 1, 0.0, 1).unwrap(), assign(&r, Method::Folds, 5, 1, 0.0, 2).unwrap());
     }
 
     #[test]
     fn fraction_and_predefined() {
         let r = rows(&[10, 20]);
-        let a = assign(&r, "fraction", 0, 0, 0.2, 0).unwrap();
+        let a = assign(&r, Method::Fraction, 0, 0, 0.2, 0).unwrap();
         assert_eq!(a.iter().filter(|x| !x.1).count(), 2 + 4);
         let mut p = rows(&[2]);
         p[0].split = "train".into();
-        let a = assign(&p, "predefined", 0, 0, 0.0, 0).unwrap();
+        let a = assign(&p, Method::Predefined, 0, 0, 0.0, 0).unwrap();
         assert_eq!(a, vec![(0, true), (1, false)]);
         p[1].split = "val".into();
-        assert!(assign(&p, "predefined", 0, 0, 0.0, 0).unwrap_err().contains("'val'"));
+        assert!(assign(&p, Method::Predefined, 0, 0, 0.0, 0).unwrap_err().contains("'val'"));
     }
 }

@@ -7,36 +7,50 @@ use crate::engine::EngineError;
 use crate::engine::job::Job;
 use crate::engine::stage::Stage;
 use crate::engine::table::read_file;
-use crate::plan::signature::{ParamType, Signature, output, param};
+use crate::plan::params::params;
+use crate::plan::signature::{ParamType, Signature};
+use crate::tables::TableType;
 
 pub struct Table;
 
-pub const TYPES: &[&str] = &["dataset", "codes", "totals", "pooled", "features", "eoi", "vit", "dense", "split"];
+/// The types a `table` may declare.
+pub const TYPES: &[TableType] = &[
+    TableType::Dataset,
+    TableType::Codes,
+    TableType::Totals,
+    TableType::Pooled,
+    TableType::Features,
+    TableType::Eoi,
+    TableType::Vit,
+    TableType::Dense,
+    TableType::Split,
+];
+
+params! {
+    /// `table`'s parameters.
+    pub struct TableParams {
+        /// a .parquet file or a folder of .parquet files (read in name order)
+        pub path: std::path::PathBuf, ParamType::InputPath, required;
+        /// the table type, which decides which stages can read it
+        pub r#type: TableType, ParamType::Choice(TYPES.iter().map(|t| t.name()).collect()), required;
+    }
+}
 
 impl Stage for Table {
     fn signature(&self) -> Signature {
-        Signature {
-            kind: "table",
-            version: 1,
-            doc: "a Parquet file (or a folder of them) made elsewhere, checked against a table type and published as an entry",
-            inputs: vec![],
-            params: vec![
-                param("path", ParamType::InputPath, None, "a .parquet file or a folder of .parquet files (read in name order)"),
-                param("type", ParamType::Choice(TYPES.to_vec()), None, "the table type, which decides which stages can read it"),
-            ],
-            open_params: false,
-            outputs: vec![output("table", "$type", "the rows as they are in the file(s)")],
-            fuse_axes: vec![],
-            validate: None,
-            estimate: None,
-            check_files: None,
-        }
+        Signature::new(
+            "table",
+            1,
+            "a Parquet file (or a folder of them) made elsewhere, checked against a table type and published as an entry",
+        )
+        .params::<TableParams>()
+        .output("table", TableType::Param("type"), "the rows as they are in the file(s)")
+        .build()
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
-            let path = m.paths.get("path").cloned().ok_or_else(|| EngineError::Stage(format!("{}: no path", m.id)))?;
-            let ty = m.param("type")?.as_str().unwrap_or_default().to_string();
+            let TableParams { path, r#type: ty } = m.params()?;
             let files = if path.is_dir() {
                 let mut f: Vec<_> = std::fs::read_dir(&path)
                     .map_err(|e| EngineError::io(&path, e))?
@@ -59,7 +73,7 @@ impl Stage for Table {
                     continue;
                 }
                 let (schema, _, _) = crate::engine::table::read_footer(f)?;
-                crate::tables::check(&ty, &schema, &f.display().to_string()).map_err(EngineError::Stage)?;
+                ty.check(&schema, &f.display().to_string()).map_err(EngineError::Stage)?;
                 let batches = read_file(f)?.collect::<Result<Vec<_>, _>>()?;
                 out.write_part(i, schema, &batches)?;
                 job.progress.advance(1);

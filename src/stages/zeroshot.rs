@@ -16,19 +16,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, Float32Array, Float64Array, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::{Field, Schema};
 
-use super::images::{self, BatchStream, Images, Preprocess};
+use super::images::{self, BatchStream, ImageScaleChoice, Images, Preprocess, RuntimeParams};
 use crate::engine::EngineError;
 use crate::engine::job::{Job, Member};
 use crate::engine::stage::Stage;
 use crate::models::llava::prompt::GEMMA_IT_TEMPLATE;
 use crate::models::llava::zeroshot::LlavaLm;
-use crate::models::llava::{Checkpoint, EoiPosition, ImageScale, Prompt, Tokenizer};
+use crate::models::llava::{Checkpoint, EoiPosition, Prompt, Tokenizer};
 use crate::models::source::Artifact;
-use crate::plan::signature::{ParamProblem, ParamType, Signature, input, output, param};
+use crate::plan::params::{FromParam, Reference, choice, params};
+use crate::plan::signature::{ParamProblem, ParamType, Signature, input};
 use crate::probe::classification_metrics;
 use crate::spec::Value;
+use crate::tables::TableType;
 
 pub struct ZeroShot;
 
@@ -47,14 +49,52 @@ fn validate(p: &BTreeMap<String, Value>) -> Result<(), ParamProblem> {
     }
 }
 
-fn predictions_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("image_id", DataType::UInt32, false),
-        Field::new("label", DataType::UInt16, false),
-        Field::new("pred", DataType::UInt16, true),
-        Field::new("answer", DataType::Utf8, false),
-        Field::new("score", DataType::Float32, true),
-    ]))
+choice! {
+    /// How `zeroshot` answers.
+    pub enum Mode {
+        /// the most likely label name
+        Closed = "closed",
+        /// a greedy answer matched to label names
+        Open = "open",
+    }
+}
+
+/// `answers`: label name → the answers that count for it (empty when unset).
+#[derive(Clone, Debug, Default)]
+pub struct Answers(pub BTreeMap<String, Vec<String>>);
+
+impl FromParam for Answers {
+    fn from_param(_: &str, value: Option<&Value>, _: Option<&std::path::PathBuf>) -> Result<Self, String> {
+        // the shape is checked at plan time (`validate`)
+        let list = |v: &Value| match v {
+            Value::List(l) => l.iter().filter_map(|s| s.as_str().map(str::to_string)).collect(),
+            _ => vec![],
+        };
+        Ok(Answers(match value {
+            Some(Value::Map(map)) => map.iter().map(|(k, v)| (k.clone(), list(v))).collect(),
+            _ => BTreeMap::new(),
+        }))
+    }
+}
+
+params! {
+    /// `zeroshot`'s own parameters (the runtime ones follow: [`RuntimeParams`]).
+    pub struct ZeroShotParams {
+        /// the LLaVA-Gemma checkpoint: hf://Intel/llava-gemma-2b or a local folder
+        pub model: Reference, ParamType::Artifact(Artifact::Model), required;
+        /// closed: the most likely label name; open: a greedy answer matched to label names
+        pub mode: Mode, Mode::param_type(), default("closed");
+        /// the question put in the template
+        pub question: String, ParamType::Str, default(ZERO_SHOT_QUESTION);
+        /// the prompt: one <image>, and {question}
+        pub template: String, ParamType::Str, default(GEMMA_IT_TEMPLATE);
+        /// label name → answers that count for it (default: the label name, underscores as spaces)
+        pub answers: Answers, ParamType::Any, default(Value::Null);
+        /// open mode: answer length limit
+        pub max_new_tokens: usize, ParamType::range(1, 256), default(10);
+        /// scaled: image rows × √hidden as the model was trained (transformers < 5.4); unscaled: as transformers ≥ 5.4
+        pub image_scale: ImageScaleChoice, ImageScaleChoice::param_type(), default("scaled");
+    }
 }
 
 /// Lowercase, trimmed of whitespace and punctuation at both ends.
@@ -64,62 +104,20 @@ pub fn normalize_answer(s: &str) -> String {
 
 impl Stage for ZeroShot {
     fn signature(&self) -> Signature {
-        Signature {
-            kind: "zeroshot",
-            version: 1,
-            doc: "LLaVA's own answer on the split's test images: closed-set (label log-likelihood) or open (greedy answer matched to labels)",
-            inputs: vec![
-                input("from", &["dataset"], "the images (a dataset table)"),
-                input("split", &["split"], "which images are test rows, and their labels"),
-            ],
-            params: [
-                param(
-                    "model",
-                    ParamType::Artifact(Artifact::Model),
-                    None,
-                    "the LLaVA-Gemma checkpoint: hf://Intel/llava-gemma-2b or a local folder",
-                ),
-                param(
-                    "mode",
-                    ParamType::Choice(vec!["closed", "open"]),
-                    Some(Value::Str("closed".into())),
-                    "closed: the most likely label name; open: a greedy answer matched to label names",
-                ),
-                param("question", ParamType::Str, Some(Value::Str(ZERO_SHOT_QUESTION.into())), "the question put in the template"),
-                param("template", ParamType::Str, Some(Value::Str(GEMMA_IT_TEMPLATE.into())), "the prompt: one <image>, and {question}"),
-                param(
-                    "answers",
-                    ParamType::Any,
-                    Some(Value::Null),
-                    "label name → answers that count for it (default: the label name, underscores as spaces)",
-                ),
-                param(
-                    "max_new_tokens",
-                    ParamType::Int { min: Some(1), max: Some(256) },
-                    Some(Value::Int(10)),
-                    "open mode: answer length limit",
-                ),
-                param(
-                    "image_scale",
-                    ParamType::Choice(vec!["scaled", "unscaled"]),
-                    Some(Value::Str("scaled".into())),
-                    "scaled: image rows × √hidden as the model was trained (transformers < 5.4); unscaled: as transformers ≥ 5.4",
-                ),
-            ]
-            .into_iter()
-            .chain(images::runtime_params())
-            .collect(),
-            open_params: false,
-            outputs: vec![
-                output("metrics", "probe_metrics", "coordinates, macro_f1, accuracy, macro_precision, macro_recall, n_test, n_classes"),
-                output("predictions", "zeroshot_predictions", "image_id, label, pred (null: no label matched), answer, score"),
-                output("errors", "errors", "image_id u32, source utf8, reason utf8: images skipped"),
-            ],
-            fuse_axes: vec![],
-            validate: Some(validate),
-            estimate: None,
-            check_files: None,
-        }
+        Signature::new(
+            "zeroshot",
+            1,
+            "LLaVA's own answer on the split's test images: closed-set (label log-likelihood) or open (greedy answer matched to labels)",
+        )
+        .input(input("from", &[TableType::Dataset], "the images (a dataset table)"))
+        .input(input("split", &[TableType::Split], "which images are test rows, and their labels"))
+        .params::<ZeroShotParams>()
+        .params::<RuntimeParams>()
+        .output("metrics", TableType::ProbeMetrics, "coordinates, macro_f1, accuracy, macro_precision, macro_recall, n_test, n_classes")
+        .output("predictions", TableType::ZeroshotPredictions, "image_id, label, pred (null: no label matched), answer, score")
+        .output("errors", TableType::Errors, "image_id u32, source utf8, reason utf8: images skipped")
+        .validate(validate)
+        .build()
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
@@ -133,6 +131,8 @@ impl Stage for ZeroShot {
 fn run_one(m: &mut Member, progress: &dyn crate::progress::Progress) -> Result<(), EngineError> {
     let id = m.id.clone();
     let err = |e: &dyn std::fmt::Display| EngineError::Stage(format!("{id}: {e}"));
+    let p: ZeroShotParams = m.params()?;
+    let runtime: RuntimeParams = m.params()?;
     let split = super::probe::read_split(m.input("split")?)?;
     let test: BTreeMap<u32, u16> = split.iter().filter(|r| !r.train).map(|r| (r.image_id, r.label)).collect();
     let mut names: BTreeMap<u16, String> = split.iter().map(|r| (r.label, r.label_name.clone())).collect();
@@ -144,8 +144,8 @@ fn run_one(m: &mut Member, progress: &dyn crate::progress::Progress) -> Result<(
         return Err(err(&"the split has no test rows among the dataset's images"));
     }
     let images = Arc::new(images);
-    let (dtype, device) = images::dtype_device(m)?;
-    let (part_images, batch, workers) = images::sizes(m)?;
+    let (dtype, device) = runtime.dtype_device(&id)?;
+    let RuntimeParams { part_images, batch, workers, .. } = runtime;
     let n_parts = images.ids.len().div_ceil(part_images).max(1);
     for o in ["predictions", "errors"] {
         m.output(o)?.set_parts(n_parts)?;
@@ -159,21 +159,7 @@ fn run_one(m: &mut Member, progress: &dyn crate::progress::Progress) -> Result<(
     progress.advance(done as u64);
 
     // candidate answers per class
-    let answers_param: BTreeMap<String, Vec<String>> = match m.param("answers")? {
-        Value::Map(map) => map
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    match v {
-                        Value::List(l) => l.iter().filter_map(|s| s.as_str().map(str::to_string)).collect(),
-                        _ => vec![],
-                    },
-                )
-            })
-            .collect(),
-        _ => BTreeMap::new(),
-    };
+    let answers_param = &p.answers.0;
     for k in answers_param.keys() {
         if !names.values().any(|n| n == k) {
             return Err(err(&format!(
@@ -192,20 +178,17 @@ fn run_one(m: &mut Member, progress: &dyn crate::progress::Progress) -> Result<(
         .collect();
 
     if !todo.is_empty() {
-        let dir = m.paths.get("model").cloned().ok_or_else(|| err(&"parameter 'model' was not resolved"))?;
-        let reference = m.param("model")?.as_str().unwrap_or_default().to_string();
-        crate::models::source::ensure_model(&reference, &dir).map_err(|e| err(&e))?;
+        let dir = p.model.path.clone().ok_or_else(|| err(&"parameter 'model' was not resolved"))?;
+        crate::models::source::ensure_model(&p.model.text, &dir).map_err(|e| err(&e))?;
         let checkpoint = Checkpoint::open(&dir).map_err(|e| err(&e))?;
         let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json")).map_err(|e| err(&e))?;
         let cfg = &checkpoint.config;
-        let question = m.param("question")?.as_str().unwrap_or(ZERO_SHOT_QUESTION).to_string();
-        let template = m.param("template")?.as_str().unwrap_or(GEMMA_IT_TEMPLATE).to_string();
-        let prompt = Prompt::build(&tokenizer, &template, &question, cfg.image_token_index, cfg.image_tokens(), EoiPosition::AfterImage)
-            .map_err(|e| err(&e))?;
-        let scale = ImageScale::parse(m.param("image_scale")?.as_str().unwrap_or("scaled")).unwrap_or(ImageScale::Scaled);
-        let lm = LlavaLm::load(&checkpoint, prompt, scale, dtype, &device).map_err(|e| err(&e))?;
-        let open = m.param("mode")?.as_str() == Some("open");
-        let max_new = m.int("max_new_tokens")? as usize;
+        let prompt =
+            Prompt::build(&tokenizer, &p.template, &p.question, cfg.image_token_index, cfg.image_tokens(), EoiPosition::AfterImage)
+                .map_err(|e| err(&e))?;
+        let lm = LlavaLm::load(&checkpoint, prompt, p.image_scale.scale(), dtype, &device).map_err(|e| err(&e))?;
+        let open = p.mode == Mode::Open;
+        let max_new = p.max_new_tokens;
         let tokens: Vec<Vec<u32>> = candidates.iter().map(|(_, a)| tokenizer.encode(a)).collect::<Result<_, _>>().map_err(|e| err(&e))?;
         if let Some(i) = tokens.iter().position(Vec::is_empty) {
             return Err(err(&format!("the answer '{}' tokenizes to nothing", candidates[i].1)));
@@ -221,8 +204,8 @@ fn run_one(m: &mut Member, progress: &dyn crate::progress::Progress) -> Result<(
         let mut current: Option<(usize, Vec<RecordBatch>, Vec<RecordBatch>)> = None;
         let flush = |m: &mut Member, cur: Option<(usize, Vec<RecordBatch>, Vec<RecordBatch>)>| -> Result<(), EngineError> {
             if let Some((p, preds, errs)) = cur {
-                m.output("predictions")?.write_part(p, predictions_schema(), &preds)?;
-                m.output("errors")?.write_part(p, images::errors_schema(), &errs)?;
+                m.output("predictions")?.write_part(p, TableType::ZeroshotPredictions.schema(), &preds)?;
+                m.output("errors")?.write_part(p, TableType::Errors.schema(), &errs)?;
             }
             Ok(())
         };
@@ -261,7 +244,7 @@ fn run_one(m: &mut Member, progress: &dyn crate::progress::Progress) -> Result<(
                 Arc::new(Float32Array::from(keep.iter().map(|&i| score[i]).collect::<Vec<_>>())),
             ];
             let (_, preds, errs) = current.as_mut().expect("opened above");
-            preds.push(RecordBatch::try_new(predictions_schema(), cols)?);
+            preds.push(RecordBatch::try_new(TableType::ZeroshotPredictions.schema(), cols)?);
             errs.push(b.errors()?);
             progress.advance(b.ids.len() as u64);
         }

@@ -16,8 +16,15 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use saeflow::engine::EngineError;
 use saeflow::engine::job::{Job, Member};
 use saeflow::engine::stage::Stage;
-use saeflow::plan::signature::{InputSlot, Many, ParamSpec, ParamType, Signature, input, output, param};
+use saeflow::plan::params::params;
+use saeflow::plan::signature::{Many, ParamType, Signature, input};
 use saeflow::spec::Value;
+use saeflow::tables::TableType;
+
+/// The mock stages' table: `row u32, value f64`.
+const MOCK: TableType = TableType::Custom("mock");
+/// `mock.gather`'s table: `instance utf8, coords utf8, rows u64, sum f64`.
+const MOCK_SUMMARY: TableType = TableType::Custom("mock_summary");
 
 pub fn kinds() -> Vec<Box<dyn Stage>> {
     vec![
@@ -32,19 +39,84 @@ pub fn kinds() -> Vec<Box<dyn Stage>> {
     ]
 }
 
-fn common_params() -> Vec<ParamSpec> {
-    vec![
-        param("rows", ParamType::Int { min: Some(0), max: None }, Some(Value::Int(100)), "rows to generate (sources)"),
-        param("parts", ParamType::Int { min: Some(1), max: Some(100_000) }, Some(Value::Int(1)), "parts to write (sources)"),
-        param("fail", ParamType::Bool, Some(Value::Bool(false)), "fail on purpose (tests of --keep-going)"),
-        ParamSpec {
-            name: "delay_ms",
-            ty: ParamType::Int { min: Some(0), max: None },
-            default: Some(Value::Int(0)),
-            in_key: false,
-            doc: "sleep this long per part (crash tests); not part of the key",
-        },
-    ]
+params! {
+    /// What every generic mock kind takes.
+    struct CommonParams {
+        /// rows to generate (sources)
+        pub rows: u64, ParamType::min(0), default(100);
+        /// parts to write (sources)
+        pub parts: usize, ParamType::range(1, 100_000), default(1);
+        /// fail on purpose (tests of --keep-going)
+        pub fail: bool, ParamType::Bool, default(false);
+        /// sleep this long per part (crash tests); not part of the key
+        pub delay_ms: u64, ParamType::min(0), default(0), not_in_key;
+    }
+}
+
+params! {
+    /// `mock.source`'s own parameters.
+    struct SourceParams {
+        /// a file whose bytes seed the values (optional)
+        pub data: Option<std::path::PathBuf>, ParamType::InputPath, default(Value::Null);
+    }
+}
+
+params! {
+    /// `mock.gather`'s own parameters.
+    struct GatherParams {
+        /// a label for the summary
+        pub title: String, ParamType::Str, default("");
+    }
+}
+
+params! {
+    /// `mock.fused`'s own parameters.
+    struct FusedParams {
+        /// the layer this instance publishes
+        pub layer: u64, ParamType::min(0), required;
+        /// which SAE (a stand-in axis)
+        pub sae: String, ParamType::Str, default("default");
+    }
+}
+
+params! {
+    /// `mock.dataset`'s parameters.
+    struct DatasetParams {
+        /// number of classes
+        pub classes: u32, ParamType::range(2, 65_535), default(10);
+        /// images per class
+        pub per_class: u32, ParamType::min(1), default(20);
+    }
+}
+
+params! {
+    /// `mock.features`' parameters.
+    struct FeaturesParams {
+        /// which layer (changes the features)
+        pub layer: u64, ParamType::min(0), default(0);
+        /// feature dictionary size
+        pub features: u64, ParamType::range(1, 1 << 24), default(1024);
+        /// features active per image
+        pub active: u64, ParamType::min(1), default(16);
+        /// fraction of active features drawn from the class's block
+        pub signal: f64, ParamType::Float, default(0.5);
+    }
+}
+
+params! {
+    /// `mock.codes`' parameters.
+    struct CodesParams {
+        /// which layer (changes the codes)
+        pub layer: u64, ParamType::min(0), default(0);
+        /// SAE width
+        pub features: u64, ParamType::range(1, 1 << 24), default(1024);
+        /// image tokens per image
+        pub tokens: u64, ParamType::range(1, 65_535), default(16);
+        /// active features per token
+        pub active: u64, ParamType::min(1), default(6);
+        /// fraction of active features drawn from the class's block
+        pub signal: f64, ParamType::Float, default(0.3);
+    }
 }
 
 fn schema() -> SchemaRef {
@@ -82,16 +154,14 @@ fn log_execution(id: &str) {
     }
 }
 
-fn pause(m: &Member) -> Result<(), EngineError> {
-    let ms = m.int("delay_ms")?;
-    if ms > 0 {
-        std::thread::sleep(Duration::from_millis(ms as u64));
+fn pause(common: &CommonParams) {
+    if common.delay_ms > 0 {
+        std::thread::sleep(Duration::from_millis(common.delay_ms));
     }
-    Ok(())
 }
 
-fn check_fail(m: &Member) -> Result<(), EngineError> {
-    if m.bool("fail")? {
+fn check_fail(m: &Member, common: &CommonParams) -> Result<(), EngineError> {
+    if common.fail {
         return Err(EngineError::Stage(format!("{}: failed on purpose (fail: true)", m.id)));
     }
     Ok(())
@@ -102,30 +172,18 @@ struct Source;
 
 impl Stage for Source {
     fn signature(&self) -> Signature {
-        Signature {
-            kind: "mock.source",
-            version: 1,
-            doc: "stand-in source: `rows` generated rows in `parts` parts; any extra parameter changes the values",
-            inputs: vec![],
-            params: {
-                let mut p = common_params();
-                p.push(param("data", ParamType::InputPath, Some(Value::Null), "a file whose bytes seed the values (optional)"));
-                p
-            },
-            open_params: true,
-            outputs: vec![output("table", "mock", "row u32, value f64")],
-            fuse_axes: vec![],
-            validate: None,
-            estimate: None,
-            check_files: None,
-        }
+        Signature::new("mock.source", 1, "stand-in source: `rows` generated rows in `parts` parts; any extra parameter changes the values")
+            .params::<CommonParams>()
+            .params::<SourceParams>()
+            .open_params()
+            .output("table", MOCK, "row u32, value f64")
+            .build()
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
             log_execution(&m.id);
-            let delay = m.int("delay_ms")?;
-            generate_with_delay(m, job.progress, delay)?;
+            generate(m, job.progress)?;
         }
         Ok(())
     }
@@ -133,10 +191,10 @@ impl Stage for Source {
 
 /// Generate `rows` rows in `parts` equal ranges, skipping parts an interrupted run completed.
 /// The pause comes after a part landed, so a kill during it leaves whole parts only.
-fn generate_with_delay(m: &mut Member, progress: &dyn saeflow::progress::Progress, delay_ms: i64) -> Result<(), EngineError> {
-    check_fail(m)?;
-    let rows = m.int("rows")? as u64;
-    let parts = m.int("parts")? as usize;
+fn generate(m: &mut Member, progress: &dyn saeflow::progress::Progress) -> Result<(), EngineError> {
+    let common: CommonParams = m.params()?;
+    check_fail(m, &common)?;
+    let CommonParams { rows, parts, delay_ms, .. } = common;
     let data = match m.paths.get("data") {
         Some(path) => std::fs::read(path).map_err(|e| EngineError::io(path, e))?,
         None => Vec::new(),
@@ -157,7 +215,7 @@ fn generate_with_delay(m: &mut Member, progress: &dyn saeflow::progress::Progres
         out.write_part(p, schema(), &[batch])?;
         progress.advance(1);
         if delay_ms > 0 {
-            std::thread::sleep(Duration::from_millis(delay_ms as u64));
+            std::thread::sleep(Duration::from_millis(delay_ms));
         }
     }
     Ok(())
@@ -168,27 +226,20 @@ struct Map;
 
 impl Stage for Map {
     fn signature(&self) -> Signature {
-        let mut with = input("with", &[], "a second table to mix in (optional)");
-        with.required = false;
-        Signature {
-            kind: "mock.map",
-            version: 1,
-            doc: "stand-in transform: part-aligned map of `from` (and `with`); any extra parameter changes the values",
-            inputs: vec![input("from", &["mock"], "the table to transform"), with],
-            params: common_params(),
-            open_params: true,
-            outputs: vec![output("table", "mock", "row u32, value f64")],
-            fuse_axes: vec![],
-            validate: None,
-            estimate: None,
-            check_files: None,
-        }
+        Signature::new("mock.map", 1, "stand-in transform: part-aligned map of `from` (and `with`); any extra parameter changes the values")
+            .input(input("from", &[MOCK], "the table to transform"))
+            .input(input("with", &[], "a second table to mix in (optional)").optional())
+            .params::<CommonParams>()
+            .open_params()
+            .output("table", MOCK, "row u32, value f64")
+            .build()
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
             log_execution(&m.id);
-            check_fail(m)?;
+            let common: CommonParams = m.params()?;
+            check_fail(m, &common)?;
             let from = m.input("from")?.clone();
             let with_sum: f64 = match m.inputs("with").first() {
                 Some(t) => {
@@ -220,7 +271,7 @@ impl Stage for Map {
                 }
                 m.output("table")?.write_part(p, schema(), &batches)?;
                 job.progress.advance(1);
-                pause(m)?;
+                pause(&common);
             }
         }
         Ok(())
@@ -240,29 +291,18 @@ struct Gather;
 
 impl Stage for Gather {
     fn signature(&self) -> Signature {
-        Signature {
-            kind: "mock.gather",
-            version: 1,
-            doc: "stand-in gatherer (a report, a comparison): one row per input variant with its coordinates",
-            inputs: vec![InputSlot { name: "from", accepts: vec![], many: Many::All, required: true, doc: "the variants to gather" }],
-            params: {
-                let mut p = common_params();
-                p.push(param("title", ParamType::Str, Some(Value::Str(String::new())), "a label for the summary"));
-                p
-            },
-            open_params: false,
-            outputs: vec![output("table", "mock_summary", "instance utf8, coords utf8, rows u64, sum f64")],
-            fuse_axes: vec![],
-            validate: None,
-            estimate: None,
-            check_files: None,
-        }
+        Signature::new("mock.gather", 1, "stand-in gatherer (a report, a comparison): one row per input variant with its coordinates")
+            .input(input("from", &[], "the variants to gather").many(Many::All))
+            .params::<CommonParams>()
+            .params::<GatherParams>()
+            .output("table", MOCK_SUMMARY, "instance utf8, coords utf8, rows u64, sum f64")
+            .build()
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
             log_execution(&m.id);
-            check_fail(m)?;
+            check_fail(m, &m.params()?)?;
             let inputs = m.inputs("from").to_vec();
             let mut sums = Vec::new();
             for t in &inputs {
@@ -300,26 +340,14 @@ struct Fused;
 
 impl Stage for Fused {
     fn signature(&self) -> Signature {
-        let mut from = input("from", &[], "an upstream table (optional)");
-        from.required = false;
-        Signature {
-            kind: "mock.fused",
-            version: 1,
-            doc: "stand-in fused computation: variants differing only in `layer` are computed in one run",
-            inputs: vec![from],
-            params: {
-                let mut p = common_params();
-                p.push(param("layer", ParamType::Int { min: Some(0), max: None }, None, "the layer this instance publishes"));
-                p.push(param("sae", ParamType::Str, Some(Value::Str("default".into())), "which SAE (a stand-in axis)"));
-                p
-            },
-            open_params: false,
-            outputs: vec![output("table", "mock", "row u32, value f64"), output("summary", "mock", "row u32, value f64")],
-            fuse_axes: vec!["layer"],
-            validate: None,
-            estimate: None,
-            check_files: None,
-        }
+        Signature::new("mock.fused", 1, "stand-in fused computation: variants differing only in `layer` are computed in one run")
+            .input(input("from", &[], "an upstream table (optional)").optional())
+            .params::<CommonParams>()
+            .params::<FusedParams>()
+            .output("table", MOCK, "row u32, value f64")
+            .output("summary", MOCK, "row u32, value f64")
+            .fuse_axes(&["layer"])
+            .build()
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
@@ -331,8 +359,8 @@ impl Stage for Fused {
         }
         for m in &mut job.members {
             log_execution(&m.id);
-            let delay = m.int("delay_ms")?;
-            generate_with_delay(m, job.progress, delay)?;
+            let _: FusedParams = m.params()?;
+            generate(m, job.progress)?;
             let s = seed(m, b"summary");
             let batch = RecordBatch::try_new(
                 schema(),
@@ -350,31 +378,22 @@ struct Concat;
 
 impl Stage for Concat {
     fn signature(&self) -> Signature {
-        Signature {
-            kind: "mock.concat",
-            version: 1,
-            doc: "stand-in fusion: concatenates the gathered variants' rows (gather `over: [layer]` to fuse layers)",
-            inputs: vec![InputSlot {
-                name: "from",
-                accepts: vec!["mock"],
-                many: Many::All,
-                required: true,
-                doc: "the variants to concatenate",
-            }],
-            params: common_params(),
-            open_params: true,
-            outputs: vec![output("table", "mock", "row u32, value f64")],
-            fuse_axes: vec![],
-            validate: None,
-            estimate: None,
-            check_files: None,
-        }
+        Signature::new(
+            "mock.concat",
+            1,
+            "stand-in fusion: concatenates the gathered variants' rows (gather `over: [layer]` to fuse layers)",
+        )
+        .input(input("from", &[MOCK], "the variants to concatenate").many(Many::All))
+        .params::<CommonParams>()
+        .open_params()
+        .output("table", MOCK, "row u32, value f64")
+        .build()
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
             log_execution(&m.id);
-            check_fail(m)?;
+            check_fail(m, &m.params()?)?;
             let mut batches = Vec::new();
             let mut next = 0u32;
             for t in m.inputs("from").to_vec() {
@@ -398,39 +417,20 @@ struct MockDataset;
 
 impl Stage for MockDataset {
     fn signature(&self) -> Signature {
-        Signature {
-            kind: "mock.dataset",
-            version: 1,
-            doc: "stand-in dataset: a dataset table of `classes` × `per_class` images (no pixels)",
-            inputs: vec![],
-            params: vec![
-                param("classes", ParamType::Int { min: Some(2), max: Some(65_535) }, Some(Value::Int(10)), "number of classes"),
-                param("per_class", ParamType::Int { min: Some(1), max: None }, Some(Value::Int(20)), "images per class"),
-            ],
-            open_params: false,
-            outputs: vec![output("images", "dataset", "image_id u32, label u16, label_name utf8, split utf8, source utf8")],
-            fuse_axes: vec![],
-            validate: None,
-            estimate: None,
-            check_files: None,
-        }
+        Signature::new("mock.dataset", 1, "stand-in dataset: a dataset table of `classes` × `per_class` images (no pixels)")
+            .params::<DatasetParams>()
+            .output("images", TableType::Dataset, "image_id u32, label u16, label_name utf8, split utf8, source utf8")
+            .build()
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
             log_execution(&m.id);
-            let (k, n) = (m.int("classes")? as u32, m.int("per_class")? as u32);
+            let DatasetParams { classes: k, per_class: n } = m.params()?;
             // interleaved like a real test set: image i has label i % k
             let ids: Vec<u32> = (0..k * n).collect();
-            let schema = Arc::new(Schema::new(vec![
-                Field::new("image_id", DataType::UInt32, false),
-                Field::new("label", DataType::UInt16, false),
-                Field::new("label_name", DataType::Utf8, false),
-                Field::new("split", DataType::Utf8, false),
-                Field::new("source", DataType::Utf8, false),
-            ]));
             let batch = RecordBatch::try_new(
-                schema.clone(),
+                TableType::Dataset.schema(),
                 vec![
                     Arc::new(UInt32Array::from(ids.clone())),
                     Arc::new(arrow_array::UInt16Array::from_iter_values(ids.iter().map(|i| (i % k) as u16))),
@@ -439,7 +439,7 @@ impl Stage for MockDataset {
                     Arc::new(StringArray::from_iter_values(ids.iter().map(|i| format!("mock:{i}")))),
                 ],
             )?;
-            m.output("images")?.write_part(0, schema, &[batch])?;
+            m.output("images")?.write_part(0, batch.schema(), &[batch])?;
         }
         Ok(())
     }
@@ -452,33 +452,23 @@ struct MockFeatures;
 
 impl Stage for MockFeatures {
     fn signature(&self) -> Signature {
-        Signature {
-            kind: "mock.features",
-            version: 1,
-            doc: "stand-in extraction + pooling: a pooled table of sparse features carrying a class signal; fused over `layer`",
-            inputs: vec![input("from", &["dataset"], "the images to make features for")],
-            params: vec![
-                param("layer", ParamType::Int { min: Some(0), max: None }, Some(Value::Int(0)), "which layer (changes the features)"),
-                param("features", ParamType::Int { min: Some(1), max: Some(1 << 24) }, Some(Value::Int(1024)), "feature dictionary size"),
-                param("active", ParamType::Int { min: Some(1), max: None }, Some(Value::Int(16)), "features active per image"),
-                param("signal", ParamType::Float, Some(Value::Float(0.5)), "fraction of active features drawn from the class's block"),
-            ],
-            open_params: false,
-            outputs: vec![output("pooled", "pooled", "image_id u32, feature u32, value f32")],
-            fuse_axes: vec!["layer"],
-            validate: None,
-            estimate: None,
-            check_files: None,
-        }
+        Signature::new(
+            "mock.features",
+            1,
+            "stand-in extraction + pooling: a pooled table of sparse features carrying a class signal; fused over `layer`",
+        )
+        .input(input("from", &[TableType::Dataset], "the images to make features for"))
+        .params::<FeaturesParams>()
+        .output("pooled", TableType::Pooled, "image_id u32, feature u32, value f32")
+        .fuse_axes(&["layer"])
+        .build()
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
             log_execution(&m.id);
             let rows = saeflow::stages::split::read_labels(m.input("from")?)?;
-            let n_feat = m.int("features")? as u64;
-            let active = m.int("active")? as u64;
-            let signal = m.param("signal")?.as_f64().unwrap_or(0.5);
+            let FeaturesParams { features: n_feat, active, signal, .. } = m.params()?;
             let s = seed(m, b"features");
             let classes = rows.iter().map(|r| r.label as u64).max().unwrap_or(0) + 1;
             let block = (n_feat / classes).max(1);
@@ -496,7 +486,7 @@ impl Stage for MockFeatures {
                 }
                 pooled.extend(chosen.into_iter().map(|(f, v)| (r.image_id, f, v)));
             }
-            m.output("pooled")?.write_part(0, saeflow::tables::pooled_schema(), &[saeflow::tables::pooled_batch(&pooled)?])?;
+            m.output("pooled")?.write_part(0, TableType::Pooled.schema(), &[saeflow::tables::pooled_batch(&pooled)?])?;
         }
         Ok(())
     }
@@ -509,36 +499,20 @@ struct MockCodes;
 
 impl Stage for MockCodes {
     fn signature(&self) -> Signature {
-        Signature {
-            kind: "mock.codes",
-            version: 1,
-            doc: "stand-in extraction: per-token codes and exact totals carrying a class signal; fused over `layer`",
-            inputs: vec![input("from", &["dataset"], "the images to make codes for")],
-            params: vec![
-                param("layer", ParamType::Int { min: Some(0), max: None }, Some(Value::Int(0)), "which layer (changes the codes)"),
-                param("features", ParamType::Int { min: Some(1), max: Some(1 << 24) }, Some(Value::Int(1024)), "SAE width"),
-                param("tokens", ParamType::Int { min: Some(1), max: Some(65_535) }, Some(Value::Int(16)), "image tokens per image"),
-                param("active", ParamType::Int { min: Some(1), max: None }, Some(Value::Int(6)), "active features per token"),
-                param("signal", ParamType::Float, Some(Value::Float(0.3)), "fraction of active features drawn from the class's block"),
-            ],
-            open_params: false,
-            outputs: vec![
-                output("codes", "codes", "image_id u32, token u16, feature u32, value f32"),
-                output("totals", "totals", "image_id u32, feature u32, sum f32, max f32, count u32"),
-            ],
-            fuse_axes: vec!["layer"],
-            validate: None,
-            estimate: None,
-            check_files: None,
-        }
+        Signature::new("mock.codes", 1, "stand-in extraction: per-token codes and exact totals carrying a class signal; fused over `layer`")
+            .input(input("from", &[TableType::Dataset], "the images to make codes for"))
+            .params::<CodesParams>()
+            .output("codes", TableType::Codes, "image_id u32, token u16, feature u32, value f32")
+            .output("totals", TableType::Totals, "image_id u32, feature u32, sum f32, max f32, count u32")
+            .fuse_axes(&["layer"])
+            .build()
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
             log_execution(&m.id);
             let rows = saeflow::stages::split::read_labels(m.input("from")?)?;
-            let (n_feat, tokens, active) = (m.int("features")? as u64, m.int("tokens")? as u64, m.int("active")? as u64);
-            let signal = m.param("signal")?.as_f64().unwrap_or(0.3);
+            let CodesParams { features: n_feat, tokens, active, signal, .. } = m.params()?;
             let s = seed(m, b"codes");
             let classes = rows.iter().map(|r| r.label as u64).max().unwrap_or(0) + 1;
             let block = (n_feat / classes).max(1);
@@ -572,14 +546,8 @@ impl Stage for MockCodes {
                 }
                 totals.extend(per_image.into_iter().map(|(f, (sum, max, n))| (r.image_id, f, sum, max, n)));
             }
-            let schema = Arc::new(Schema::new(vec![
-                Field::new("image_id", DataType::UInt32, false),
-                Field::new("token", DataType::UInt16, false),
-                Field::new("feature", DataType::UInt32, false),
-                Field::new("value", DataType::Float32, false),
-            ]));
             let batch = RecordBatch::try_new(
-                schema.clone(),
+                TableType::Codes.schema(),
                 vec![
                     Arc::new(UInt32Array::from(ci)),
                     Arc::new(arrow_array::UInt16Array::from(ct)),
@@ -587,16 +555,9 @@ impl Stage for MockCodes {
                     Arc::new(arrow_array::Float32Array::from(cv)),
                 ],
             )?;
-            m.output("codes")?.write_part(0, schema, &[batch])?;
-            let schema = Arc::new(Schema::new(vec![
-                Field::new("image_id", DataType::UInt32, false),
-                Field::new("feature", DataType::UInt32, false),
-                Field::new("sum", DataType::Float32, false),
-                Field::new("max", DataType::Float32, false),
-                Field::new("count", DataType::UInt32, false),
-            ]));
+            m.output("codes")?.write_part(0, batch.schema(), &[batch])?;
             let batch = RecordBatch::try_new(
-                schema.clone(),
+                TableType::Totals.schema(),
                 vec![
                     Arc::new(UInt32Array::from_iter_values(totals.iter().map(|t| t.0))),
                     Arc::new(UInt32Array::from_iter_values(totals.iter().map(|t| t.1))),
@@ -605,7 +566,7 @@ impl Stage for MockCodes {
                     Arc::new(UInt32Array::from_iter_values(totals.iter().map(|t| t.4))),
                 ],
             )?;
-            m.output("totals")?.write_part(0, schema, &[batch])?;
+            m.output("totals")?.write_part(0, batch.schema(), &[batch])?;
         }
         Ok(())
     }
