@@ -112,7 +112,10 @@ pub(super) fn cmd_gc(cache_flag: &Option<PathBuf>, registry: &Registry, files: V
         let size = dir_size(&dir);
         println!("  {verb} {what}  {size} bytes");
         if !dry_run {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+            // out of the cache by one rename first: a gc killed midway leaves no half-removed entry
+            let doomed = dir.with_extension("gc");
+            std::fs::rename(&dir, &doomed).with_context(|| format!("cannot remove {}", dir.display()))?;
+            std::fs::remove_dir_all(&doomed).with_context(|| format!("cannot remove {}", doomed.display()))?;
         }
         n += 1;
         bytes += size;
@@ -132,9 +135,12 @@ pub(super) fn cmd_gc(cache_flag: &Option<PathBuf>, registry: &Registry, files: V
             }
         }
     }
-    if let Ok(rd) = std::fs::read_dir(cache.root().join(".corrupt")) {
-        for e in rd.flatten() {
-            remove(e.path(), &format!(".corrupt/{}", e.file_name().to_string_lossy()))?;
+    // what earlier runs set aside: damaged entries, and replaced ones a crash left behind
+    for place in [".corrupt", ".trash"] {
+        if let Ok(rd) = std::fs::read_dir(cache.root().join(place)) {
+            for e in rd.flatten() {
+                remove(e.path(), &format!("{place}/{}", e.file_name().to_string_lossy()))?;
+            }
         }
     }
     let busy = if busy > 0 { format!("; {busy} in use by a running saeflow, left alone") } else { String::new() };

@@ -143,7 +143,12 @@ impl Cache {
 
     /// Move a damaged entry aside (kept for inspection under `.corrupt/`) so it is recomputed.
     pub fn quarantine(&self, key: &str) -> Result<PathBuf, EngineError> {
-        let dir = self.root.join(".corrupt");
+        self.move_aside(key, ".corrupt")
+    }
+
+    /// Rename an entry folder to a fresh name under `<cache>/<place>/`.
+    fn move_aside(&self, key: &str, place: &str) -> Result<PathBuf, EngineError> {
+        let dir = self.root.join(place);
         fs::create_dir_all(&dir).map_err(|e| EngineError::io(&dir, e))?;
         let mut n = 0;
         let target = loop {
@@ -158,11 +163,24 @@ impl Cache {
         Ok(target)
     }
 
-    /// Block until this process holds the key's lock.
+    /// Block until this process holds the key's lock (to compute, publish, quarantine or remove it).
     pub fn lock(&self, key: &str) -> Result<KeyLock, EngineError> {
         let path = self.root.join(".locks").join(format!("{key}.lock"));
         let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| EngineError::io(&path, e))?;
         file.lock().map_err(|e| EngineError::io(&path, e))?;
+        Ok(KeyLock { _file: file })
+    }
+
+    /// Block until this process holds a shared lock on the key: held while a stage reads the entry,
+    /// so `gc` (which only removes what it can lock exclusively) leaves it alone, while other
+    /// readers go on.
+    pub fn lock_shared(&self, key: &str) -> Result<KeyLock, EngineError> {
+        let path = self.root.join(".locks").join(format!("{key}.lock"));
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| EngineError::io(parent, e))?;
+        }
+        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| EngineError::io(&path, e))?;
+        file.lock_shared().map_err(|e| EngineError::io(&path, e))?;
         Ok(KeyLock { _file: file })
     }
 
@@ -203,21 +221,44 @@ impl Cache {
     }
 
     /// Write the manifest into the temporary folder and rename the folder into place.
-    /// The caller holds the key's lock.
-    pub fn publish(&self, m: &Manifest) -> Result<(), EngineError> {
+    /// The caller holds the key's lock. An entry already there is `replace`d (a forced
+    /// recompute: the good old entry stayed in place until now, and leaves by rename just before
+    /// the new one arrives by rename) or, otherwise, is a damaged leftover and kept aside.
+    pub fn publish(&self, m: &Manifest, replace: bool) -> Result<(), EngineError> {
         let tmp = self.tmp_dir(&m.key);
         let bytes = serde_json::to_vec_pretty(m).map_err(|e| EngineError::Other(e.to_string()))?;
         write_atomic(&tmp.join(MANIFEST), &bytes)?;
         // the renames of parts and manifest reach the disk before the folder becomes visible
         sync_dir(&tmp);
         let dst = self.entry_dir(&m.key);
+        let mut old = None;
         if dst.exists() {
-            // a damaged leftover that was not quarantined: keep it aside rather than merge
-            self.quarantine(&m.key)?;
+            if replace {
+                old = Some(self.move_aside(&m.key, ".trash")?);
+            } else {
+                self.quarantine(&m.key)?;
+            }
         }
         fs::rename(&tmp, &dst).map_err(|e| EngineError::io(&dst, e))?;
         sync_dir(&self.root);
+        if let Some(old) = old {
+            let _ = fs::remove_dir_all(old);
+        }
         Ok(())
+    }
+
+    /// Drop a finished temporary folder whose entry is already published (a sibling output
+    /// recomputed with the one that was missing: same key, same bytes).
+    pub fn discard_tmp(&self, key: &str) -> Result<(), EngineError> {
+        let tmp = self.tmp_dir(key);
+        fs::remove_dir_all(&tmp).map_err(|e| EngineError::io(&tmp, e))
+    }
+
+    /// Remove an entry: renamed out of the cache first (one atomic step: it is there or gone, never
+    /// half-removed for a reader), then deleted. The caller holds the key's lock.
+    pub fn remove(&self, key: &str) -> Result<(), EngineError> {
+        let moved = self.move_aside(key, ".trash")?;
+        fs::remove_dir_all(&moved).map_err(|e| EngineError::io(&moved, e))
     }
 
     /// Every published entry's key.

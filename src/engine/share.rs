@@ -133,6 +133,6 @@ fn import_one(cache: &Cache, folder: &Path) -> Result<Imported, EngineError> {
     // the exported manifest, checked against the parts above, with this cache's file records
     let total: u64 = files.iter().map(|f| f.rows).sum();
     let m = Manifest { files, rows: total, ..exported };
-    cache.publish(&m)?;
+    cache.publish(&m, false)?;
     Ok(Imported::Added { key, instance, rows: total })
 }
