@@ -67,7 +67,7 @@ fn gc_of_another_pipeline_never_removes_what_a_live_run_reads() {
     let y = p.pipeline("y", "name: y\nstages:\n  t: {kind: mock.source, rows: 7}\n");
     assert_eq!(p.run(&["run", &y]).code, 0);
     let s_key = p.keys(&x)["s"].clone();
-    let mut run = p.command(&["run", &x]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let run = p.command(&["run", &x]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     // wait until `s` is published and `a` is computing
     let start = Instant::now();
     while !(p.cache().join(&s_key).join("manifest.json").is_file() && p.executed_so_far().contains(&"a".to_string())) {
