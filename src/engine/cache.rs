@@ -11,7 +11,7 @@ use std::time::UNIX_EPOCH;
 
 use super::EngineError;
 use super::manifest::{FileRecord, MANIFEST, Manifest};
-use super::table::write_atomic;
+use super::table::{read_footer, write_atomic};
 use crate::plan::fingerprint::hash_file;
 
 #[derive(Clone, Debug)]
@@ -95,6 +95,9 @@ impl Cache {
         if m.key != key {
             return EntryState::Damaged(format!("manifest names key {}, the folder is {key}", m.key));
         }
+        if let Err(why) = m.check_layout() {
+            return EntryState::Damaged(why);
+        }
         let mut touched = false;
         for f in &m.files {
             match fs::metadata(dir.join(&f.name)) {
@@ -126,8 +129,41 @@ impl Cache {
                     &f.blake3[..12]
                 ));
             }
+            // the footer, not the manifest, says what the part is
+            let (_, rows, meta) = read_footer(&dir.join(&f.name)).map_err(|e| format!("{}: {e}", f.name))?;
+            if rows != f.rows {
+                return Err(format!("{} holds {rows} rows, the manifest says {}", f.name, f.rows));
+            }
+            let footer_key = meta.iter().find(|(k, _)| k == "saeflow.key").map(|(_, v)| v.as_str());
+            if footer_key != Some(key) {
+                return Err(format!("{} was written for key {}, not {key}", f.name, footer_key.unwrap_or("(none)")));
+            }
         }
         Ok(m)
+    }
+
+    /// Hash one file of an entry against its manifest before a command reads it (`show`, the
+    /// notebook: they read a part or two, so they hash what they read, not the whole entry).
+    pub fn checked_file(&self, key: &str, f: &FileRecord) -> Result<PathBuf, EngineError> {
+        let p = self.entry_dir(key).join(&f.name);
+        let got = hash_file(&p).map_err(|e| EngineError::io(&p, e))?;
+        if got != f.blake3 {
+            return Err(EngineError::Corrupt(format!(
+                "{key}/{}: does not hash to what its manifest records; `saeflow run` moves the entry aside and recomputes it",
+                f.name
+            )));
+        }
+        let (_, rows, meta) = read_footer(&p)?;
+        let footer_key = meta.iter().find(|(k, _)| k == "saeflow.key").map(|(_, v)| v.as_str());
+        if rows != f.rows || footer_key != Some(key) {
+            return Err(EngineError::Corrupt(format!(
+                "{key}/{}: its footer ({rows} rows, key {}) disagrees with the manifest ({} rows); `saeflow run` recomputes it",
+                f.name,
+                footer_key.unwrap_or("none"),
+                f.rows
+            )));
+        }
+        Ok(p)
     }
 
     /// After a verified copy or import, record the files' new mtimes so the cheap check passes.
