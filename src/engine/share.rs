@@ -129,7 +129,7 @@ enum Staged {
     /// An intact entry of the same key is already in the cache.
     Here { key: String, instance: String },
     /// Copied into the key's temporary folder, ready to publish.
-    Copied(Manifest),
+    Copied(Box<Manifest>),
 }
 
 /// Everything that can be checked without touching the cache.
@@ -244,5 +244,5 @@ fn stage_one(cache: &Cache, c: &Checked) -> Result<Staged, EngineError> {
         let _ = fs::remove_dir_all(&tmp);
         return Err(bad("its parts do not match its manifest.json (a part is missing, extra or altered)".into()));
     }
-    Ok(Staged::Copied(Manifest { files, ..m.clone() }))
+    Ok(Staged::Copied(Box::new(Manifest { files, ..m.clone() })))
 }
