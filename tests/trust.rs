@@ -124,9 +124,11 @@ fn edit_manifest(p: &Project, key: &str, edit: impl Fn(&mut serde_json::Value)) 
     fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
 }
 
+type Edit = dyn Fn(&mut serde_json::Value);
+
 #[test]
 fn a_manifest_is_checked_not_trusted() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    let cases: Vec<(&str, Box<Edit>)> = vec![
         ("no files", Box::new(|m| m["files"] = serde_json::json!([]))),
         ("a file listed twice", Box::new(|m| m["files"][1] = m["files"][0].clone())),
         ("rows that are not the files' sum", Box::new(|m| m["rows"] = serde_json::json!(1_000_000_000_000u64))),
