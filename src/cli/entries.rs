@@ -26,8 +26,17 @@ pub(super) fn cmd_show(
         })?,
         None => inst.key(None).context("the instance has no outputs")?,
     };
+    // read under a shared lock (no gc or recompute swaps it meanwhile); every file read is hashed first
+    let _reading = cache.lock_shared(key)?;
     let m = match cache.state(key) {
-        EntryState::Present(m) | EntryState::Touched(m) => m,
+        EntryState::Present(m) | EntryState::Touched(m)
+            if m.table == inst.outputs.iter().find(|o| o.key == key).map_or("", |o| o.table.as_str()) =>
+        {
+            m
+        }
+        EntryState::Present(m) | EntryState::Touched(m) => {
+            bail!("{id}: the cache entry holds a {} table where the plan expects another; `saeflow run` will recompute it", m.table)
+        }
         EntryState::Missing => bail!("{id} is not cached yet (key {key}); run `saeflow run {}` first", file.display()),
         EntryState::Damaged(why) => bail!("{id}: the cache entry is damaged ({why}); `saeflow run` will recompute it"),
     };
@@ -35,8 +44,7 @@ pub(super) fn cmd_show(
     println!("  key      {}", m.key);
     println!("  rows     {} in {} part(s), {} bytes", fmt_rows(m.rows), m.files.len(), cache.size_of(&m));
     println!("  computed in {} by saeflow {}", fmt_secs(m.seconds), m.saeflow_version);
-    let dir = cache.entry_dir(key);
-    let (schema, _, _) = table::read_footer(&dir.join(&m.files[0].name))?;
+    let (schema, _, _) = table::read_footer(&cache.checked_file(key, &m.files[0])?)?;
     println!("schema:");
     for f in schema.fields() {
         println!("  {}: {}{}", f.name(), f.data_type(), if f.is_nullable() { " (nullable)" } else { "" });
@@ -44,7 +52,7 @@ pub(super) fn cmd_show(
     let mut batches = Vec::new();
     let mut left = limit;
     'outer: for f in &m.files {
-        for b in table::read_file(&dir.join(&f.name))? {
+        for b in table::read_file(&cache.checked_file(key, f)?)? {
             let b = b?;
             if left == 0 {
                 break 'outer;
@@ -59,7 +67,7 @@ pub(super) fn cmd_show(
         println!("{}", arrow_cast::pretty::pretty_format_batches(&batches)?);
     } else {
         // the raw rows are sufficient statistics (histograms, sums): print what they add up to
-        let all = m.files.iter().map(|f| table::read_file(&dir.join(&f.name))).collect::<Result<Vec<_>, _>>()?;
+        let all = m.files.iter().map(|f| table::read_file(&cache.checked_file(key, f)?)).collect::<Result<Vec<_>, _>>()?;
         let all = all.into_iter().flatten().collect::<Result<Vec<_>, _>>()?;
         println!("SAE health over {} part(s):", m.files.len());
         println!(
@@ -112,7 +120,10 @@ pub(super) fn cmd_gc(cache_flag: &Option<PathBuf>, registry: &Registry, files: V
         let size = dir_size(&dir);
         println!("  {verb} {what}  {size} bytes");
         if !dry_run {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+            // out of the cache by one rename first: a gc killed midway leaves no half-removed entry
+            let doomed = dir.with_extension("gc");
+            std::fs::rename(&dir, &doomed).with_context(|| format!("cannot remove {}", dir.display()))?;
+            std::fs::remove_dir_all(&doomed).with_context(|| format!("cannot remove {}", doomed.display()))?;
         }
         n += 1;
         bytes += size;
@@ -132,9 +143,12 @@ pub(super) fn cmd_gc(cache_flag: &Option<PathBuf>, registry: &Registry, files: V
             }
         }
     }
-    if let Ok(rd) = std::fs::read_dir(cache.root().join(".corrupt")) {
-        for e in rd.flatten() {
-            remove(e.path(), &format!(".corrupt/{}", e.file_name().to_string_lossy()))?;
+    // what earlier runs set aside: damaged entries, and replaced ones a crash left behind
+    for place in [".corrupt", ".trash"] {
+        if let Ok(rd) = std::fs::read_dir(cache.root().join(place)) {
+            for e in rd.flatten() {
+                remove(e.path(), &format!("{place}/{}", e.file_name().to_string_lossy()))?;
+            }
         }
     }
     let busy = if busy > 0 { format!("; {busy} in use by a running saeflow, left alone") } else { String::new() };

@@ -11,7 +11,7 @@ use std::time::UNIX_EPOCH;
 
 use super::EngineError;
 use super::manifest::{FileRecord, MANIFEST, Manifest};
-use super::table::write_atomic;
+use super::table::{read_footer, write_atomic};
 use crate::plan::fingerprint::hash_file;
 
 #[derive(Clone, Debug)]
@@ -95,6 +95,9 @@ impl Cache {
         if m.key != key {
             return EntryState::Damaged(format!("manifest names key {}, the folder is {key}", m.key));
         }
+        if let Err(why) = m.check_layout() {
+            return EntryState::Damaged(why);
+        }
         let mut touched = false;
         for f in &m.files {
             match fs::metadata(dir.join(&f.name)) {
@@ -126,8 +129,41 @@ impl Cache {
                     &f.blake3[..12]
                 ));
             }
+            // the footer, not the manifest, says what the part is
+            let (_, rows, meta) = read_footer(&dir.join(&f.name)).map_err(|e| format!("{}: {e}", f.name))?;
+            if rows != f.rows {
+                return Err(format!("{} holds {rows} rows, the manifest says {}", f.name, f.rows));
+            }
+            let footer_key = meta.iter().find(|(k, _)| k == "saeflow.key").map(|(_, v)| v.as_str());
+            if footer_key != Some(key) {
+                return Err(format!("{} was written for key {}, not {key}", f.name, footer_key.unwrap_or("(none)")));
+            }
         }
         Ok(m)
+    }
+
+    /// Hash one file of an entry against its manifest before a command reads it (`show`, the
+    /// notebook: they read a part or two, so they hash what they read, not the whole entry).
+    pub fn checked_file(&self, key: &str, f: &FileRecord) -> Result<PathBuf, EngineError> {
+        let p = self.entry_dir(key).join(&f.name);
+        let got = hash_file(&p).map_err(|e| EngineError::io(&p, e))?;
+        if got != f.blake3 {
+            return Err(EngineError::Corrupt(format!(
+                "{key}/{}: does not hash to what its manifest records; `saeflow run` moves the entry aside and recomputes it",
+                f.name
+            )));
+        }
+        let (_, rows, meta) = read_footer(&p)?;
+        let footer_key = meta.iter().find(|(k, _)| k == "saeflow.key").map(|(_, v)| v.as_str());
+        if rows != f.rows || footer_key != Some(key) {
+            return Err(EngineError::Corrupt(format!(
+                "{key}/{}: its footer ({rows} rows, key {}) disagrees with the manifest ({} rows); `saeflow run` recomputes it",
+                f.name,
+                footer_key.unwrap_or("none"),
+                f.rows
+            )));
+        }
+        Ok(p)
     }
 
     /// After a verified copy or import, record the files' new mtimes so the cheap check passes.
@@ -143,7 +179,12 @@ impl Cache {
 
     /// Move a damaged entry aside (kept for inspection under `.corrupt/`) so it is recomputed.
     pub fn quarantine(&self, key: &str) -> Result<PathBuf, EngineError> {
-        let dir = self.root.join(".corrupt");
+        self.move_aside(key, ".corrupt")
+    }
+
+    /// Rename an entry folder to a fresh name under `<cache>/<place>/`.
+    fn move_aside(&self, key: &str, place: &str) -> Result<PathBuf, EngineError> {
+        let dir = self.root.join(place);
         fs::create_dir_all(&dir).map_err(|e| EngineError::io(&dir, e))?;
         let mut n = 0;
         let target = loop {
@@ -158,11 +199,24 @@ impl Cache {
         Ok(target)
     }
 
-    /// Block until this process holds the key's lock.
+    /// Block until this process holds the key's lock (to compute, publish, quarantine or remove it).
     pub fn lock(&self, key: &str) -> Result<KeyLock, EngineError> {
         let path = self.root.join(".locks").join(format!("{key}.lock"));
         let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| EngineError::io(&path, e))?;
         file.lock().map_err(|e| EngineError::io(&path, e))?;
+        Ok(KeyLock { _file: file })
+    }
+
+    /// Block until this process holds a shared lock on the key: held while a stage reads the entry,
+    /// so `gc` (which only removes what it can lock exclusively) leaves it alone, while other
+    /// readers go on.
+    pub fn lock_shared(&self, key: &str) -> Result<KeyLock, EngineError> {
+        let path = self.root.join(".locks").join(format!("{key}.lock"));
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| EngineError::io(parent, e))?;
+        }
+        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| EngineError::io(&path, e))?;
+        file.lock_shared().map_err(|e| EngineError::io(&path, e))?;
         Ok(KeyLock { _file: file })
     }
 
@@ -203,21 +257,44 @@ impl Cache {
     }
 
     /// Write the manifest into the temporary folder and rename the folder into place.
-    /// The caller holds the key's lock.
-    pub fn publish(&self, m: &Manifest) -> Result<(), EngineError> {
+    /// The caller holds the key's lock. An entry already there is `replace`d (a forced
+    /// recompute: the good old entry stayed in place until now, and leaves by rename just before
+    /// the new one arrives by rename) or, otherwise, is a damaged leftover and kept aside.
+    pub fn publish(&self, m: &Manifest, replace: bool) -> Result<(), EngineError> {
         let tmp = self.tmp_dir(&m.key);
         let bytes = serde_json::to_vec_pretty(m).map_err(|e| EngineError::Other(e.to_string()))?;
         write_atomic(&tmp.join(MANIFEST), &bytes)?;
         // the renames of parts and manifest reach the disk before the folder becomes visible
         sync_dir(&tmp);
         let dst = self.entry_dir(&m.key);
+        let mut old = None;
         if dst.exists() {
-            // a damaged leftover that was not quarantined: keep it aside rather than merge
-            self.quarantine(&m.key)?;
+            if replace {
+                old = Some(self.move_aside(&m.key, ".trash")?);
+            } else {
+                self.quarantine(&m.key)?;
+            }
         }
         fs::rename(&tmp, &dst).map_err(|e| EngineError::io(&dst, e))?;
         sync_dir(&self.root);
+        if let Some(old) = old {
+            let _ = fs::remove_dir_all(old);
+        }
         Ok(())
+    }
+
+    /// Drop a finished temporary folder whose entry is already published (a sibling output
+    /// recomputed with the one that was missing: same key, same bytes).
+    pub fn discard_tmp(&self, key: &str) -> Result<(), EngineError> {
+        let tmp = self.tmp_dir(key);
+        fs::remove_dir_all(&tmp).map_err(|e| EngineError::io(&tmp, e))
+    }
+
+    /// Remove an entry: renamed out of the cache first (one atomic step: it is there or gone, never
+    /// half-removed for a reader), then deleted. The caller holds the key's lock.
+    pub fn remove(&self, key: &str) -> Result<(), EngineError> {
+        let moved = self.move_aside(key, ".trash")?;
+        fs::remove_dir_all(&moved).map_err(|e| EngineError::io(&moved, e))
     }
 
     /// Every published entry's key.

@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 
 use super::EngineError;
-use super::cache::{Cache, EntryState};
+use super::cache::{Cache, EntryState, KeyLock};
 use super::history::{History, Record};
 use super::job::{Job, Member, OutputWriter, Producer, TableInput};
 use super::manifest::Manifest;
@@ -205,21 +205,81 @@ impl Executor<'_> {
                 group.push(m);
             }
         }
-        // inputs must hash to their manifests before anything reads them
-        for &m in &group {
-            let items: Vec<(usize, String)> =
-                self.plan.instances[m].inputs.iter().flat_map(|b| b.items.iter().map(|it| (it.instance, it.key.clone()))).collect();
-            for (producer, key) in items {
-                if self.outcomes[m].is_none() && !self.verify_input(m, producer, &key, needed)? {
-                    break;
-                }
-            }
-        }
+        // inputs hash to their manifests before anything reads them, and stay locked (shared)
+        // until the stage is done with them: `gc` leaves them alone, other readers go on
+        let _reading = self.hold_inputs(&group, needed)?;
         let group: Vec<usize> = group.into_iter().filter(|&m| self.outcomes[m].is_none()).collect();
         if group.is_empty() {
             return Ok(());
         }
         self.run_group(&group)
+    }
+
+    /// Shared locks on every input of the group, each entry verified (hashed once per run, and
+    /// found still there under the lock every time). An input that is damaged or gone is
+    /// repaired with no lock held (no lock-order cycle with another process) and the holding
+    /// starts over; a member whose input cannot be recomputed is blocked.
+    fn hold_inputs(&mut self, group: &[usize], needed: &[bool]) -> Result<Vec<KeyLock>, EngineError> {
+        'again: loop {
+            let mut held = Vec::new();
+            for &m in group {
+                let items: Vec<(usize, String)> =
+                    self.plan.instances[m].inputs.iter().flat_map(|b| b.items.iter().map(|it| (it.instance, it.key.clone()))).collect();
+                for (producer, key) in items {
+                    if self.outcomes[m].is_some() {
+                        break;
+                    }
+                    let lock = self.cache.lock_shared(&key)?;
+                    let intact = if self.verified.contains(&key) {
+                        matches!(self.cache.state(&key), EntryState::Present(_) | EntryState::Touched(_))
+                    } else {
+                        self.cache.verify(&key).is_ok()
+                    };
+                    if intact {
+                        self.verified.insert(key);
+                        held.push(lock);
+                        continue;
+                    }
+                    drop(lock);
+                    drop(held);
+                    self.repair_input(m, producer, &key, needed)?;
+                    continue 'again;
+                }
+            }
+            return Ok(held);
+        }
+    }
+
+    /// An input entry `consumer` needs is damaged or gone: move a damaged one aside (under its
+    /// exclusive lock) and recompute its producer; if that fails, `consumer` is blocked.
+    fn repair_input(&mut self, consumer: usize, producer: usize, key: &str, needed: &[bool]) -> Result<(), EngineError> {
+        self.verified.remove(key);
+        {
+            let _lock = self.cache.lock(key)?;
+            if self.cache.verify(key).is_ok() {
+                return Ok(()); // another process repaired it meanwhile
+            }
+            let what = match self.cache.state(key) {
+                EntryState::Missing => "is gone (removed by another process?)".to_string(),
+                _ => {
+                    let why = self.cache.verify(key).err().unwrap_or_default();
+                    let moved = self.cache.quarantine(key)?;
+                    format!("is damaged ({why}); moved it to {}", moved.display())
+                }
+            };
+            self.observer.note(&format!(
+                "input {} of {} {what}; recomputing it",
+                self.plan.instances[producer].id, self.plan.instances[consumer].id
+            ));
+        }
+        self.outcomes[producer] = None;
+        self.assessments[producer].status = Status::Run;
+        self.ensure(producer, needed)?;
+        if !matches!(self.outcomes[producer], Some(Outcome::Ran { .. }) | Some(Outcome::Cached { .. })) {
+            let by = self.plan.instances[producer].id.clone();
+            self.finish(consumer, Outcome::Blocked(by));
+        }
+        Ok(())
     }
 
     /// Make sure every input of `i` is computed; if one failed, `i` is blocked (returns false).
@@ -236,47 +296,6 @@ impl Executor<'_> {
             }
         }
         Ok(true)
-    }
-
-    /// Hash an input entry under its lock before `consumer` reads it. A damaged (or vanished)
-    /// entry is moved aside and its producer recomputed; returns false if that failed.
-    fn verify_input(&mut self, consumer: usize, producer: usize, key: &str, needed: &[bool]) -> Result<bool, EngineError> {
-        if self.verified.contains(key) {
-            return Ok(true);
-        }
-        {
-            let _lock = self.cache.lock(key)?;
-            match self.cache.verify(key) {
-                Ok(_) => {
-                    self.verified.insert(key.to_string());
-                    return Ok(true);
-                }
-                Err(why) => {
-                    let what = match self.cache.state(key) {
-                        EntryState::Missing => "is gone (removed by another process?)".to_string(),
-                        _ => {
-                            let moved = self.cache.quarantine(key)?;
-                            format!("is damaged ({why}); moved it to {}", moved.display())
-                        }
-                    };
-                    self.observer.note(&format!(
-                        "input {} of {} {what}; recomputing it",
-                        self.plan.instances[producer].id, self.plan.instances[consumer].id
-                    ));
-                }
-            }
-        }
-        self.outcomes[producer] = None;
-        self.assessments[producer].status = Status::Run;
-        self.ensure(producer, needed)?;
-        if matches!(self.outcomes[producer], Some(Outcome::Ran { .. }) | Some(Outcome::Cached { .. })) {
-            self.verified.insert(key.to_string());
-            Ok(true)
-        } else {
-            let by = self.plan.instances[producer].id.clone();
-            self.finish(consumer, Outcome::Blocked(by));
-            Ok(false)
-        }
     }
 
     fn run_group(&mut self, group: &[usize]) -> Result<(), EngineError> {
@@ -299,19 +318,20 @@ impl Executor<'_> {
             } else {
                 for (o, st) in inst.outputs.iter().zip(states) {
                     if forced {
-                        // recompute from scratch: no resumed parts, no old entry
+                        // recompute from scratch: no resumed parts; the old entry stays in place
+                        // until the new one replaces it (Cache::publish)
                         let _ = std::fs::remove_dir_all(self.cache.tmp_dir(&o.key));
                     }
-                    match st {
-                        EntryState::Missing => {}
-                        EntryState::Present(_) | EntryState::Touched(_) if forced => {
-                            let dir = self.cache.entry_dir(&o.key);
-                            std::fs::remove_dir_all(&dir).map_err(|e| EngineError::io(&dir, e))?;
-                        }
-                        _ => {
-                            let moved = self.cache.quarantine(&o.key)?;
-                            self.observer.note(&format!("{} output {} was damaged; moved it to {}", inst.id, o.name, moved.display()));
-                        }
+                    let damaged = match &st {
+                        EntryState::Missing => false,
+                        EntryState::Damaged(_) => true,
+                        // intact (a sibling of a missing output, or forced): kept; a touched one
+                        // was hashed by the assessment
+                        EntryState::Present(_) | EntryState::Touched(_) => self.assessments[m].damaged.iter().any(|(k, _)| k == &o.key),
+                    };
+                    if damaged {
+                        let moved = self.cache.quarantine(&o.key)?;
+                        self.observer.note(&format!("{} output {} was damaged; moved it to {}", inst.id, o.name, moved.display()));
                     }
                 }
                 todo.push(m);
@@ -463,7 +483,15 @@ impl Executor<'_> {
             created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             seconds,
         };
-        self.cache.publish(&m)?;
+        let forced = matches_any(&self.opts.force, inst);
+        if !forced && let EntryState::Present(_) | EntryState::Touched(_) = self.cache.state(&out.key) {
+            // published already (the instance reran for a missing sibling): the entry stays
+            if let Ok(existing) = self.cache.verify(&out.key) {
+                self.cache.discard_tmp(&out.key)?;
+                return Ok(existing.rows);
+            }
+        }
+        self.cache.publish(&m, forced)?;
         Ok(m.rows)
     }
 }

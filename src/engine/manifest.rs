@@ -38,3 +38,30 @@ pub struct FileRecord {
 }
 
 pub const MANIFEST: &str = "manifest.json";
+
+impl Manifest {
+    /// What any manifest must be, whoever wrote it: at least one file, the files exactly
+    /// `part-00000 … part-N-1` in order, and `rows` the sum of theirs. (Hashes and footers are
+    /// checked by `Cache::verify`.)
+    pub fn check_layout(&self) -> Result<(), String> {
+        if self.files.is_empty() {
+            return Err("the manifest lists no file (an entry has at least one part)".into());
+        }
+        for (i, f) in self.files.iter().enumerate() {
+            let want = super::table::part_name(i);
+            if f.name != want {
+                return Err(format!(
+                    "the manifest's file {} is '{}', expected '{want}' (parts are numbered 0..{})",
+                    i + 1,
+                    f.name,
+                    self.files.len()
+                ));
+            }
+        }
+        let sum: u64 = self.files.iter().map(|f| f.rows).sum();
+        if sum != self.rows {
+            return Err(format!("the manifest says {} rows, its files {sum}", self.rows));
+        }
+        Ok(())
+    }
+}

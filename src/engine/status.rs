@@ -37,7 +37,14 @@ pub fn assess_one(plan: &Plan, inst: &Instance, cache: &Cache, history: &History
         Assessment { status: Status::Cached, reason: String::new(), damaged: Vec::new(), touched: Vec::new(), rows: None, seconds: None };
     let mut missing = false;
     for (i, out) in inst.outputs.iter().enumerate() {
-        match cache.state(&out.key) {
+        let state = match cache.state(&out.key) {
+            // an entry of another table type under this key is never used (a table from elsewhere)
+            EntryState::Present(m) | EntryState::Touched(m) if m.table != out.table => {
+                EntryState::Damaged(format!("the entry holds a {} table, the plan expects {}", m.table, out.table))
+            }
+            st => st,
+        };
+        match state {
             EntryState::Missing => missing = true,
             EntryState::Damaged(why) => a.damaged.push((out.key.clone(), format!("{}: {why}", out.name))),
             EntryState::Present(m) => {

@@ -297,7 +297,8 @@ impl Ranged for Ticked {
 
     fn map(&self, v: &f64, (lo, hi): (i32, i32)) -> i32 {
         let t = (v - self.range.start) / (self.range.end - self.range.start);
-        lo + ((hi - lo) as f64 * t).round() as i32
+        // a value far outside the axis (damage, a degenerate fit) lands at the edge, never overflows
+        lo.saturating_add(((hi - lo) as f64 * t).round() as i32)
     }
 
     fn key_points<H: plotters::coord::ranged1d::KeyPointHint>(&self, hint: H) -> Vec<f64> {
@@ -414,6 +415,17 @@ fn draw_rows_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, chart: &Ro
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_value_far_off_the_axis_lands_at_an_edge_without_overflow() {
+        // a damaged or degenerate metric (1.49e308 where F1 lives in 0..1) must not take the report down
+        let axis = Ticked { range: 0.0..1.0, ticks: vec![0.0, 1.0] };
+        assert_eq!(axis.map(&1.49e308, (10, 200)), i32::MAX);
+        assert_eq!(axis.map(&-1.49e308, (10, 200)), 10 + i32::MIN);
+        assert_eq!(axis.map(&f64::NAN, (10, 200)), 10);
+        assert_eq!(axis.map(&0.5, (10, 200)), 105);
+    }
+
     use super::*;
 
     #[test]

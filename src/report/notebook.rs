@@ -18,6 +18,7 @@ use super::page::body_html;
 use super::study::{Gathered, Study};
 use super::table::{Cell, Table, display_value};
 use super::{ReportError, SLOT_CLASSES, SLOT_CLEAN, SLOT_HEALTH, SLOT_METRICS};
+use crate::engine::EngineError;
 use crate::engine::cache::{Cache, EntryState};
 use crate::engine::manifest::Manifest;
 use crate::engine::status::{Assessment, Status};
@@ -107,7 +108,14 @@ fn cell(plan: &Plan, inst: &Instance, a: &Assessment, cache: &Cache) -> Result<S
             escape(&o.key)
         );
         match cache.state(&o.key) {
-            EntryState::Present(m) | EntryState::Touched(m) => out += &output_html(cache, &m)?,
+            EntryState::Present(m) | EntryState::Touched(m) => match output_html(cache, &m) {
+                Ok(html) => out += &html,
+                // silent damage found by hashing what the cell shows: said, never displayed
+                Err(ReportError::Engine(EngineError::Corrupt(why))) => {
+                    let _ = writeln!(out, "<p class=\"note\">damaged: {} (<code>saeflow run</code> recomputes it)</p>", escape(&why));
+                }
+                Err(e) => return Err(e),
+            },
             EntryState::Missing => out += "<p class=\"note\">not in the cache yet</p>\n",
             EntryState::Damaged(why) => {
                 let _ = writeln!(out, "<p class=\"note\">damaged: {} (<code>saeflow run</code> recomputes it)</p>", escape(&why));
@@ -125,12 +133,13 @@ fn cell(plan: &Plan, inst: &Instance, a: &Assessment, cache: &Cache) -> Result<S
 /// An output's rows, parts, schema and first rows (a health table: its summary instead of raw
 /// sufficient statistics).
 fn output_html(cache: &Cache, m: &Manifest) -> Result<String, ReportError> {
-    let dir = cache.entry_dir(&m.key);
     let mut out = format!("<p class=\"note\">{} rows in {} part(s)</p>\n", fmt_rows(m.rows), m.files.len());
     let Some(first) = m.files.first() else {
         return Ok(out);
     };
-    let (schema, _, _) = read_footer(&dir.join(&first.name))?;
+    // every file shown is hashed against the manifest first: silent damage is never displayed
+    let first_path = cache.checked_file(&m.key, first)?;
+    let (schema, _, _) = read_footer(&first_path)?;
     let fields: Vec<(String, String)> = schema
         .fields()
         .iter()
@@ -152,7 +161,7 @@ fn output_html(cache: &Cache, m: &Manifest) -> Result<String, ReportError> {
     }
     let mut rows: Vec<RecordBatch> = Vec::new();
     let mut left = FIRST_ROWS;
-    for b in read_file(&dir.join(&first.name))? {
+    for b in read_file(&first_path)? {
         let b = b?;
         let take = b.num_rows().min(left);
         rows.push(b.slice(0, take));
@@ -186,10 +195,9 @@ fn output_html(cache: &Cache, m: &Manifest) -> Result<String, ReportError> {
 }
 
 fn read_all(cache: &Cache, m: &Manifest) -> Result<Vec<RecordBatch>, ReportError> {
-    let dir = cache.entry_dir(&m.key);
     let mut out = Vec::new();
     for f in &m.files {
-        for b in read_file(&dir.join(&f.name))? {
+        for b in read_file(&cache.checked_file(&m.key, f)?)? {
             out.push(b?);
         }
     }
@@ -206,7 +214,12 @@ fn gathered(plan: &Plan, inst: &Instance, slot: &str, cache: &Cache) -> Result<R
             EntryState::Present(m) | EntryState::Touched(m) => m,
             _ => return Ok(Err(format!("{id} ({}) is not in the cache", item.output))),
         };
-        out.push(Gathered { instance: id.clone(), coords: item.coords.clone(), batches: read_all(cache, &m)? });
+        let batches = match read_all(cache, &m) {
+            Ok(b) => b,
+            Err(ReportError::Engine(EngineError::Corrupt(why))) => return Ok(Err(format!("{id} ({}) is damaged: {why}", item.output))),
+            Err(e) => return Err(e),
+        };
+        out.push(Gathered { instance: id.clone(), coords: item.coords.clone(), batches });
     }
     Ok(Ok(out))
 }

@@ -91,6 +91,12 @@ impl Project {
         text.lines().filter(|l| !l.starts_with("fused-run ")).map(str::to_string).collect()
     }
 
+    /// Ids the mock stages logged so far, without clearing the log (to watch a run in progress).
+    pub fn executed_so_far(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self.log()).unwrap_or_default();
+        text.lines().filter(|l| !l.starts_with("fused-run ")).map(str::to_string).collect()
+    }
+
     /// Raw log lines (including `fused-run` records).
     pub fn log_lines(&self) -> Vec<String> {
         std::fs::read_to_string(self.log()).unwrap_or_default().lines().map(str::to_string).collect()
