@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod engine;
 pub mod glob;
 pub mod health;
+pub mod machine;
 pub mod models;
 pub mod plan;
 pub mod probe;

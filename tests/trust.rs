@@ -204,3 +204,35 @@ fn import_derives_identity_from_footers_and_is_all_or_nothing() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(b.run(&["verify"]).code, 0);
 }
+
+#[test]
+fn a_manifest_records_where_its_numbers_were_computed() {
+    let p = Project::new();
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resnet/models/a");
+    let f = p.pipeline(
+        "x",
+        &format!(
+            "name: x\nstages:\n  d: {{kind: dataset, format: synthetic, classes: 2, per_class: 2, image_size: 32}}\n  r: {{kind: resnet, from: d.images, model: {}, dtype: f32, device: cpu}}\n",
+            model.display()
+        ),
+    );
+    let run = p.run(&["run", &f]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let manifest = |id: &str| -> serde_json::Value {
+        let key = p.keys(&f)[id].clone();
+        serde_json::from_slice(&fs::read(p.cache().join(key).join("manifest.json")).unwrap()).unwrap()
+    };
+    let r = manifest("r");
+    assert_eq!(r["computed_on"]["device"], "cpu f32", "{r}");
+    assert_eq!(r["computed_on"]["arch"], std::env::consts::ARCH);
+    assert!(r["computed_on"]["isa"].as_str().is_some_and(|s| !s.is_empty()), "{r}");
+    let d = manifest("d");
+    assert!(d["computed_on"]["isa"].is_string() && d["computed_on"].get("device").is_none(), "no model, no device: {d}");
+    // an entry written before manifests recorded it is still read as cached
+    let key = p.keys(&f)["d"].clone();
+    edit_manifest(&p, &key, |m| {
+        m.as_object_mut().unwrap().remove("computed_on");
+    });
+    assert_eq!(p.run(&["plan", &f]).code, 0);
+    assert_eq!(p.run(&["verify"]).code, 0);
+}

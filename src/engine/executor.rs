@@ -12,7 +12,7 @@ use super::EngineError;
 use super::cache::{Cache, EntryState, KeyLock};
 use super::history::{History, Record};
 use super::job::{Job, Member, OutputWriter, Producer, TableInput};
-use super::manifest::Manifest;
+use super::manifest::{ComputedOn, Manifest};
 use super::stage::Registry;
 use super::status::{Assessment, Status, assess};
 use super::table::{part_name, read_footer};
@@ -381,7 +381,7 @@ impl Executor<'_> {
             let mut rows_first = 0;
             let mut failure = None;
             for (k, w) in member.outputs.iter().enumerate() {
-                match self.publish(inst, w, seconds) {
+                match self.publish(inst, w, seconds, member.device.clone()) {
                     Ok(rows) => {
                         if k == 0 {
                             rows_first = rows;
@@ -442,11 +442,12 @@ impl Executor<'_> {
             paths: inst.paths.clone(),
             inputs,
             outputs,
+            device: None,
         })
     }
 
     /// Check an output's parts, write its manifest and rename it into the cache.
-    fn publish(&self, inst: &Instance, w: &OutputWriter, seconds: f64) -> Result<u64, EngineError> {
+    fn publish(&self, inst: &Instance, w: &OutputWriter, seconds: f64, device: Option<String>) -> Result<u64, EngineError> {
         let parts = w.complete_parts();
         let n = w.expected_parts.unwrap_or(parts.len());
         if n == 0 {
@@ -482,6 +483,7 @@ impl Executor<'_> {
             files,
             created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             seconds,
+            computed_on: Some(ComputedOn::here(device)),
         };
         let forced = matches_any(&self.opts.force, inst);
         if !forced && let EntryState::Present(_) | EntryState::Touched(_) = self.cache.state(&out.key) {

@@ -37,6 +37,9 @@ pub struct Member {
     pub paths: BTreeMap<String, PathBuf>,
     pub inputs: Vec<(String, Vec<TableInput>)>,
     pub outputs: Vec<OutputWriter>,
+    /// The device and dtype a model stage computed on (`cpu f32`, `cuda:0 bf16`), for the
+    /// manifest's `computed_on`; `None` for stages that run no model.
+    pub device: Option<String>,
 }
 
 impl Member {

@@ -26,6 +26,30 @@ pub struct Manifest {
     pub created_unix: u64,
     /// Wall time of the computation that produced it (shared by fused members).
     pub seconds: f64,
+    /// Where it was computed (absent in entries written before saeflow recorded it). Keys ignore
+    /// the machine: the same key computed on another CPU level or device may differ in the last
+    /// bits of its floats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub computed_on: Option<ComputedOn>,
+}
+
+/// The machine facts a table's floating-point values can depend on.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ComputedOn {
+    /// `x86_64`, `aarch64`, …
+    pub arch: String,
+    /// The widest vector instruction set the CPU kernels used (`avx512f`, `avx2+fma`, …).
+    pub isa: String,
+    /// For model stages: the device and dtype of the forward pass (`cpu f32`, `cuda:0 bf16`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+}
+
+impl ComputedOn {
+    /// This machine, with the device a stage reported (if any).
+    pub fn here(device: Option<String>) -> ComputedOn {
+        ComputedOn { arch: crate::machine::arch().into(), isa: crate::machine::isa().into(), device }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -216,6 +216,7 @@ fn check_one(folder: &Path) -> Result<Checked, EngineError> {
         files: exported.files.iter().zip(&rows).map(|(f, (_, r))| FileRecord { rows: *r, ..f.clone() }).collect(),
         created_unix: exported.created_unix,
         seconds: exported.seconds,
+        computed_on: exported.computed_on.clone(),
     };
     Ok(Checked { folder: folder.to_path_buf(), manifest })
 }

@@ -258,6 +258,16 @@ impl RuntimeParams {
     }
 }
 
+/// `cpu f32`, `cuda:0 bf16`: what the manifest records as the device a model stage computed on.
+pub fn describe_device(device: &Device, dtype: DType) -> String {
+    let place = match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".to_string(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    };
+    format!("{place} {}", dtype.as_str())
+}
+
 /// Part `p` of a member's outputs, opened in the order of `names`, each with `schema(name)`.
 pub fn open_parts<'a>(
     m: &'a mut Member,
@@ -329,6 +339,7 @@ impl Setup {
         let RuntimeParams { part_images, batch, workers, .. } = runtime;
         let n_parts = images.ids.len().div_ceil(part_images).max(1);
         for m in members.iter_mut() {
+            m.device = Some(describe_device(&device, dtype));
             for o in outputs {
                 m.output(o)?.set_parts(n_parts)?;
             }

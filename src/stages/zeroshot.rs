@@ -145,6 +145,7 @@ fn run_one(m: &mut Member, progress: &dyn crate::progress::Progress) -> Result<(
     }
     let images = Arc::new(images);
     let (dtype, device) = runtime.dtype_device(&id)?;
+    m.device = Some(super::images::describe_device(&device, dtype));
     let RuntimeParams { part_images, batch, workers, .. } = runtime;
     let n_parts = images.ids.len().div_ceil(part_images).max(1);
     for o in ["predictions", "errors"] {
