@@ -375,8 +375,11 @@ struct Join<'c> {
     groups: Vec<(BTreeSet<&'c str>, Vec<usize>)>,
     candidates: &'c [(Coords, BoundInput)],
     /// (group, shared axes) → candidates by their values on those axes
-    index: HashMap<(usize, Vec<&'c str>), HashMap<String, Vec<usize>>>,
+    index: HashMap<(usize, Vec<&'c str>), ByValues>,
 }
+
+/// Candidate indices by their values on some axes (see [`projection`]).
+type ByValues = HashMap<String, Vec<usize>>;
 
 impl<'c> Join<'c> {
     fn new(candidates: &'c [(Coords, BoundInput)]) -> Join<'c> {
@@ -398,7 +401,7 @@ impl<'c> Join<'c> {
             let shared: Vec<&'c str> = axes.iter().copied().filter(|a| coords.contains_key(*a)).collect();
             let candidates = self.candidates;
             let index = self.index.entry((g, shared.clone())).or_insert_with(|| {
-                let mut by: HashMap<String, Vec<usize>> = HashMap::new();
+                let mut by = ByValues::new();
                 for &i in members {
                     by.entry(projection(&candidates[i].0, &shared)).or_default().push(i);
                 }
