@@ -44,6 +44,10 @@ struct Cli {
     /// Cache folder (default: `cache/` in the pipeline's project, or ./cache).
     #[arg(long, global = true, env = "SAEFLOW_CACHE", value_name = "DIR")]
     cache: Option<PathBuf>,
+    /// Refuse to plan more than N instances (default 100000): a larger plan is usually a matrix
+    /// written by mistake.
+    #[arg(long, global = true, env = "SAEFLOW_MAX_INSTANCES", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_instances: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -176,7 +180,13 @@ pub fn main(registry: Registry) -> ExitCode {
     }
 }
 
+/// `--max-instances` (or `SAEFLOW_MAX_INSTANCES`), for every command that plans through [`load`].
+static MAX_INSTANCES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
 fn dispatch(cli: Cli, registry: &Registry) -> Result<ExitCode> {
+    if let Some(n) = cli.max_instances {
+        let _ = MAX_INSTANCES.set(usize::try_from(n).unwrap_or(usize::MAX));
+    }
     match cli.command {
         Command::Plan { file, json } => cmd_plan(&cli.cache, registry, &file, json),
         Command::Run { file, only, force, keep_going } => cmd_run(&cli.cache, registry, &file, only, force, keep_going),
@@ -211,7 +221,11 @@ fn cache_dir(flag: &Option<PathBuf>, file: Option<&Path>) -> PathBuf {
 /// Parse and plan a pipeline; diagnostics come back as the error text.
 fn load(cache: &Path, registry: &Registry, file: &Path) -> Result<Plan> {
     let pipeline = Pipeline::load(file).map_err(|d| anyhow::anyhow!("{d}"))?;
-    let opts = PlanOptions { fingerprint_memo: Some(cache.join(".fingerprints.json")), ..PlanOptions::default() };
+    let opts = PlanOptions {
+        fingerprint_memo: Some(cache.join(".fingerprints.json")),
+        max_instances: MAX_INSTANCES.get().copied(),
+        ..PlanOptions::default()
+    };
     let plan = Plan::build(pipeline, registry, &opts).map_err(|d| anyhow::anyhow!("{d}"))?;
     for w in &plan.warnings {
         eprintln!("warning: {w}");

@@ -48,19 +48,23 @@ pub(super) fn cmd_plan(cache: &Option<PathBuf>, registry: &Registry, file: &Path
             to_run
         );
         print_cost(&plan, &assessed);
+        // instances to run per fused group, counted once (not once per member)
+        let mut fused_to_run: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (inst, a) in plan.instances.iter().zip(&assessed) {
+            if let Some(g) = &inst.fuse_group
+                && a.status == Status::Run
+            {
+                *fused_to_run.entry(g.as_str()).or_default() += 1;
+            }
+        }
         for (inst, a) in plan.instances.iter().zip(&assessed) {
             let (st, reason) = match a.status {
                 Status::Cached => ("cached", String::new()),
                 Status::Run => ("run", a.reason.clone()),
             };
             let fused = match (&inst.fuse_group, a.status == Status::Run) {
-                (Some(_), true) => {
-                    let n = plan
-                        .instances
-                        .iter()
-                        .zip(&assessed)
-                        .filter(|(j, b)| j.fuse_group == inst.fuse_group && b.status == Status::Run)
-                        .count();
+                (Some(g), true) => {
+                    let n = fused_to_run.get(g.as_str()).copied().unwrap_or(0);
                     if n > 1 { format!(" [fused: one computation serves {n} instances]") } else { String::new() }
                 }
                 _ => String::new(),

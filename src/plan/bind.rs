@@ -2,7 +2,7 @@
 //! crossed on the others (or gathered: all, or `over` some axes), then the stage's own matrix,
 //! `include` and `exclude` rows multiplied in.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::{BoundInput, Builder, Classified, InputItem, Instance, Many, Signature, Variant};
 use crate::spec::{Coords, Diagnostic, Pos, StageSpec, Value, canonical_coords, suggest};
@@ -173,9 +173,22 @@ impl Builder<'_> {
                 }
             };
             let mut next = Vec::new();
+            let room = self.max_instances.saturating_sub(self.planned);
+            let mut join = Join::new(&candidates);
             for v in &combos {
-                for (coords, bound) in &candidates {
+                for &c in &join.matches(&v.coords) {
+                    let (coords, bound) = &candidates[c];
                     if compatible(&v.coords, coords) {
+                        if next.len() == room {
+                            let what = format!(
+                                "this stage's input '{}' ({} variants) combined with its inputs before it ({} variants) makes more than {room}",
+                                slot.name,
+                                candidates.len(),
+                                combos.len()
+                            );
+                            self.too_many(s, what);
+                            return None;
+                        }
                         let mut merged = v.coords.clone();
                         merged.extend(coords.iter().map(|(k, v)| (k.clone(), v.clone())));
                         let mut inputs = v.inputs.clone();
@@ -185,8 +198,8 @@ impl Builder<'_> {
                 }
             }
             if next.is_empty() {
-                let shared: BTreeSet<&String> =
-                    combos.iter().flat_map(|v| v.coords.keys()).filter(|k| candidates.iter().any(|(c, _)| c.contains_key(*k))).collect();
+                let offered: BTreeSet<&String> = candidates.iter().flat_map(|(c, _)| c.keys()).collect();
+                let shared: BTreeSet<&String> = combos.iter().flat_map(|v| v.coords.keys()).filter(|k| offered.contains(k)).collect();
                 let names: Vec<String> = shared.iter().map(|s| format!("'{s}'")).collect();
                 let what = if names.len() == 1 { format!("axis {}", names[0]) } else { format!("axes {}", names.join(", ")) };
                 self.err(
@@ -213,6 +226,29 @@ impl Builder<'_> {
                 return None;
             }
         }
+        // count before making: inputs' variants × each axis's values (+ include rows)
+        let room = self.max_instances.saturating_sub(self.planned);
+        let own_count = s.matrix.iter().fold(1usize, |n, a| n.saturating_mul(a.values.len())).saturating_add(s.include.len());
+        if combos.len().saturating_mul(own_count) > room {
+            let mut how = String::new();
+            if combos.len() > 1 {
+                how += &format!("{} input variants × ", combos.len());
+            }
+            if !s.matrix.is_empty() {
+                let axes: Vec<String> = s.matrix.iter().map(|a| format!("{}: {}", a.name, a.values.len())).collect();
+                how += &format!("matrix {}", axes.join(" × "));
+            }
+            if !s.include.is_empty() {
+                how += &format!(" + {} `include` rows", s.include.len());
+            }
+            if !s.exclude.is_empty() {
+                how += ", before `exclude` rows";
+            }
+            let up_to = if s.include.is_empty() && s.exclude.is_empty() { "" } else { "up to " };
+            let what = format!("this stage makes {up_to}{} ({})", combos.len().saturating_mul(own_count), how.trim_start_matches(" + "));
+            self.too_many(s, what);
+            return None;
+        }
         let mut own: Vec<(Coords, BTreeMap<String, Pos>)> = vec![(Coords::new(), BTreeMap::new())];
         for a in &s.matrix {
             let mut next = Vec::new();
@@ -227,6 +263,9 @@ impl Builder<'_> {
             own = next;
         }
         let own_names: BTreeSet<String> = own_axes(s).into_iter().collect();
+        // the variants so far, so that an `include` row repeating one adds nothing (one look-up per row)
+        let mut seen: HashSet<String> =
+            if s.include.is_empty() { HashSet::new() } else { own.iter().map(|(c, _)| canonical_coords(c)).collect() };
         for row in &s.include {
             let keys: BTreeSet<String> = row.entries.iter().map(|e| e.name.clone()).collect();
             if !s.matrix.is_empty() && keys != s.matrix.iter().map(|a| a.name.clone()).collect::<BTreeSet<_>>() {
@@ -250,7 +289,7 @@ impl Builder<'_> {
             }
             let coords: Coords = row.entries.iter().map(|e| (e.name.clone(), e.value.clone())).collect();
             let pos: BTreeMap<String, Pos> = row.entries.iter().map(|e| (e.name.clone(), e.value_pos)).collect();
-            if !own.iter().any(|(c, _)| canonical_coords(c) == canonical_coords(&coords)) {
+            if seen.insert(canonical_coords(&coords)) {
                 own.push((coords, pos));
             }
         }
@@ -308,6 +347,80 @@ impl Builder<'_> {
         out.sort_by(|a, b| cmp_coords(&a.coords, &b.coords, axes));
         Some(out)
     }
+}
+
+impl Builder<'_> {
+    /// Stage `s` would take the plan past its instance limit; `what` says how many it makes and
+    /// from which factors.
+    fn too_many(&mut self, s: &StageSpec, what: String) {
+        let before = if self.planned == 0 { String::new() } else { format!(" (the stages before it have {})", self.planned) };
+        self.err(
+            Diagnostic::new(s.pos, format!("the plan would have more than {} instances: {what}{before}", self.max_instances))
+                .stage(&s.name)
+                .help(
+                    "use fewer axis values or add `exclude` rows; if the plan is meant to be this large, raise the limit with \
+                 `saeflow --max-instances N` (or SAEFLOW_MAX_INSTANCES=N)",
+                ),
+        );
+    }
+}
+
+/// A hash join of the variants bound so far with an input's candidates: which candidates agree
+/// with a variant on the axes both carry. Candidates are grouped by their set of axes, and each
+/// group is indexed by its values on the axes it shares with a variant (built once per distinct
+/// set of shared axes), so binding costs one look-up per variant and group, not a scan of every
+/// candidate. Matches come back in candidate order; the caller still checks [`compatible`].
+struct Join<'c> {
+    /// (axes, indices of the candidates with exactly these axes)
+    groups: Vec<(BTreeSet<&'c str>, Vec<usize>)>,
+    candidates: &'c [(Coords, BoundInput)],
+    /// (group, shared axes) → candidates by their values on those axes
+    index: HashMap<(usize, Vec<&'c str>), ByValues>,
+}
+
+/// Candidate indices by their values on some axes (see [`projection`]).
+type ByValues = HashMap<String, Vec<usize>>;
+
+impl<'c> Join<'c> {
+    fn new(candidates: &'c [(Coords, BoundInput)]) -> Join<'c> {
+        let mut groups: Vec<(BTreeSet<&str>, Vec<usize>)> = Vec::new();
+        for (i, (coords, _)) in candidates.iter().enumerate() {
+            let axes: BTreeSet<&str> = coords.keys().map(String::as_str).collect();
+            match groups.iter_mut().find(|(a, _)| *a == axes) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((axes, vec![i])),
+            }
+        }
+        Join { groups, candidates, index: HashMap::new() }
+    }
+
+    /// Indices of the candidates whose values on the axes they share with `coords` are equal.
+    fn matches(&mut self, coords: &Coords) -> Vec<usize> {
+        let mut found = Vec::new();
+        for (g, (axes, members)) in self.groups.iter().enumerate() {
+            let shared: Vec<&'c str> = axes.iter().copied().filter(|a| coords.contains_key(*a)).collect();
+            let candidates = self.candidates;
+            let index = self.index.entry((g, shared.clone())).or_insert_with(|| {
+                let mut by = ByValues::new();
+                for &i in members {
+                    by.entry(projection(&candidates[i].0, &shared)).or_default().push(i);
+                }
+                by
+            });
+            if let Some(hits) = index.get(&projection(coords, &shared)) {
+                found.extend_from_slice(hits);
+            }
+        }
+        if self.groups.len() > 1 {
+            found.sort_unstable();
+        }
+        found
+    }
+}
+
+/// The values of `coords` on `axes`, as one canonical string (a JSON list).
+fn projection(coords: &Coords, axes: &[&str]) -> String {
+    Value::List(axes.iter().map(|a| coords.get(*a).cloned().unwrap_or(Value::Null)).collect()).canonical()
 }
 
 /// Axes a stage introduces: its matrix axes and include-row axes.

@@ -3,8 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::interpolate::unclosed;
 use super::{Builder, Classified, Many, Signature};
-use crate::spec::{Diagnostic, StageSpec, suggest};
+use crate::spec::yaml::{Node, NodeKind};
+use crate::spec::{Diagnostic, Pos, StageSpec, Value, suggest};
 
 impl Builder<'_> {
     /// Sort a stage's fields into inputs and parameters, per its kind's signature.
@@ -39,6 +41,10 @@ impl Builder<'_> {
                     Err(d) => self.err(d.stage(&s.name)),
                 }
             } else if sig.param(&f.name).is_some() || sig.open_params {
+                if let Some((text, pos)) = unclosed_in(&f.node) {
+                    self.err(self.unclosed_reference(&f.name, &text, pos).stage(&s.name));
+                    continue;
+                }
                 match f.node.to_value() {
                     Ok(v) => {
                         c.params.insert(f.name.clone(), (v, f.node.pos));
@@ -60,6 +66,18 @@ impl Builder<'_> {
                 );
             }
         }
+        // an own axis named like a parameter sets it, and is interpolated like it
+        let values = s.matrix.iter().flat_map(|a| a.values.iter().map(move |(v, p)| (a.name.as_str(), v, *p)));
+        let rows = s.include.iter().flat_map(|r| r.entries.iter().map(|e| (e.name.as_str(), &e.value, e.value_pos)));
+        for (axis, value, pos) in values.chain(rows) {
+            if (sig.param(axis).is_some() || sig.open_params)
+                && let Value::Str(text) = value
+                && unclosed(text).is_some()
+            {
+                self.err(self.unclosed_reference(axis, text, pos).stage(&s.name));
+                break;
+            }
+        }
         for slot in &sig.inputs {
             if slot.required && !written.contains(slot.name) {
                 let accepts = if slot.accepts.is_empty() {
@@ -75,5 +93,38 @@ impl Builder<'_> {
             }
         }
         (self.errors.len() == n).then_some(c)
+    }
+}
+
+impl Builder<'_> {
+    /// `${` without its `}` in the value of parameter `param`; `pos` is where the string starts.
+    fn unclosed_reference(&self, param: &str, text: &str, pos: Pos) -> Diagnostic {
+        let at = unclosed(text).unwrap_or(0);
+        Diagnostic::new(
+            self.reference_pos(text, at, pos),
+            format!("parameter '{param}': unclosed `${{` in {}; an axis reference is `${{axis}}`", Value::Str(text.into())),
+        )
+        .help("close the reference with `}`, e.g. `${layer}`, or write `$${` for a literal `${`")
+    }
+
+    /// The position of the `${` at byte `at` of a string that starts at `pos`: found on the
+    /// source line when the string is written on one line (plain or quoted), else the string's.
+    fn reference_pos(&self, text: &str, at: usize, pos: Pos) -> Pos {
+        let nth = text[..at].matches("${").count();
+        let Some(line) = self.p.source.lines().nth(pos.line.saturating_sub(1)) else { return pos };
+        let start = line.char_indices().nth(pos.col.saturating_sub(1)).map_or(line.len(), |(b, _)| b);
+        match line[start..].match_indices("${").nth(nth) {
+            Some((b, _)) => Pos { line: pos.line, col: pos.col + line[start..start + b].chars().count() },
+            None => pos,
+        }
+    }
+}
+
+/// The first string in a parameter's value with an unclosed `${`, and where that string starts.
+fn unclosed_in(node: &Node) -> Option<(String, Pos)> {
+    match &node.kind {
+        NodeKind::Scalar { text, .. } => unclosed(text).map(|_| (text.clone(), node.pos)),
+        NodeKind::Seq(items) => items.iter().find_map(unclosed_in),
+        NodeKind::Map(entries) => entries.iter().find_map(|(_, v)| unclosed_in(v)),
     }
 }

@@ -48,6 +48,23 @@ pub(super) fn interpolate(v: &Value, coords: &Coords, used: &mut BTreeSet<String
     })
 }
 
+/// The byte offset of the first `${` in `s` that no `}` closes (an escaped `$${` is no reference).
+/// [`interpolate`] would read the rest of the string as an axis name; the plan reports it first.
+pub(super) fn unclosed(s: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = s[from..].find("${").map(|i| i + from) {
+        if i > from && s.as_bytes()[i - 1] == b'$' {
+            from = i + 2;
+            continue;
+        }
+        match s[i + 2..].find('}') {
+            Some(end) => from = i + 2 + end + 1,
+            None => return Some(i),
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +83,15 @@ mod tests {
         );
         assert!(used.contains("layer"));
         assert_eq!(interpolate(&Value::Str("${nope}".into()), &c, &mut used), Err("nope".into()));
+    }
+
+    #[test]
+    fn an_unclosed_reference_is_found_and_an_escaped_one_is_not() {
+        assert_eq!(unclosed("${a"), Some(0));
+        assert_eq!(unclosed("x.${layer}.${a"), Some(11));
+        assert_eq!(unclosed("$${a"), None);
+        assert_eq!(unclosed("cost: $$${a} and ${b"), Some(17));
+        assert_eq!(unclosed("${a}"), None);
+        assert_eq!(unclosed("plain $ and { and }"), None);
     }
 }

@@ -157,7 +157,16 @@ pub struct PlanOptions {
     pub fingerprint_memo: Option<PathBuf>,
     /// What an external input that cannot be read does to the plan.
     pub externals: Externals,
+    /// The most instances the plan may have (`None`: [`DEFAULT_MAX_INSTANCES`]); a stage whose
+    /// variants would take the plan past it is refused before they are made.
+    pub max_instances: Option<usize>,
 }
+
+/// The instance limit of a plan unless raised (`saeflow --max-instances N`, `SAEFLOW_MAX_INSTANCES`).
+/// The full study sweep has 2,218 instances; every instance is a job and a cache entry, and a
+/// plan of 100,000 takes seconds and about half a GB to build, so a larger one is more likely a
+/// matrix written by mistake (an axis too many) than a study.
+pub const DEFAULT_MAX_INSTANCES: usize = 100_000;
 
 /// What a plan does with an external input it cannot read: a dataset path that is not there, a
 /// hub model or SAE that is not in the Hugging Face cache while offline, or a plan-time file
@@ -198,6 +207,8 @@ impl Plan {
             warnings: Vec::new(),
             record_externals: opts.externals == Externals::Record,
             unresolved: Vec::new(),
+            max_instances: opts.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES),
+            planned: 0,
         };
         let result = builder.build(&project_root, opts);
         let (errors, warnings, unresolved) = (builder.errors, builder.warnings, builder.unresolved);
@@ -251,6 +262,9 @@ struct Builder<'a> {
     /// [`Externals::Record`]: problems with external inputs go to `unresolved`, not `errors`.
     record_externals: bool,
     unresolved: Vec<Unresolved>,
+    /// The instance limit, and the instances of the stages expanded so far.
+    max_instances: usize,
+    planned: usize,
 }
 
 /// Fields of one stage after its kind gave them meaning.
@@ -355,6 +369,7 @@ impl<'a> Builder<'a> {
             if !self.errors.is_empty() {
                 return None;
             }
+            self.planned += made.len();
             stage_instances.insert(i, made.clone());
             planned.push(PlannedStage {
                 name: s.name.clone(),

@@ -11,6 +11,7 @@ pub mod reference;
 pub mod value;
 pub mod yaml;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Diagnostics, Pos, suggest};
@@ -88,7 +89,7 @@ impl Pipeline {
     /// Read and parse a pipeline file.
     pub fn load(path: &Path) -> Result<Pipeline, Diagnostics> {
         let file = path.display().to_string();
-        let source = std::fs::read_to_string(path).map_err(|e| {
+        let bytes = std::fs::read(path).map_err(|e| {
             Diagnostics(vec![Diagnostic {
                 file: file.clone(),
                 pos: Pos::default(),
@@ -98,6 +99,7 @@ impl Pipeline {
                 source_line: None,
             }])
         })?;
+        let source = String::from_utf8(bytes).map_err(|e| Diagnostics(vec![not_utf8(&file, e.as_bytes(), e.utf8_error())]))?;
         Pipeline::parse(&file, path, &source)
     }
 
@@ -177,6 +179,21 @@ impl Pipeline {
     pub fn locate(&self, d: Diagnostic) -> Diagnostic {
         d.locate(&self.file, &self.source)
     }
+}
+
+/// A pipeline file that is not UTF-8: where its first invalid byte is (line:column, counting
+/// characters of the valid text before it) and what that byte is.
+fn not_utf8(file: &str, bytes: &[u8], e: std::str::Utf8Error) -> Diagnostic {
+    let at = e.valid_up_to();
+    let before = &bytes[..at];
+    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    // everything before `at` is valid UTF-8
+    let col = std::str::from_utf8(&before[line_start..]).map_or(1, |s| s.chars().count() + 1);
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let bad: Vec<String> = bytes[at..at + e.error_len().unwrap_or(bytes.len() - at)].iter().map(|b| format!("0x{b:02x}")).collect();
+    Diagnostic::new(Pos { line, col }, format!("the pipeline file is not utf-8: byte {} at offset {at} is not valid utf-8", bad.join(" ")))
+        .help("pipeline files must be utf-8; re-save the file as utf-8 (e.g. `iconv -f latin1 -t utf-8 in.yaml > out.yaml`)")
+        .locate(file, &String::from_utf8_lossy(bytes))
 }
 
 fn string_or_err(v: &Node, errors: &mut Vec<Diagnostic>) -> Option<String> {
@@ -348,13 +365,16 @@ fn parse_matrix(node: &Node) -> Result<Vec<Axis>, Diagnostic> {
                 Diagnostic::new(v.pos, format!("matrix axis '{name}' has no values")).help("give at least one value or remove the axis")
             );
         }
-        let mut values: Vec<(Value, Pos)> = Vec::new();
+        let mut values: Vec<(Value, Pos)> = Vec::with_capacity(items.len());
+        // each value's canonical form and first position: one look-up per value
+        let mut seen: HashMap<String, Pos> = HashMap::with_capacity(items.len());
         for item in items {
             let value = item.to_value()?;
-            if let Some((_, first)) = values.iter().find(|(x, _)| x.canonical() == value.canonical()) {
+            if let Some(first) = seen.get(&value.canonical()) {
                 return Err(Diagnostic::new(item.pos, format!("matrix axis '{name}' lists {value} twice"))
                     .help(format!("it is already listed at line {}; remove one", first.line)));
             }
+            seen.insert(value.canonical(), item.pos);
             values.push((value, item.pos));
         }
         axes.push(Axis { name, pos: k.pos, values });
@@ -409,6 +429,29 @@ mod tests {
         assert_eq!(p.stages[1].matrix[0].values.len(), 2);
         assert_eq!(p.stages[1].exclude.len(), 1);
         assert_eq!(p.stages[1].fields[0].name, "from");
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_names_the_line_and_column_of_its_first_bad_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.yaml");
+        std::fs::write(&path, b"name: demo\nstages:\n  a: {kind: k, note: caf\xe9}\n").unwrap();
+        let e = Pipeline::load(&path).unwrap_err();
+        let d = &e.0[0];
+        assert_eq!(d.pos, Pos { line: 3, col: 25 });
+        assert_eq!(d.message, "the pipeline file is not utf-8: byte 0xe9 at offset 43 is not valid utf-8");
+        assert!(d.help.as_deref().unwrap().starts_with("pipeline files must be utf-8"));
+        assert!(d.to_string().contains(" 3 |   a: {kind: k, note: caf\u{fffd}}"), "{d}");
+    }
+
+    #[test]
+    fn a_long_matrix_axis_is_checked_for_repeats_in_one_pass() {
+        let values: Vec<String> = (0..20_000).map(|i| i.to_string()).collect();
+        let src = format!("name: d\nstages:\n  a: {{kind: k, matrix: {{n: [{}, 17]}}}}\n", values.join(", "));
+        let e = parse(&src).unwrap_err();
+        assert!(e.0[0].message.contains("lists 17 twice"), "{}", e.0[0].message);
+        let ok = format!("name: d\nstages:\n  a: {{kind: k, matrix: {{n: [{}]}}}}\n", values.join(", "));
+        assert_eq!(parse(&ok).unwrap().stages[0].matrix[0].values.len(), 20_000);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! with spans, from which this module builds a small tree. Typing happens in `spec/`, by hand, so
 //! that each error can name file:line:column and a suggestion.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
@@ -138,12 +138,23 @@ fn pos_of(span: &Span) -> Pos {
     Pos { line: span.start.line(), col: span.start.col() + 1 }
 }
 
+/// The most nodes aliases may produce in one file, all aliases together (an alias of a list of 3
+/// scalars produces 4). Each alias is expanded into a copy of its anchor's tree, so without a
+/// budget a few hundred bytes of nested aliases ("billion laughs") make a tree of billions of
+/// nodes. serde_yaml caps alias jumps at 100 per event of the document and go-yaml v3 caps the
+/// share of alias-made nodes; saeflow counts the nodes themselves (the memory an alias costs) and
+/// allows 100,000: far beyond what a pipeline's shared lists need, a few MB of tree at most.
+pub const ALIAS_NODE_LIMIT: usize = 100_000;
+
 /// Parse one YAML document into a positioned tree. Duplicate keys are errors (YAML says so; most
-/// parsers silently keep the last one, which hides typos in long pipelines).
+/// parsers silently keep the last one, which hides typos in long pipelines). Aliases are expanded
+/// within [`ALIAS_NODE_LIMIT`].
 pub fn parse(source: &str) -> Result<Node, Diagnostic> {
     let mut parser = Parser::new_from_str(source);
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: BTreeMap<usize, Node> = BTreeMap::new();
+    // an anchor's tree and its node count
+    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
+    let mut expanded = 0usize;
     let mut root: Option<Node> = None;
     let mut documents = 0usize;
 
@@ -154,7 +165,8 @@ pub fn parse(source: &str) -> Result<Node, Diagnostic> {
                 .help("check indentation and quoting around this position (a `key: value` needs a space after the colon)")
         })?;
         let pos = pos_of(&span);
-        let finished: Option<(Node, usize)> = match event {
+        // a finished node, its anchor id (0: none) and its node count
+        let finished: Option<(Node, usize, usize)> = match event {
             Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => None,
             Event::DocumentStart(_) => {
                 documents += 1;
@@ -165,28 +177,33 @@ pub fn parse(source: &str) -> Result<Node, Diagnostic> {
                 None
             }
             Event::Alias(id) => {
-                let node = anchors
+                let (node, size) = anchors
                     .get(&id)
-                    .cloned()
                     .ok_or_else(|| Diagnostic::new(pos, "alias refers to an unknown anchor").help("define `&name` before using `*name`"))?;
-                Some((Node { pos, ..node }, 0))
+                expanded = expanded.saturating_add(*size);
+                if expanded > ALIAS_NODE_LIMIT {
+                    return Err(alias_bomb(source, pos, *size, expanded - size));
+                }
+                Some((Node { pos, ..node.clone() }, 0, *size))
             }
             Event::Scalar(text, style, anchor, _tag) => {
                 let plain = style == ScalarStyle::Plain;
-                Some((Node { pos, kind: NodeKind::Scalar { text: text.into_owned(), plain } }, anchor))
+                Some((Node { pos, kind: NodeKind::Scalar { text: text.into_owned(), plain } }, anchor, 1))
             }
             Event::SequenceStart(anchor, _) => {
-                stack.push(Frame { pos, anchor, items: Vec::new(), map: false });
+                stack.push(Frame { pos, anchor, items: Vec::new(), map: false, size: 1 });
                 None
             }
             Event::MappingStart(anchor, _) => {
-                stack.push(Frame { pos, anchor, items: Vec::new(), map: true });
+                stack.push(Frame { pos, anchor, items: Vec::new(), map: true, size: 1 });
                 None
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let frame = stack.pop().ok_or_else(|| Diagnostic::new(pos, "unbalanced yaml collection"))?;
                 let kind = if frame.map {
-                    let mut entries: Vec<(Node, Node)> = Vec::new();
+                    let mut entries: Vec<(Node, Node)> = Vec::with_capacity(frame.items.len() / 2);
+                    // each key's first position: one look-up per key, not a scan of the map so far
+                    let mut seen: HashMap<String, Pos> = HashMap::with_capacity(frame.items.len() / 2);
                     let mut it = frame.items.into_iter();
                     while let (Some(k), Some(v)) = (it.next(), it.next()) {
                         if let Some(key) = k.scalar() {
@@ -194,10 +211,11 @@ pub fn parse(source: &str) -> Result<Node, Diagnostic> {
                                 return Err(Diagnostic::new(k.pos, "yaml merge keys (`<<`) are not supported")
                                     .help("write the keys out, or use a matrix/defaults for shared values"));
                             }
-                            if let Some((prev, _)) = entries.iter().find(|(pk, _)| pk.scalar() == Some(key)) {
+                            if let Some(prev) = seen.get(key) {
                                 return Err(Diagnostic::new(k.pos, format!("duplicate key '{key}'"))
-                                    .help(format!("'{key}' is already set at line {}; keep one of them", prev.pos.line)));
+                                    .help(format!("'{key}' is already set at line {}; keep one of them", prev.line)));
                             }
+                            seen.insert(key.to_string(), k.pos);
                         }
                         entries.push((k, v));
                     }
@@ -205,15 +223,18 @@ pub fn parse(source: &str) -> Result<Node, Diagnostic> {
                 } else {
                     NodeKind::Seq(frame.items)
                 };
-                Some((Node { pos: frame.pos, kind }, frame.anchor))
+                Some((Node { pos: frame.pos, kind }, frame.anchor, frame.size))
             }
         };
-        if let Some((node, anchor)) = finished {
+        if let Some((node, anchor, size)) = finished {
             if anchor != 0 {
-                anchors.insert(anchor, node.clone());
+                anchors.insert(anchor, (node.clone(), size));
             }
             match stack.last_mut() {
-                Some(frame) => frame.items.push(node),
+                Some(frame) => {
+                    frame.items.push(node);
+                    frame.size = frame.size.saturating_add(size);
+                }
                 None => root = Some(node),
             }
         }
@@ -226,6 +247,30 @@ struct Frame {
     anchor: usize,
     items: Vec<Node>,
     map: bool,
+    /// Nodes in this collection so far, itself included.
+    size: usize,
+}
+
+/// The alias at `pos` would take the nodes aliases produce past [`ALIAS_NODE_LIMIT`].
+fn alias_bomb(source: &str, pos: Pos, size: usize, before: usize) -> Diagnostic {
+    // the alias as written (`*name`), read back from the source for the message
+    let name: String = source
+        .lines()
+        .nth(pos.line.saturating_sub(1))
+        .map(|l| l.chars().skip(pos.col.saturating_sub(1)).take_while(|c| !c.is_whitespace() && !matches!(c, ',' | ']' | '}')).collect())
+        .filter(|n: &String| n.starts_with('*'))
+        .unwrap_or_else(|| "*…".into());
+    Diagnostic::new(
+        pos,
+        format!(
+            "alias '{name}' expands to {size} yaml nodes, which takes the nodes made by aliases past the limit of \
+             {ALIAS_NODE_LIMIT} (the aliases before it made {before})"
+        ),
+    )
+    .help(
+        "aliases that nest aliases multiply (a few lines can mean billions of nodes); write the shared part once, \
+         or use a matrix axis or `defaults:` for values several stages share",
+    )
 }
 
 #[cfg(test)]
@@ -270,6 +315,48 @@ mod tests {
         let v = n.to_value().unwrap();
         let Value::Map(m) = v else { panic!() };
         assert_eq!(m["x"], m["y"]);
+    }
+
+    /// Nine levels of nine aliases each: 9^9 leaves from under 600 bytes.
+    fn laughs(levels: usize) -> String {
+        let names: Vec<char> = ('a'..='z').take(levels).collect();
+        let mut s = format!("{}: &{} [x, x, x, x, x, x, x, x, x]\n", names[0], names[0]);
+        for w in names.windows(2) {
+            let items = vec![format!("*{}", w[0]); 9].join(", ");
+            s += &format!("{}: &{} [{items}]\n", w[1], w[1]);
+        }
+        s
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_at_the_alias_that_crosses_the_budget() {
+        let src = laughs(9);
+        assert!(src.len() < 600, "{}", src.len());
+        let e = parse(&src).unwrap_err();
+        // a: 10 nodes, b: 91, c: 820, d: 7381, e: 66430; aliases up to `e` make 74718 nodes, and
+        // the first `*e` (line 6, column 5) passes 100,000
+        assert_eq!((e.pos.line, e.pos.col), (6, 8), "{e:?}");
+        assert!(e.message.starts_with("alias '*e' expands to 66430 yaml nodes"), "{}", e.message);
+        assert!(e.message.contains("made 74718"), "{}", e.message);
+        assert!(e.message.contains("limit of 100000"), "{}", e.message);
+        assert!(e.help.unwrap().contains("write the shared part once"));
+    }
+
+    #[test]
+    fn aliases_within_the_budget_expand() {
+        // five levels: 74718 nodes made by aliases
+        let n = parse(&laughs(5)).unwrap();
+        let d = &n.as_map().unwrap()[3].1;
+        assert_eq!(d.as_seq().unwrap().len(), 9);
+        assert_eq!(d.as_seq().unwrap()[0].as_seq().unwrap()[0].as_seq().unwrap().len(), 9);
+    }
+
+    #[test]
+    fn many_keys_are_checked_for_duplicates_in_one_pass() {
+        let src: String = (0..20_000).map(|i| format!("k{i}: {i}\n")).collect::<String>() + "k7: again\n";
+        let e = parse(&src).unwrap_err();
+        assert_eq!(e.pos.line, 20_001);
+        assert!(e.help.unwrap().contains("line 8"));
     }
 
     #[test]
