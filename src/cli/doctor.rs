@@ -21,8 +21,12 @@ pub const EXIT_BLOCKED: u8 = 11;
 
 pub fn cmd_doctor(cache: &Path, registry: &Registry, file: &Path, json: bool, opts: &Options) -> Result<ExitCode> {
     let pipeline = Pipeline::load(file).map_err(|d| anyhow::anyhow!("{d}"))?;
-    let plan_opts =
-        PlanOptions { fingerprint_memo: Some(cache.join(".fingerprints.json")), externals: Externals::Record, ..PlanOptions::default() };
+    let plan_opts = PlanOptions {
+        fingerprint_memo: Some(cache.join(".fingerprints.json")),
+        externals: Externals::Record,
+        max_instances: super::MAX_INSTANCES.get().copied(),
+        ..PlanOptions::default()
+    };
     let plan: Plan = Plan::build(pipeline, registry, &plan_opts).map_err(|d| anyhow::anyhow!("{d}"))?;
     let hub = HubCache::from_env().ok();
     let report = doctor::examine(&plan, &Cache::at(cache), hub.as_ref(), opts);
