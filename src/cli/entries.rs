@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 
+use crate::plan::Externals;
+
 use super::*;
 
 pub(super) fn cmd_show(
@@ -110,9 +112,41 @@ pub(super) fn cmd_gc(cache_flag: &Option<PathBuf>, registry: &Registry, files: V
     }
     let cache = Cache::at(&cache_dir(cache_flag, files.first().map(PathBuf::as_path)));
     let mut keep = BTreeSet::new();
+    // instances whose keys cannot be known here (they depend on an input that is missing): an
+    // entry is kept whatever its key when it was made under such an instance's id and kind, or
+    // by the same kind, version and parameters (another pipeline's name for the same computation)
+    let mut unsure = BTreeSet::new();
+    let mut unsure_params = BTreeSet::new();
     for f in &files {
-        let plan = load(cache.root(), registry, f)?;
-        keep.extend(plan.instances.iter().flat_map(|i| i.outputs.iter().map(|o| o.key.clone())));
+        let plan = plan_recording(cache.root(), registry, f)?;
+        let depends = depends_on_unresolved(&plan);
+        for (inst, _) in plan.instances.iter().zip(&depends).filter(|(_, d)| !**d) {
+            keep.extend(inst.outputs.iter().map(|o| o.key.clone()));
+        }
+        let unsure_here: Vec<&crate::plan::Instance> = plan.instances.iter().zip(&depends).filter(|(_, d)| **d).map(|(i, _)| i).collect();
+        unsure.extend(unsure_here.iter().map(|i| (i.id.clone(), i.kind.to_string())));
+        unsure_params.extend(unsure_here.iter().map(|i| computation(&i.preimage)));
+        if !unsure_here.is_empty() {
+            let mut inputs: Vec<String> = Vec::new();
+            for u in &plan.unresolved {
+                let why = if u.missing { "missing" } else { "failed a check" };
+                let line = format!("{}.{} '{}' ({why})", u.diagnostic.stage.as_deref().unwrap_or("?"), u.param, u.value);
+                if !inputs.contains(&line) {
+                    inputs.push(line);
+                }
+            }
+            let mut stages: Vec<&str> = unsure_here.iter().map(|i| i.stage.as_str()).collect();
+            stages.dedup();
+            println!(
+                "  {} has unresolved inputs: {}; entries of the {} instance(s) that depend on them (stages {}) are kept whatever \
+                 their key (`saeflow doctor {}` says what is missing)",
+                f.display(),
+                first_few(&inputs, 4),
+                unsure_here.len(),
+                first_few(&stages, 8),
+                f.display()
+            );
+        }
     }
     let (mut n, mut bytes, mut busy) = (0usize, 0u64, 0usize);
     let verb = if dry_run { "would remove" } else { "removed" };
@@ -131,7 +165,12 @@ pub(super) fn cmd_gc(cache_flag: &Option<PathBuf>, registry: &Registry, files: V
     };
     let unreached: Vec<String> =
         cache.keys()?.into_iter().chain(cache.tmp_keys()).filter(|k| !keep.contains(k)).collect::<BTreeSet<_>>().into_iter().collect();
+    let mut kept_unsure = 0usize;
     for key in unreached {
+        if cache.manifest(&key).is_ok_and(|m| unsure_params.contains(&computation(&m.preimage)) || unsure.contains(&(m.instance, m.kind))) {
+            kept_unsure += 1;
+            continue;
+        }
         // a key a running `saeflow run` holds (being computed or published) is left alone
         let Some(_lock) = cache.try_lock(&key)? else {
             busy += 1;
@@ -152,8 +191,52 @@ pub(super) fn cmd_gc(cache_flag: &Option<PathBuf>, registry: &Registry, files: V
         }
     }
     let busy = if busy > 0 { format!("; {busy} in use by a running saeflow, left alone") } else { String::new() };
-    println!("{verb} {n} entries, {bytes} bytes (kept {} reachable from {} pipeline(s){busy})", keep.len(), files.len());
+    let unsure = if kept_unsure > 0 { format!(", and {kept_unsure} of instances with unresolved inputs") } else { String::new() };
+    println!("{verb} {n} entries, {bytes} bytes (kept {} reachable from {} pipeline(s){unsure}{busy})", keep.len(), files.len());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `a, b, c and 5 more`.
+fn first_few(items: &[impl std::fmt::Display], n: usize) -> String {
+    let shown: Vec<String> = items.iter().take(n).map(|i| i.to_string()).collect();
+    match items.len().saturating_sub(n) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
+}
+
+/// Plan a pipeline for `gc`: an external input that cannot be read (a dataset not downloaded
+/// here, a model not in the Hugging Face cache while offline) is recorded in `Plan::unresolved`
+/// with a stand-in fingerprint instead of failing the plan.
+fn plan_recording(cache: &Path, registry: &Registry, file: &Path) -> Result<Plan> {
+    let pipeline = Pipeline::load(file).map_err(|d| anyhow::anyhow!("{d}"))?;
+    let memo = Some(cache.join(".fingerprints.json"));
+    let plan =
+        Plan::build(pipeline, registry, &PlanOptions { fingerprint_memo: memo, externals: Externals::Record, ..PlanOptions::default() })
+            .map_err(|d| anyhow::anyhow!("{d}"))?;
+    for w in &plan.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(plan)
+}
+
+/// What a key's preimage computes, without what it computes it from (inputs, external
+/// fingerprints): format, kind, version and parameters, as canonical JSON.
+fn computation(preimage: &serde_json::Value) -> String {
+    let field = |k: &str| preimage.get(k).cloned().unwrap_or_default();
+    serde_json::json!([field("format"), field("kind"), field("version"), field("params")]).to_string()
+}
+
+/// Per instance: whether its keys rest on a stand-in fingerprint (its own input is unresolved,
+/// or one of the instances it reads from is), so the entries it made cannot be told by key.
+fn depends_on_unresolved(plan: &Plan) -> Vec<bool> {
+    let mut depends = vec![false; plan.instances.len()];
+    // instances are in execution order: producers come first
+    for (i, inst) in plan.instances.iter().enumerate() {
+        depends[i] = inst.externals.values().any(|v| v.starts_with("unresolved:"))
+            || inst.inputs.iter().flat_map(|b| &b.items).any(|it| depends.get(it.instance).copied().unwrap_or(true));
+    }
+    depends
 }
 
 pub(super) fn dir_size(dir: &Path) -> u64 {

@@ -54,24 +54,56 @@ fn subfolders(dir: &Path) -> Result<Vec<OsString>, DataError> {
     Ok(v)
 }
 
-/// Image files under `dir`, recursively, as paths relative to `dir`, sorted by bytes.
+/// Image files under `dir`, recursively, as paths relative to `dir`, sorted by bytes. Each
+/// folder is read once: one reached again through a symlink (a link back up, or a second link to
+/// it) is skipped, so the folders are walked in name order and each lists its images at the
+/// first path it is reached by. (The plan's fingerprint walks the same way and counts such
+/// links, so they are part of the dataset's identity.)
 fn image_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     let mut out = Vec::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let d = dir.join(&rel);
-        for e in fs::read_dir(&d).map_err(|e| DataError::io(&d, e))? {
-            let e = e.map_err(|e| DataError::io(&d, e))?;
-            let name = e.file_name();
-            if is_dir(&e)? {
-                stack.push(rel.join(&name));
-            } else if is_image(&name) {
-                out.push(rel.join(&name));
-            }
-        }
-    }
+    let mut walked = BTreeSet::new();
+    walk_images(dir, PathBuf::new(), &mut walked, &mut out)?;
     out.sort_by(|a, b| a.as_os_str().as_encoded_bytes().cmp(b.as_os_str().as_encoded_bytes()));
     Ok(out)
+}
+
+fn walk_images(dir: &Path, rel: PathBuf, walked: &mut BTreeSet<(u64, u64)>, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
+    let d = dir.join(&rel);
+    if let Some(id) = folder_id(&d)?
+        && !walked.insert(id)
+    {
+        return Ok(());
+    }
+    let mut folders = Vec::new();
+    for e in fs::read_dir(&d).map_err(|e| DataError::io(&d, e))? {
+        let e = e.map_err(|e| DataError::io(&d, e))?;
+        let name = e.file_name();
+        if is_dir(&e)? {
+            folders.push(name);
+        } else if is_image(&name) {
+            out.push(rel.join(&name));
+        }
+    }
+    folders.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
+    for name in folders {
+        walk_images(dir, rel.join(name), walked, out)?;
+    }
+    Ok(())
+}
+
+/// A folder's (device, inode), following symlinks; `None` where the platform has none.
+fn folder_id(dir: &Path) -> Result<Option<(u64, u64)>, DataError> {
+    let meta = fs::metadata(dir).map_err(|e| DataError::io(dir, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok(Some((meta.dev(), meta.ino())))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        Ok(None)
+    }
 }
 
 /// `wnid name` lines (tab or space separated; the name is the rest of the line).

@@ -50,6 +50,11 @@ impl FingerprintMemo {
         memo
     }
 
+    /// The folder the memo is kept in (the cache, for every command), if it is kept.
+    pub fn folder(&self) -> Option<&Path> {
+        self.path.as_deref().and_then(Path::parent)
+    }
+
     /// Write the memo back if it changed (atomic replace; losing a race only costs a rehash).
     pub fn save(&mut self) {
         let (Some(path), true) = (&self.path, self.dirty) else { return };
@@ -64,12 +69,25 @@ impl FingerprintMemo {
     }
 
     /// `file:blake3:<hex>` for a file, `dir:<hex>` for a folder (sorted relative paths and sizes).
+    /// Symlinks are followed: a stage reads through them, so the content they lead to is what
+    /// enters the key (the Hugging Face cache is made of them, and a dataset moved elsewhere and
+    /// linked back keeps its key). Anything but a regular file or a folder (a device, a FIFO, a
+    /// socket) is refused with [`std::io::ErrorKind::InvalidInput`]: it has no content to hash
+    /// and reading it may never end. The message names no path when `path` itself is the
+    /// culprit (`is a FIFO (named pipe), …`), and the entry relative to `path` when it is inside
+    /// (`holds 'sub/pipe', a FIFO (named pipe), …`), so the caller can prefix the path as written.
     pub fn fingerprint(&mut self, path: &Path) -> std::io::Result<String> {
         let meta = fs::metadata(path)?;
         if meta.is_dir() {
             let mut hasher = blake3::Hasher::new();
-            self.hash_dir(path, "", &mut hasher, 0)?;
+            let mut walked = BTreeMap::new();
+            if let Some(id) = dir_id(&meta) {
+                walked.insert(id, String::new());
+            }
+            self.hash_dir(path, "", &mut hasher, 0, &mut walked)?;
             Ok(format!("dir:{}", &hasher.finalize().to_hex()[..32]))
+        } else if let Some(what) = special_file(&meta) {
+            Err(not_regular(format!("is {what}")))
         } else {
             Ok(format!("file:{}", self.file_hash(path, &meta)?))
         }
@@ -94,19 +112,34 @@ impl FingerprintMemo {
     /// (adding or removing a file changes it); sizes are read fresh on every plan, following
     /// symlinks (the Hugging Face cache is made of them). A same-size edit in place of a file in a
     /// folder is not seen: folders are identified by listing, not content (use `--force`).
-    fn hash_dir(&mut self, dir: &Path, rel: &str, hasher: &mut blake3::Hasher, depth: usize) -> std::io::Result<()> {
+    ///
+    /// Each directory is read once: `walked` maps a directory's (device, inode) to the relative
+    /// path it was first reached at (in name order), and a later arrival (a symlink loop, or a
+    /// diamond of links to one folder) enters the hash as `path → first path` instead of being
+    /// walked again. The fingerprint still determines everything a reader can see below the
+    /// folder (the first walk's files and sizes, and where each alias leads), and a tree without
+    /// such aliases hashes exactly as before.
+    fn hash_dir(
+        &mut self,
+        dir: &Path,
+        rel: &str,
+        hasher: &mut blake3::Hasher,
+        depth: usize,
+        walked: &mut BTreeMap<(u64, u64), String>,
+    ) -> std::io::Result<()> {
         if depth > 64 {
-            return Err(std::io::Error::other(format!("{}: folders nested more than 64 deep (a symlink loop?)", dir.display())));
+            return Err(std::io::Error::other(format!("'{rel}': folders nested more than 64 deep")));
         }
-        let meta = fs::metadata(dir)?;
+        let inside = |what: &str, e: std::io::Error| std::io::Error::other(format!("'{what}': {e}"));
+        let meta = fs::metadata(dir).map_err(|e| inside(rel, e))?;
         let key = dir.display().to_string();
         let mtime = mtime_ns(&meta);
         let names = match self.dirs.get(&key) {
             Some(m) if m.mtime_ns == mtime => m.names.clone(),
             _ => {
                 let mut names = Vec::new();
-                for e in fs::read_dir(dir)? {
-                    names.push(e?.file_name().to_string_lossy().into_owned());
+                for e in fs::read_dir(dir).map_err(|e| inside(rel, e))? {
+                    names.push(e.map_err(|e| inside(rel, e))?.file_name().to_string_lossy().into_owned());
                 }
                 names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
                 self.dirs.insert(key, DirMemo { mtime_ns: mtime, names: names.clone() });
@@ -117,9 +150,26 @@ impl FingerprintMemo {
         for name in names {
             let child = dir.join(&name);
             let child_rel = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
-            let m = fs::metadata(&child)?; // follows symlinks
+            let m = fs::metadata(&child).map_err(|e| inside(&child_rel, e))?; // follows symlinks
             if m.is_dir() {
-                self.hash_dir(&child, &child_rel, hasher, depth + 1)?;
+                match dir_id(&m).map(|id| (walked.get(&id).cloned(), id)) {
+                    Some((Some(first), _)) => {
+                        // no file has u64::MAX bytes: this entry cannot read as a file's
+                        hasher.update(child_rel.as_bytes());
+                        hasher.update(&[0]);
+                        hasher.update(&u64::MAX.to_le_bytes());
+                        hasher.update(first.as_bytes());
+                        hasher.update(&[0]);
+                    }
+                    seen => {
+                        if let Some((_, id)) = seen {
+                            walked.insert(id, child_rel.clone());
+                        }
+                        self.hash_dir(&child, &child_rel, hasher, depth + 1, walked)?;
+                    }
+                }
+            } else if let Some(what) = special_file(&m) {
+                return Err(not_regular(format!("holds '{child_rel}', {what}")));
             } else {
                 hasher.update(child_rel.as_bytes());
                 hasher.update(&[0]);
@@ -130,9 +180,64 @@ impl FingerprintMemo {
     }
 }
 
-/// blake3 of a file's bytes, hex.
+/// A folder's identity on disk (device, inode), where the platform has one.
+fn dir_id(meta: &fs::Metadata) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
+    }
+}
+
+/// What a path is when it is neither a regular file nor a folder (symlinks already followed):
+/// `a character device`, `a FIFO (named pipe)`, …; `None` for a file or a folder.
+pub fn special_file(meta: &fs::Metadata) -> Option<&'static str> {
+    if meta.is_file() || meta.is_dir() {
+        return None;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_char_device() {
+            return Some("a character device");
+        }
+        if t.is_block_device() {
+            return Some("a block device");
+        }
+        if t.is_fifo() {
+            return Some("a FIFO (named pipe)");
+        }
+        if t.is_socket() {
+            return Some("a socket");
+        }
+    }
+    Some("not a file")
+}
+
+fn not_regular(what: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what}, not a regular file or a folder"))
+}
+
+/// blake3 of a file's bytes, hex. Opened without blocking and checked to be a regular file
+/// before it is read, so a path swapped for a FIFO or a device fails instead of hanging.
 pub fn hash_file(path: &Path) -> std::io::Result<String> {
-    let mut f = fs::File::open(path)?;
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let mut f = options.open(path)?;
+    if let Some(what) = special_file(&f.metadata()?) {
+        return Err(not_regular(format!("is {what}")));
+    }
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -195,5 +300,47 @@ mod tests {
         std::os::unix::fs::symlink(real.join("sub"), linked.join("sub")).unwrap();
         let mut memo = FingerprintMemo::open(None);
         assert_eq!(memo.fingerprint(&real).unwrap(), memo.fingerprint(&linked).unwrap());
+    }
+
+    #[test]
+    fn a_folder_reached_twice_is_walked_once_and_still_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = dir.path().join("ds");
+        fs::create_dir_all(ds.join("a")).unwrap();
+        fs::write(ds.join("a/x.bin"), b"x").unwrap();
+        let mut memo = FingerprintMemo::open(None);
+        let plain = memo.fingerprint(&ds).unwrap();
+        // a second link to `a` (a diamond) and two links back to the root (a loop)
+        std::os::unix::fs::symlink("a", ds.join("b")).unwrap();
+        let diamond = memo.fingerprint(&ds).unwrap();
+        assert_ne!(diamond, plain, "a reader sees b/x.bin too: the alias enters the fingerprint");
+        std::os::unix::fs::symlink(".", ds.join("l1")).unwrap();
+        std::os::unix::fs::symlink(".", ds.join("l2")).unwrap();
+        let looped = memo.fingerprint(&ds).unwrap();
+        assert_ne!(looped, diamond);
+        assert_eq!(looped, FingerprintMemo::open(None).fingerprint(&ds).unwrap(), "deterministic, memo or not");
+        // where the alias leads counts, not only that there is one
+        fs::create_dir_all(ds.join("c")).unwrap();
+        fs::write(ds.join("c/x.bin"), b"y").unwrap();
+        fs::remove_file(ds.join("b")).unwrap();
+        std::os::unix::fs::symlink("c", ds.join("b")).unwrap();
+        let other = memo.fingerprint(&ds).unwrap();
+        fs::remove_file(ds.join("b")).unwrap();
+        std::os::unix::fs::symlink("a", ds.join("b")).unwrap();
+        assert_ne!(memo.fingerprint(&ds).unwrap(), other);
+    }
+
+    #[test]
+    fn devices_are_refused_without_being_read() {
+        // on another thread with a deadline: a regression reads /dev/zero forever
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let e = FingerprintMemo::open(None).fingerprint(Path::new("/dev/zero")).unwrap_err();
+            let _ = tx.send((e.kind(), e.to_string(), hash_file(Path::new("/dev/zero")).unwrap_err().kind()));
+        });
+        let (kind, text, direct) = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("/dev/zero is read instead of refused");
+        assert_eq!(kind, std::io::ErrorKind::InvalidInput);
+        assert_eq!(text, "is a character device, not a regular file or a folder");
+        assert_eq!(direct, std::io::ErrorKind::InvalidInput);
     }
 }

@@ -112,6 +112,7 @@ impl Builder<'_> {
                                         ParamType::InputPathOr(words) => format!(", or write {}", words.join(" or ")),
                                         _ => String::new(),
                                     };
+                                    let missing = e.kind() != std::io::ErrorKind::InvalidInput;
                                     let d = if e.kind() == std::io::ErrorKind::NotFound {
                                         Diagnostic::new(*pos, format!("parameter '{}': '{rel}' does not exist", ps.name))
                                             .stage(name)
@@ -119,12 +120,20 @@ impl Builder<'_> {
                                                 "relative paths resolve against the project folder (the one holding pipelines/); put the data \
                                                  there (the pipeline's comments and docs/datasets.md say how) or fix the path{or_words}"
                                             ))
+                                    } else if !missing {
+                                        // a device, FIFO or socket (or a folder holding one): `e` says which
+                                        Diagnostic::new(*pos, format!("parameter '{}': '{rel}' {e}", ps.name)).stage(name).help(format!(
+                                            "inputs are fingerprinted by their content before a run, and a device, FIFO or socket has no \
+                                             content that stays put (reading it may never end); copy the data into a regular file (or a \
+                                             folder of them) and point `{}` at it{or_words}",
+                                            ps.name
+                                        ))
                                     } else {
                                         Diagnostic::new(*pos, format!("cannot read '{rel}' for parameter '{}': {e}", ps.name)).stage(name).help(
                                             format!("relative paths resolve against the project folder (the one holding pipelines/); check the path{or_words}"),
                                         )
                                     };
-                                    if !self.external(d, ps.name, rel, true) {
+                                    if !self.external(d, ps.name, rel, missing) {
                                         return None;
                                     }
                                     externals.insert(ps.name.to_string(), format!("unresolved:{rel}"));
@@ -168,7 +177,19 @@ impl Builder<'_> {
                                 );
                                 return None;
                             }
-                            paths.insert(ps.name.to_string(), project_root.join(rel));
+                            match output_folder(project_root, memo.folder(), rel) {
+                                Ok(real) => {
+                                    paths.insert(ps.name.to_string(), real);
+                                }
+                                Err(refused) => {
+                                    let (problem, why) = refused.explain(rel);
+                                    self.err(Diagnostic::new(*pos, format!("output folder '{rel}' {problem}")).stage(name).help(format!(
+                                        "{why}; write a folder of its own, e.g. `{}: reports/<name>` (the default is `reports/${{pipeline}}`)",
+                                        ps.name
+                                    )));
+                                    return None;
+                                }
+                            }
                         }
                         resolved.insert(ps.name.to_string(), checked);
                     }
@@ -304,6 +325,109 @@ pub fn stays_inside(rel: &str) -> bool {
     true
 }
 
+/// Why an output folder is refused (see [`output_folder`]).
+#[derive(Debug, PartialEq)]
+enum Refused {
+    /// The folder is the project's own.
+    Project,
+    /// The cache folder (`inside`: a folder in it).
+    Cache { inside: bool },
+    /// `pipelines/` (`inside`: a folder in it).
+    Pipelines { inside: bool },
+    /// Reached through the symlink `via` (as written, relative), which leads to `to`, outside.
+    Escapes { via: String, to: PathBuf },
+    /// `via` exists and cannot be a folder on the way (a file, a dangling or unreadable link).
+    Blocked { via: String, problem: String },
+}
+
+impl Refused {
+    /// (what is wrong, why that matters) for a diagnostic.
+    fn explain(&self, rel: &str) -> (String, String) {
+        let folder = |inside: bool, what: &str| if inside { format!("is inside the {what}") } else { format!("is the {what}") };
+        match self {
+            Refused::Project => {
+                ("is the project folder itself".into(), "its files (index.html, figures, CSVs) would mix with the project's own".into())
+            }
+            Refused::Cache { inside } => (
+                folder(*inside, "cache folder"),
+                "the cache folder holds saeflow's content-addressed entries and nothing else (`gc`, `verify` and `export` manage it)"
+                    .into(),
+            ),
+            Refused::Pipelines { inside } => {
+                (folder(*inside, "pipelines folder"), "pipelines/ is for pipeline files (`saeflow gc` plans every one of them)".into())
+            }
+            Refused::Escapes { via, to } => (
+                format!("leaves the project through a symlink: '{via}' is a symlink to '{}'", to.display()),
+                format!(
+                    "output folders stay inside the project (the folder holding pipelines/), wherever links lead; replace the \
+                     symlink '{via}' with a folder, or write the report elsewhere in the project (`{rel}` resolves outside)"
+                ),
+            ),
+            Refused::Blocked { via, problem } => {
+                (format!("cannot be created: '{via}' {problem}"), format!("'{via}' is on the way to '{rel}'"))
+            }
+        }
+    }
+}
+
+/// The real folder an output folder `rel` (relative, known not to climb out lexically) names:
+/// the symlinks on its way that exist now are followed, and the result must be inside the
+/// project, and neither the project folder itself nor the cache (`cache/`, or `cache` — where the
+/// fingerprint memo lives — when given) nor `pipelines/` or anything inside them. The part that
+/// does not exist yet is appended as written. The stage writes to this path (which holds no
+/// symlink) and checks again that it still does (`report::write_folder`).
+fn output_folder(project_root: &Path, cache: Option<&Path>, rel: &str) -> Result<PathBuf, Refused> {
+    let real_of = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
+    let root = real_of(project_root);
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in Path::new(rel).components() {
+        match c {
+            Component::Normal(n) => parts.push(n),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    let mut real = root.clone();
+    for (i, part) in parts.iter().enumerate() {
+        let next = real.join(part);
+        let via = || parts[..=i].iter().map(|p| p.to_string_lossy()).collect::<Vec<_>>().join("/");
+        match std::fs::symlink_metadata(&next) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                real = parts[i..].iter().fold(real, |r, p| r.join(p));
+                break;
+            }
+            Err(e) => return Err(Refused::Blocked { via: via(), problem: format!("cannot be read ({e})") }),
+            Ok(m) if m.file_type().is_symlink() => {
+                let to = std::fs::canonicalize(&next)
+                    .map_err(|e| Refused::Blocked { via: via(), problem: format!("is a symlink that cannot be followed ({e})") })?;
+                if !to.starts_with(&root) {
+                    return Err(Refused::Escapes { via: via(), to });
+                }
+                if !to.is_dir() {
+                    return Err(Refused::Blocked { via: via(), problem: "is a symlink to a file, not to a folder".into() });
+                }
+                real = to;
+            }
+            Ok(m) if !m.is_dir() => return Err(Refused::Blocked { via: via(), problem: "is a file, not a folder".into() }),
+            Ok(_) => real = next,
+        }
+    }
+    if real == root {
+        return Err(Refused::Project);
+    }
+    let caches = [Some(root.join("cache")), cache.map(real_of)];
+    if let Some(c) = caches.iter().flatten().find(|c| real.starts_with(c)) {
+        return Err(Refused::Cache { inside: &real != c });
+    }
+    let pipelines = real_of(&root.join("pipelines"));
+    if real.starts_with(&pipelines) {
+        return Err(Refused::Pipelines { inside: real != pipelines });
+    }
+    Ok(real)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,5 +439,25 @@ mod tests {
         assert!(!stays_inside("../x"));
         assert!(!stays_inside("a/../../x"));
         assert!(!stays_inside("/etc"));
+    }
+
+    #[test]
+    fn output_folders_resolve_through_symlinks_and_keep_out_of_the_cache_and_pipelines() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.join("real/deeper")).unwrap();
+        std::os::unix::fs::symlink("real", root.join("inside")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("away")).unwrap();
+        std::fs::write(root.join("file"), b"").unwrap();
+        let of = |rel: &str| output_folder(&root, Some(&root.join("elsewhere-cache")), rel);
+        assert_eq!(of("reports/x"), Ok(root.join("reports/x")));
+        assert_eq!(of("inside/deeper/r"), Ok(root.join("real/deeper/r")), "links inside the project are followed");
+        assert!(matches!(of("away/r"), Err(Refused::Escapes { via, .. }) if via == "away"));
+        assert!(matches!(of("file/r"), Err(Refused::Blocked { via, .. }) if via == "file"));
+        assert_eq!(of("a/.."), Err(Refused::Project));
+        assert_eq!(of("cache"), Err(Refused::Cache { inside: false }));
+        assert_eq!(of("elsewhere-cache/x"), Err(Refused::Cache { inside: true }), "the cache the memo lives in, wherever it is");
+        assert_eq!(of("pipelines/x"), Err(Refused::Pipelines { inside: true }));
     }
 }

@@ -23,7 +23,7 @@ pub mod study;
 pub mod table;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::engine::EngineError;
 use crate::engine::table::write_atomic;
@@ -41,6 +41,13 @@ pub enum ReportError {
     Table { what: String, problem: String },
     #[error("figure '{name}': {message}")]
     Figure { name: String, message: String },
+    /// The report folder's path leads elsewhere than when the plan checked it.
+    #[error(
+        "report folder '{}' changed since the plan checked it: '{}' is now a symlink to '{}'; nothing was written \
+         (run again: the plan checks where the folder leads now)",
+        dir.display(), via.display(), to.display()
+    )]
+    Moved { dir: PathBuf, via: PathBuf, to: PathBuf },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -52,8 +59,14 @@ pub const LISTING: &str = ".saeflow-report";
 /// Write rendered files into `dir` (created if needed), each through a temporary file and a
 /// rename; files an earlier render listed and this one does not write are removed. Files the
 /// report did not write are never touched.
+///
+/// `dir` is the real path the plan resolved and checked (inside the project, no symlink on the
+/// way: `plan::resolve`'s output folders). A symlink that appeared on that way since (the run
+/// took hours) is refused before anything is created, and again once the folder exists.
 pub fn write_folder(dir: &Path, files: &std::collections::BTreeMap<String, Vec<u8>>) -> Result<(), ReportError> {
+    still_planned(dir)?;
     std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+    still_planned(dir)?;
     let listing = dir.join(LISTING);
     let before: BTreeSet<String> = std::fs::read_to_string(&listing).unwrap_or_default().lines().map(str::to_string).collect();
     for (name, bytes) in files {
@@ -73,19 +86,38 @@ pub fn write_folder(dir: &Path, files: &std::collections::BTreeMap<String, Vec<u
     Ok(())
 }
 
+/// The existing part of `dir` holds no symlink (so it leads where the plan checked it leads).
+fn still_planned(dir: &Path) -> Result<(), ReportError> {
+    let mut way = PathBuf::new();
+    for c in dir.components() {
+        way.push(c);
+        match std::fs::symlink_metadata(&way) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let to = std::fs::read_link(&way).map_err(|e| EngineError::io(&way, e))?;
+                return Err(ReportError::Moved { dir: dir.to_path_buf(), via: way, to });
+            }
+            Ok(_) => {}
+            // the rest is created by this write
+            Err(_) => break,
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_rerender_removes_only_its_own_stale_files() {
-        let dir = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = std::fs::canonicalize(tmp.path()).unwrap(); // as the plan resolves it
         let files = |names: &[&str]| names.iter().map(|n| (n.to_string(), n.as_bytes().to_vec())).collect();
-        std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
-        write_folder(dir.path(), &files(&["index.html", "a.svg", "a.csv"])).unwrap();
-        write_folder(dir.path(), &files(&["index.html", "b.svg"])).unwrap();
+        std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+        write_folder(&dir, &files(&["index.html", "a.svg", "a.csv"])).unwrap();
+        write_folder(&dir, &files(&["index.html", "b.svg"])).unwrap();
         let mut left: Vec<String> =
-            std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         left.sort();
         assert_eq!(left, [LISTING, "b.svg", "index.html", "notes.txt"]);
     }

@@ -66,6 +66,17 @@ impl Stage for Table {
             if files.is_empty() {
                 return Err(EngineError::Stage(format!("{}: {} holds no .parquet file", m.id, path.display())));
             }
+            // the plan refused devices, FIFOs and sockets; one swapped in since would never end
+            for f in &files {
+                let meta = std::fs::metadata(f).map_err(|e| EngineError::io(f, e))?;
+                if let Some(what) = crate::plan::fingerprint::special_file(&meta) {
+                    return Err(EngineError::Stage(format!(
+                        "{}: {} is {what}, not a regular file (it changed since the plan checked it); put the table in a .parquet file",
+                        m.id,
+                        f.display()
+                    )));
+                }
+            }
             let out = m.output("table")?;
             out.set_parts(files.len())?;
             for (i, f) in files.iter().enumerate() {
