@@ -236,3 +236,61 @@ fn a_manifest_records_where_its_numbers_were_computed() {
     assert_eq!(p.run(&["plan", &f]).code, 0);
     assert_eq!(p.run(&["verify"]).code, 0);
 }
+
+#[test]
+fn a_report_folder_always_shows_the_cached_report() {
+    use arrow_array::{Float32Array, RecordBatch, UInt32Array};
+    use arrow_schema::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let p = Project::new();
+    // a small probe on features from elsewhere (a `table` stage), enough for a report
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("image_id", DataType::UInt32, false),
+        Field::new("feature", DataType::UInt32, false),
+        Field::new("value", DataType::Float32, false),
+    ]));
+    let ids: Vec<u32> = (0..16).collect();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(UInt32Array::from(ids.clone())),
+            Arc::new(UInt32Array::from(ids.iter().map(|i| i % 3).collect::<Vec<_>>())),
+            Arc::new(Float32Array::from(ids.iter().map(|&i| i as f32 / 16.0).collect::<Vec<_>>())),
+        ],
+    )
+    .unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(fs::File::create(p.root().join("f.parquet")).unwrap(), schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let yaml = |title: &str| {
+        format!(
+            "name: x\nstages:\n  d: {{kind: dataset, format: synthetic, classes: 2, train_per_class: 6, test_per_class: 2, image_size: 8}}\n  \
+             s: {{kind: split, from: d.images, method: predefined}}\n  f: {{kind: table, path: f.parquet, type: pooled}}\n  \
+             p: {{kind: probe, features: f, split: s}}\n  r: {{kind: report, metrics: p.metrics, title: {title}}}\n"
+        )
+    };
+    let index = || fs::read_to_string(p.root().join("reports/x/index.html")).unwrap_or_default();
+    let f = p.pipeline("x", &yaml("Alpha"));
+    let r = p.run(&["run", &f]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(index().contains("Alpha"));
+    p.pipeline("x", &yaml("Beta"));
+    assert_eq!(p.run(&["run", &f]).code, 0);
+    assert!(index().contains("Beta"));
+    // the edit reverted: the entry is cached again, but the folder shows Beta's run
+    p.pipeline("x", &yaml("Alpha"));
+    let plan = p.run(&["plan", &f]);
+    assert_eq!(plan.code, 10, "the stale folder makes the report run: {}", plan.stdout);
+    assert!(plan.stdout.contains("shows another run"), "{}", plan.stdout);
+    let r = p.run(&["run", &f]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(index().contains("Alpha") && !index().contains("Beta"), "the folder shows the cached report again");
+    assert_eq!(p.run(&["plan", &f]).code, 0);
+    // a removed folder is written again
+    fs::remove_dir_all(p.root().join("reports/x")).unwrap();
+    assert_eq!(p.run(&["plan", &f]).code, 10);
+    assert_eq!(p.run(&["run", &f]).code, 0);
+    assert!(index().contains("Alpha"));
+    assert_eq!(p.run(&["plan", &f]).code, 0);
+    assert!(!p.cache().join(".corrupt").exists());
+}

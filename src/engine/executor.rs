@@ -309,7 +309,7 @@ impl Executor<'_> {
             let forced = matches_any(&self.opts.force, inst);
             let states: Vec<EntryState> = inst.outputs.iter().map(|o| self.cache.state(&o.key)).collect();
             let all_present = states.iter().all(|st| matches!(st, EntryState::Present(_)));
-            if all_present && !forced && self.assessments[m].damaged.is_empty() {
+            if all_present && !forced && self.assessments[m].damaged.is_empty() && !self.assessments[m].folder_stale {
                 let rows = match &states[0] {
                     EntryState::Present(man) => man.rows,
                     _ => 0,

@@ -172,6 +172,12 @@ impl OutputWriter {
         Ok(())
     }
 
+    /// The key of the entry this output becomes (a stage that writes a folder besides the cache
+    /// stamps it with this; see `engine::status::FOLDER_STAMP`).
+    pub fn key(&self) -> &str {
+        self.metadata.iter().find(|(k, _)| k == "saeflow.key").map(|(_, v)| v.as_str()).unwrap_or_default()
+    }
+
     /// Whether part `i` is already complete (written by an interrupted earlier run).
     pub fn has_part(&self, i: usize) -> bool {
         self.dir.join(part_name(i)).is_file()

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::cache::{Cache, EntryState};
 use super::history::History;
-use crate::plan::{Instance, Plan, key};
+use crate::plan::{Instance, ParamType, Plan, key};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -25,7 +25,14 @@ pub struct Assessment {
     /// Rows of the first output when cached.
     pub rows: Option<u64>,
     pub seconds: Option<f64>,
+    /// The entries are cached but a folder the instance writes besides the cache (a report's
+    /// `out`) shows another computation, or none: the instance runs again to rewrite it.
+    pub folder_stale: bool,
 }
+
+/// The file in a folder an instance writes besides the cache (an `OutputDir` parameter, e.g. a
+/// report's `out`) naming the key of the entry the folder shows. Written last, after the folder.
+pub const FOLDER_STAMP: &str = ".saeflow-key";
 
 /// Assess every instance. `forced(id)` marks instances the user asked to recompute.
 pub fn assess(plan: &Plan, cache: &Cache, history: &History, forced: &dyn Fn(&str) -> bool) -> Vec<Assessment> {
@@ -33,8 +40,15 @@ pub fn assess(plan: &Plan, cache: &Cache, history: &History, forced: &dyn Fn(&st
 }
 
 pub fn assess_one(plan: &Plan, inst: &Instance, cache: &Cache, history: &History, forced: bool) -> Assessment {
-    let mut a =
-        Assessment { status: Status::Cached, reason: String::new(), damaged: Vec::new(), touched: Vec::new(), rows: None, seconds: None };
+    let mut a = Assessment {
+        status: Status::Cached,
+        reason: String::new(),
+        damaged: Vec::new(),
+        touched: Vec::new(),
+        rows: None,
+        seconds: None,
+        folder_stale: false,
+    };
     let mut missing = false;
     for (i, out) in inst.outputs.iter().enumerate() {
         let state = match cache.state(&out.key) {
@@ -75,8 +89,28 @@ pub fn assess_one(plan: &Plan, inst: &Instance, cache: &Cache, history: &History
     } else if missing {
         a.status = Status::Run;
         a.reason = reason(plan, inst, history);
+    } else if let Some(why) = stale_folder(plan, inst) {
+        // e.g. an edit reverted: the entry is cached again, but the folder shows the edited run
+        a.status = Status::Run;
+        a.folder_stale = true;
+        a.reason = why;
     }
     a
+}
+
+/// Why a folder the instance writes besides the cache does not show its cached entry, if so.
+fn stale_folder(plan: &Plan, inst: &Instance) -> Option<String> {
+    let key = inst.key(None)?;
+    let stage = plan.stages.iter().find(|s| s.name == inst.stage)?;
+    stage.signature.params.iter().filter(|p| p.ty == ParamType::OutputDir).find_map(|p| {
+        let dir = inst.paths.get(p.name)?;
+        let shown = std::fs::read_to_string(dir.join(FOLDER_STAMP)).unwrap_or_default();
+        let rel = inst.params.get(p.name).and_then(|v| v.as_str()).unwrap_or(p.name);
+        (shown.trim() != key).then(|| match shown.trim() {
+            "" => format!("its folder {rel} is not written (or was removed)"),
+            _ => format!("its folder {rel} shows another run; rewriting it from the cached entry's inputs"),
+        })
+    })
 }
 
 /// Why an instance with no cache entry would run, from the last preimage recorded for it.

@@ -63,7 +63,7 @@ pub const LISTING: &str = ".saeflow-report";
 /// `dir` is the real path the plan resolved and checked (inside the project, no symlink on the
 /// way: `plan::resolve`'s output folders). A symlink that appeared on that way since (the run
 /// took hours) is refused before anything is created, and again once the folder exists.
-pub fn write_folder(dir: &Path, files: &std::collections::BTreeMap<String, Vec<u8>>) -> Result<(), ReportError> {
+pub fn write_folder(dir: &Path, files: &std::collections::BTreeMap<String, Vec<u8>>, stamp: &str) -> Result<(), ReportError> {
     still_planned(dir)?;
     std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
     still_planned(dir)?;
@@ -83,6 +83,9 @@ pub fn write_folder(dir: &Path, files: &std::collections::BTreeMap<String, Vec<u
     }
     let names: String = files.keys().map(|k| format!("{k}\n")).collect();
     write_atomic(&listing, names.as_bytes())?;
+    // last: the key of the entry the folder now shows (a folder whose stamp is not the cached
+    // entry's key is rewritten by the next run)
+    write_atomic(&dir.join(crate::engine::status::FOLDER_STAMP), stamp.as_bytes())?;
     Ok(())
 }
 
@@ -114,11 +117,12 @@ mod tests {
         let dir = std::fs::canonicalize(tmp.path()).unwrap(); // as the plan resolves it
         let files = |names: &[&str]| names.iter().map(|n| (n.to_string(), n.as_bytes().to_vec())).collect();
         std::fs::write(dir.join("notes.txt"), "mine").unwrap();
-        write_folder(&dir, &files(&["index.html", "a.svg", "a.csv"])).unwrap();
-        write_folder(&dir, &files(&["index.html", "b.svg"])).unwrap();
+        write_folder(&dir, &files(&["index.html", "a.svg", "a.csv"]), "k1").unwrap();
+        write_folder(&dir, &files(&["index.html", "b.svg"]), "k2").unwrap();
         let mut left: Vec<String> =
             std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         left.sort();
-        assert_eq!(left, [LISTING, "b.svg", "index.html", "notes.txt"]);
+        assert_eq!(left, [crate::engine::status::FOLDER_STAMP, LISTING, "b.svg", "index.html", "notes.txt"]);
+        assert_eq!(std::fs::read_to_string(dir.join(crate::engine::status::FOLDER_STAMP)).unwrap(), "k2");
     }
 }

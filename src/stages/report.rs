@@ -4,8 +4,9 @@
 //! `.png` and `.csv`, each table as `.csv`;
 //! see `report/page.rs`) and publishes `summary`, one row per probe variant, as its cache entry.
 //!
-//! The folder is a side output: a cached report does not rewrite it. `saeflow run --force report`
-//! does, and `saeflow report` redraws the figures from the cache into the notebook.
+//! The folder is a side output, stamped with the `summary` entry's key: a run rewrites it whenever
+//! the stamp is not the cached entry's (an edit reverted, the folder removed), and leaves it alone
+//! otherwise. `saeflow report` redraws the figures from the cache into the notebook.
 
 use crate::engine::EngineError;
 use crate::engine::job::{Job, TableInput};
@@ -69,6 +70,7 @@ impl Stage for Report {
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
             let ReportParams { out: dir, title, labels } = m.params()?;
+            let stamp = m.output("summary")?.key().to_string();
             let stage_err = |e: crate::report::ReportError| EngineError::Stage(format!("{}: {e}", m.id));
             let study = Study::from_tables(
                 &gather(m.inputs(SLOT_METRICS))?,
@@ -78,7 +80,7 @@ impl Stage for Report {
             )
             .map_err(stage_err)?;
             let rendered = page::render(&study, &page::Options { title, labels }).map_err(stage_err)?;
-            write_folder(&dir, &rendered.files).map_err(stage_err)?;
+            write_folder(&dir, &rendered.files, &stamp).map_err(stage_err)?;
             let batch = rendered.summary.to_batch()?;
             m.output("summary")?.write_part(0, batch.schema(), &[batch])?;
             job.progress.advance(1);
