@@ -198,7 +198,7 @@ fn a_report_folder_symlinked_away_after_planning_is_not_written_through() {
     // … then, before the report is written, `reports` becomes a link out of the project
     symlink(outside.path(), project.path().join("reports"));
     let files = [("index.html".to_string(), b"<html>".to_vec())].into_iter().collect();
-    let err = saeflow::report::write_folder(&planned, &files).expect_err("written through a symlink made after planning");
+    let err = saeflow::report::write_folder(&planned, &files, "k").expect_err("written through a symlink made after planning");
     let text = err.to_string();
     assert!(text.contains("changed since the plan checked it") && text.contains("is now a symlink to"), "{text}");
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written outside the project");

@@ -104,12 +104,17 @@ fn stale_folder(plan: &Plan, inst: &Instance) -> Option<String> {
     let stage = plan.stages.iter().find(|s| s.name == inst.stage)?;
     stage.signature.params.iter().filter(|p| p.ty == ParamType::OutputDir).find_map(|p| {
         let dir = inst.paths.get(p.name)?;
-        let shown = std::fs::read_to_string(dir.join(FOLDER_STAMP)).unwrap_or_default();
         let rel = inst.params.get(p.name).and_then(|v| v.as_str()).unwrap_or(p.name);
-        (shown.trim() != key).then(|| match shown.trim() {
-            "" => format!("its folder {rel} is not written (or was removed)"),
-            _ => format!("its folder {rel} shows another run; rewriting it from the cached entry's inputs"),
-        })
+        if !dir.is_dir() {
+            return Some(format!("its folder {rel} is not there (removed?); writing it from the cached entry's inputs"));
+        }
+        match std::fs::read_to_string(dir.join(FOLDER_STAMP)) {
+            Ok(shown) if shown.trim() != key => {
+                Some(format!("its folder {rel} shows another run; rewriting it from the cached entry's inputs"))
+            }
+            // stamped with this key; or written by a saeflow from before stamps, taken as it is
+            _ => None,
+        }
     })
 }
 
