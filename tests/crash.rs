@@ -143,7 +143,7 @@ fn a_damaged_file_is_detected_reported_and_recomputed_never_used() {
     assert_eq!(p.run(&["plan", &f]).code, 0, "size and mtime look fine");
     let r = p.run(&["run", &f, "--force", "down"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.contains("input src of down is damaged"), "{}", r.stdout);
+    assert!(r.stderr.contains("input src of down is damaged"), "a note, on stderr: {}", r.stderr);
     assert_eq!(p.executed(), vec!["src", "down"]);
     assert_eq!(parts(&p, &key), good);
     // 3. verify finds silent damage too

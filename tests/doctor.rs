@@ -120,15 +120,16 @@ fn the_demo_is_local_complete_and_ready() {
     }
     assert_eq!(r["download"]["bytes"], 0);
     let checks = r["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 2);
+    // the two SAE extractions' dimensions, and the preprocessor of the ViT baseline and the four zero-shot instances
+    assert_eq!(checks.len(), 7, "{checks:?}");
     assert!(checks.iter().all(|c| c["outcome"] == "agrees"), "{checks:?}");
     // 6 classes × (20 train + 10 test) synthetic images, listed
     assert_eq!(r["images"]["dataset"], serde_json::json!({"count": 180, "labels": 6, "how": "listed"}));
-    // codes ≤ images × image tokens × top_k × 4.1 B; the tiny model has (28 / 7)² = 16 image tokens
+    // codes ≤ images × image tokens × top_k × 5.2 B; the tiny model has (28 / 7)² = 16 image tokens
     let tables = r["disk"]["tables"].as_array().unwrap();
     assert_eq!(tables.len(), 6, "codes, totals, eoi of two layers");
     let codes = tables.iter().find(|t| t["instance"] == "codes[layer=1]" && t["output"] == "codes").unwrap();
-    assert_eq!(codes["bytes"], (180.0 * 16.0 * 64.0 * 4.1) as u64);
+    assert_eq!(codes["bytes"], (180.0 * 16.0 * 64.0 * 5.2) as u64);
     // totals ≤ images × d_sae rows (features beyond top_k count too)
     let d_sae = serde_json::from_str::<serde_json::Value>(
         &std::fs::read_to_string(repo_root().join("tests/fixtures/llava/a/saes/blocks.1.hook_resid_post/cfg.json")).unwrap(),
@@ -182,12 +183,11 @@ fn hub_artifacts_not_cached_are_listed_with_what_is_known_of_their_size() {
     assert_eq!(blockers.len(), 2, "one per repository: {blockers:#?}");
     let model_line = yaml.lines().position(|l| l.trim_start().starts_with("model:")).unwrap() + 1;
     assert!(
-        blockers[0].contains(&format!("hubstudy.yaml:{model_line}:"))
-            && blockers[0].contains("huggingface-cli download Intel/llava-gemma-2b"),
+        blockers[0].contains(&format!("hubstudy.yaml:{model_line}:")) && blockers[0].contains("hf download Intel/llava-gemma-2b"),
         "{}",
         blockers[0]
     );
-    let include = format!("--include '{}/*' '{}/*'", release_folder("gemma-2b-res-jb", 6), release_folder("gemma-2b-res-jb", 12));
+    let include = format!("--include '{}/*' --include '{}/*'", release_folder("gemma-2b-res-jb", 6), release_folder("gemma-2b-res-jb", 12));
     assert!(blockers[1].contains("2 SAEs") && blockers[1].contains(&include), "{}", blockers[1]);
     assert!(text.stdout.contains("unknown (offline)") && text.stdout.contains("to download"), "{}", text.stdout);
     assert!(text.stdout.contains("2 problem(s) block the run"), "{}", text.stdout);
@@ -229,7 +229,7 @@ fn hub_artifacts_not_cached_are_listed_with_what_is_known_of_their_size() {
         .find(|t| t["instance"] == "codes[layer=6]" && t["output"] == "codes")
         .unwrap()
         .clone();
-    assert_eq!(codes["bytes"], (10.0 * 576.0 * 64.0 * 4.1) as u64);
+    assert_eq!(codes["bytes"], (10.0 * 576.0 * 64.0 * 5.2) as u64);
     let time = &r["time"]["computations"][0];
     assert_eq!(time["instances"].as_array().unwrap().len(), 2, "one fused forward");
     assert!(time["seconds"].as_f64().is_some() && time["throughput"].as_str().unwrap().starts_with("cuda bf16"), "{time}");
@@ -333,7 +333,7 @@ fn the_imagenet_study_plans_the_same_sweep_as_cifar100() {
     assert!(report["blockers"][0]["what"].as_str().unwrap().contains("'data/imagenet' does not exist"), "{}", report["blockers"]);
     assert_eq!(report["images"]["dataset"]["count"], 50000);
     let codes = report["disk"]["tables"].as_array().unwrap().iter().find(|t| t["output"] == "codes").unwrap().clone();
-    assert_eq!(codes["bytes"], (50000.0 * 576.0 * 64.0 * 4.1) as u64);
+    assert_eq!(codes["bytes"], (50000.0 * 576.0 * 64.0 * 5.2) as u64);
 
     // a stand-in for the data: the val split's class folders and the synset names
     for wnid in ["n01440764", "n01443537"] {
@@ -360,6 +360,8 @@ fn the_imagenet_study_plans_the_same_sweep_as_cifar100() {
     assert!(codes.iter().all(|o| o["fused"] == true), "one fused forward");
     // the human plan shows the sweep too
     let r = p.run_env(&["plan", &imagenet], &env);
+    assert!(r.stdout.contains("codes         6 to run: never run [fused: one computation]"), "{}", r.stdout);
+    let r = p.run_env(&["plan", &imagenet, "-v"], &env);
     assert!(
         r.stdout.contains("codes[layer=12,release=gemma-2b-it-res-jb]") && r.stdout.contains("fused: one computation serves 6 instances"),
         "{}",

@@ -372,7 +372,7 @@ fn the_study_pipeline_plans_against_the_hub_cache_and_pins_commits() {
     std::fs::remove_dir_all(hf.join("models--Intel--llava-gemma-2b")).unwrap();
     let r = p.run_env(&["plan", &file], &[("HF_HUB_CACHE", &hf_env), ("HF_HUB_OFFLINE", "1")]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("huggingface-cli download Intel/llava-gemma-2b"), "{}", r.stderr);
+    assert!(r.stderr.contains("hf download Intel/llava-gemma-2b"), "{}", r.stderr);
     let line = study.lines().position(|l| l.trim_start().starts_with("model: hf://")).unwrap() + 1;
     assert!(r.stderr.contains(&format!("cifar100.yaml:{line}:")), "names the line of `model:`: {}", r.stderr);
 }

@@ -285,12 +285,12 @@ fn live_api_fetches_only_listed_features_caches_answers_and_reads_the_cache_offl
     assert_eq!(counts, BTreeMap::from([(path(10), 1), (path(11), 1), (path(20), 2), (path(21), 1)]), "only the listed features");
     assert!(headers.iter().all(|h| h.iter().any(|(k, v)| k == "x-api-key" && v == SECRET)), "the key is sent: {headers:?}");
     assert!(
-        r.stdout
+        r.stderr
             .contains("note: classes: 2 of 4 neuronpedia explanations missing: 1 not found (404), 1 malformed answer; nothing was cached"),
         "{}",
-        r.stdout
+        r.stderr
     );
-    assert_eq!(r.stdout.matches("neuronpedia explanations missing").count(), 1, "one line: {}", r.stdout);
+    assert_eq!(r.stderr.matches("neuronpedia explanations missing").count(), 1, "one line: {}", r.stderr);
     assert!(!r.stdout.contains(SECRET) && !r.stderr.contains(SECRET));
     // answers cached whole, one file per answered feature; failures leave nothing
     let dir = p.cache().join("neuronpedia/gemma-2b/6-res-jb");
@@ -328,9 +328,9 @@ fn live_api_fetches_only_listed_features_caches_answers_and_reads_the_cache_offl
         assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
         assert_eq!(explanations(&p, &f), want, "{offline}");
         assert!(
-            r.stdout.contains("2 of 4 neuronpedia explanations missing: 2 not in the cache (offline); run once online to fill the cache"),
+            r.stderr.contains("2 of 4 neuronpedia explanations missing: 2 not in the cache (offline); run once online to fill the cache"),
             "{}",
-            r.stdout
+            r.stderr
         );
     }
     assert_eq!(listing(&dir), ["10.json", "20.json"], "no temporary files left");
@@ -354,9 +354,9 @@ fn rate_limits_are_retried_a_bounded_number_of_times_and_network_failures_stop_r
     assert_eq!(counts[&format!("{SOURCE}10")], 4, "429 is tried 4 times, no more");
     assert!(headers.iter().all(|h| h.iter().all(|(k, _)| k != "x-api-key")), "no key, no header");
     assert!(
-        r.stdout.contains("3 of 4 neuronpedia explanations missing: 1 none published, 1 rate-limited (429) 4 times, 1 malformed answer"),
+        r.stderr.contains("3 of 4 neuronpedia explanations missing: 1 none published, 1 rate-limited (429) 4 times, 1 malformed answer"),
         "{}",
-        r.stdout
+        r.stderr
     );
     // an answer without explanations is an answer: cached; the others are not
     assert_eq!(listing(&p.cache().join("neuronpedia/gemma-2b/6-res-jb")), ["11.json", "20.json"]);
@@ -370,9 +370,9 @@ fn rate_limits_are_retried_a_bounded_number_of_times_and_network_failures_stop_r
     let r = run(&p, &["run", &f, "--force", "classes"], &[("NEURONPEDIA_ENDPOINT", &format!("http://{closed}"))]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(
-        r.stdout.contains("4 of 4 neuronpedia explanations missing: 3 network error, 1 not requested after 3 failures in a row"),
+        r.stderr.contains("4 of 4 neuronpedia explanations missing: 3 network error, 1 not requested after 3 failures in a row"),
         "{}",
-        r.stdout
+        r.stderr
     );
     assert!(!p.cache().join("neuronpedia/gemma-2b/6-res-jb").exists());
 }
@@ -384,7 +384,7 @@ fn bad_endpoints_and_sources_are_refused_without_showing_the_key() {
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
     assert!(
         r.stdout.contains("neuronpedia endpoint 'ftp://mirror.example' (NEURONPEDIA_ENDPOINT) is not an http:// or https:// URL"),
-        "{}",
+        "the failed instance's line: {}",
         r.stdout
     );
     assert!(!r.stdout.contains(SECRET) && !r.stderr.contains(SECRET));

@@ -205,12 +205,18 @@ fn check_fits<D: Design>(case: &Case, x_tr: &D, x_te: &D) -> Vec<LogRegModel> {
         let den: f64 = f.coef.iter().map(|b| b * b).sum();
         let dcoef = (num / den).sqrt();
         assert!(dcoef <= 1e-3, "{name}: relative coef distance {dcoef}");
-        assert!(m.converged, "{name}: not converged");
+        assert_ne!(m.stop, saeflow::probe::logreg::Stop::MaxIter, "{name}: stopped on max_iter");
+        assert_eq!(m.converged, m.stop == saeflow::probe::logreg::Stop::Gradient, "{name}: converged means the gradient criterion");
         eprintln!(
             "{name}: obj rust {:.15e} sklearn {sk_obj:.15e} rel gap {rel_gap:.3e}; \
              agreement {agreement}; |dF1| {df1:.2e}; max|dproba| {dp:.2e}; \
-             rel coef dist {dcoef:.2e}; iters rust {} (fev {}) sklearn {}",
-            m.objective, m.n_iter, m.n_fev, f.n_iter
+             rel coef dist {dcoef:.2e}; iters rust {} (fev {}, stop {}, max|g| {:.1e}) sklearn {}",
+            m.objective,
+            m.n_iter,
+            m.n_fev,
+            m.stop.as_str(),
+            m.grad_max_norm,
+            f.n_iter
         );
         models.push(m);
     }

@@ -403,9 +403,9 @@ fn the_pipeline_name_interpolates_unless_an_axis_takes_it() {
         "named",
         "name: study-7\nstages:\n  s: {kind: mock.source, tag: \"${pipeline}/x\"}\n  t: {kind: mock.source, tag: \"${pipeline}\", matrix: {pipeline: [a]}}\n",
     );
-    let why = ok(p.run(&["why", &f, "s"]), "why s");
+    let why = ok(p.run(&["why", &f, "s", "--full"]), "why s");
     assert!(why.stdout.contains("\"tag\": \"study-7/x\""), "{}", why.stdout);
-    let why = ok(p.run(&["why", &f, "t[pipeline=a]"]), "why t");
+    let why = ok(p.run(&["why", &f, "t[pipeline=a]", "--full"]), "why t");
     assert!(why.stdout.contains("\"tag\": \"a\""), "{}", why.stdout);
 }
 

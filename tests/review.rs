@@ -92,16 +92,16 @@ fn import_refuses_a_table_with_a_missing_part() {
     assert_eq!(a.run(&["run", &f]).code, 0);
     let out = a.root().join("out");
     assert_eq!(a.run(&["export", &f, "s", "--to", out.to_str().unwrap()]).code, 0);
-    let table = out.join("s").join("table");
+    let table = out.join("stage=s").join("output=table");
     fs::remove_file(table.join("part-00003.parquet")).unwrap();
     let b = Project::new();
     let r = b.run(&["import", out.to_str().unwrap()]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("do not match its manifest.json"), "{}", r.stderr);
-    fs::remove_file(table.join("manifest.json")).unwrap();
+    fs::remove_file(common::exported_manifest(&out, "s")).unwrap();
     let r = b.run(&["import", out.to_str().unwrap()]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("no manifest.json"), "{}", r.stderr);
+    assert!(r.stderr.contains("no manifest (_saeflow/"), "{}", r.stderr);
 }
 
 #[test]
@@ -152,6 +152,9 @@ fn a_gathering_stage_names_only_the_variants_that_changed() {
     assert_eq!(p.run(&["run", &f]).code, 0);
     fs::write(p.root().join("data/10.bin"), "changed").unwrap();
     let plan = p.run(&["plan", &f]);
+    assert!(plan.stdout.contains("  run     s[layer=10]  file changed: data"), "the instance that runs: {}", plan.stdout);
+    assert!(plan.stdout.contains("  run     r  1 to run: input changed: from (s[layer=10])"), "{}", plan.stdout);
+    let plan = p.run(&["plan", &f, "-v"]);
     assert!(plan.stdout.contains("run     s[layer=10]  file changed: data"), "{}", plan.stdout);
     assert!(plan.stdout.contains("cached  s[layer=6]"), "{}", plan.stdout);
     assert!(plan.stdout.contains("run     r            input changed: from (s[layer=10])"), "{}", plan.stdout);

@@ -86,7 +86,10 @@ fn the_full_study_sweep_plans_exactly_and_pairs_only_matching_variants() {
     assert_eq!(gathered, 1620 + 90 + 270 + 15 + 15 + 15);
     // and the extraction is one fused computation per SAE release: five layers of the text SAE in
     // one, the instruct SAE's single layer alone
-    let text = p.run(&["plan", &f]).stdout;
+    let summary = p.run(&["plan", &f]).stdout;
+    assert!(summary.contains("  run     extract       6 to run: never run [fused: 2 computations]"), "{summary}");
+    assert!(summary.lines().count() < 25, "one line per stage: {summary}");
+    let text = p.run(&["plan", &f, "-v"]).stdout;
     let fused: Vec<&str> = text.lines().filter(|l| l.contains("[fused: one computation serves 5 instances]")).collect();
     assert_eq!(fused.len(), 5, "{text}");
     assert!(fused.iter().all(|l| l.contains("sae=gemma-2b-res-jb")));

@@ -173,14 +173,14 @@ fn import_derives_identity_from_footers_and_is_all_or_nothing() {
         assert_eq!(a.run(&["export", &f, id, "--to", out.to_str().unwrap()]).code, 0);
     }
     // a part altered after export, with the manifest re-hashed to match: its pages no longer decode
-    let part = out.join("s/table/part-00001.parquet");
+    let part = out.join("stage=s/output=table/part-00001.parquet");
     let mut bytes = fs::read(&part).unwrap();
     let at = bytes.len() / 3;
     for b in &mut bytes[at..at + 16] {
         *b ^= 0x5A;
     }
     fs::write(&part, &bytes).unwrap();
-    let man = out.join("s/table/manifest.json");
+    let man = common::exported_manifest(&out, "s");
     let mut m: serde_json::Value = serde_json::from_slice(&fs::read(&man).unwrap()).unwrap();
     m["files"][1]["blake3"] = serde_json::json!(blake3::hash(&bytes).to_hex().to_string());
     fs::write(&man, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
@@ -192,14 +192,14 @@ fn import_derives_identity_from_footers_and_is_all_or_nothing() {
         "all or nothing: the intact tables were not imported either"
     );
     // a table whose footers claim a type its columns are not (dataset rows under a `mock` table, and back)
-    fs::remove_dir_all(out.join("s")).unwrap();
-    let dm = out.join("d/images/manifest.json");
+    fs::remove_dir_all(out.join("stage=s")).unwrap();
+    let dm = common::exported_manifest(&out, "d");
     let mut m: serde_json::Value = serde_json::from_slice(&fs::read(&dm).unwrap()).unwrap();
     m["table"] = serde_json::json!("codes");
     fs::write(&dm, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
     let r = b.run(&["import", out.to_str().unwrap()]);
     assert_eq!(r.code, 1, "a manifest that disagrees with the footers is refused: {}{}", r.stdout, r.stderr);
-    fs::remove_dir_all(out.join("d")).unwrap();
+    fs::remove_dir_all(out.join("stage=d")).unwrap();
     let r = b.run(&["import", out.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(b.run(&["verify"]).code, 0);

@@ -13,23 +13,16 @@ use crate::engine::cache::Cache;
 use crate::engine::stage::Registry;
 use crate::models::hub::HubCache;
 use crate::models::source::Artifact;
-use crate::plan::{Externals, Plan, PlanOptions};
-use crate::spec::Pipeline;
+use crate::plan::{Externals, Plan};
 
 /// Exit code when something blocks the run.
 pub const EXIT_BLOCKED: u8 = 11;
 
-pub fn cmd_doctor(cache: &Path, registry: &Registry, file: &Path, json: bool, opts: &Options) -> Result<ExitCode> {
-    let pipeline = Pipeline::load(file).map_err(|d| anyhow::anyhow!("{d}"))?;
-    let plan_opts = PlanOptions {
-        fingerprint_memo: Some(cache.join(".fingerprints.json")),
-        externals: Externals::Record,
-        max_instances: super::MAX_INSTANCES.get().copied(),
-        ..PlanOptions::default()
-    };
-    let plan: Plan = Plan::build(pipeline, registry, &plan_opts).map_err(|d| anyhow::anyhow!("{d}"))?;
+pub(super) fn cmd_doctor(ctx: &super::Ctx, registry: &Registry, file: &Path, json: bool, opts: &Options) -> Result<ExitCode> {
+    let cache = ctx.cache_dir(Some(file));
+    let plan: Plan = ctx.plan(&cache, registry, file, Externals::Record)?;
     let hub = HubCache::from_env().ok();
-    let report = doctor::examine(&plan, &Cache::at(cache), hub.as_ref(), opts);
+    let report = doctor::examine(&plan, &Cache::at(&cache), hub.as_ref(), opts);
     if json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     } else {
@@ -111,14 +104,16 @@ fn render(r: &Report) -> String {
 
     if !r.checks.is_empty() {
         let count = |f: fn(&CheckOutcome) -> bool| r.checks.iter().filter(|(_, c)| f(c)).count();
-        out += "\ndimensions (each kind's plan-time check: SAE d_in vs the model's width, hook layer vs tapped layer)\n";
+        out += "\nplan-time checks (SAE d_in vs the model's width, hook layer vs tapped layer, the checkpoint's preprocessor)\n";
+        let not_checked = count(|c| *c == CheckOutcome::NotChecked);
         out += &format!(
-            "  {} checked: {} agree, {} warn, {} disagree; {} not checked (config not here)\n",
+            "  {} of {} checked: {} agree, {} warn, {} disagree{}\n",
+            r.checks.len() - not_checked,
             r.checks.len(),
             count(|c| *c == CheckOutcome::Agrees),
             count(|c| matches!(c, CheckOutcome::Warns(_))),
             count(|c| matches!(c, CheckOutcome::Disagrees(_))),
-            count(|c| *c == CheckOutcome::NotChecked),
+            if not_checked > 0 { format!("; {not_checked} not checked (their config is not here yet)") } else { String::new() },
         );
         for (id, c) in &r.checks {
             match c {

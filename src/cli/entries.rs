@@ -8,20 +8,15 @@ use anyhow::{Context, Result, bail};
 
 use crate::plan::Externals;
 
+use super::views::aligned;
 use super::*;
 
-pub(super) fn cmd_show(
-    cache: &Option<PathBuf>,
-    registry: &Registry,
-    file: &Path,
-    id: &str,
-    output: Option<&str>,
-    limit: usize,
-) -> Result<ExitCode> {
-    let cache = Cache::at(&cache_dir(cache, Some(file)));
-    let plan = load(cache.root(), registry, file)?;
-    let inst = find(&plan, id)?;
-    let key = match output {
+pub(super) fn cmd_show(ctx: &Ctx, registry: &Registry, file: &Path, query: &str, output: Option<&str>, limit: usize) -> Result<ExitCode> {
+    let cache = Cache::at(&ctx.cache_dir(Some(file)));
+    let plan = ctx.load(cache.root(), registry, file)?;
+    let (inst, picked) = find(&plan, query, file)?;
+    let id = inst.id.as_str();
+    let key = match output.or(picked.as_deref()) {
         Some(o) => inst.key(Some(o)).with_context(|| {
             let names: Vec<&str> = inst.outputs.iter().map(|o| o.name.as_str()).collect();
             format!("{id} has no output '{o}'; its outputs: {}", names.join(", "))
@@ -64,7 +59,11 @@ pub(super) fn cmd_show(
             left -= take;
         }
     }
-    if m.table != "health" {
+    if m.rows == 1 && limit > 0 {
+        // one row (a run's metrics, a summary): a column per line reads better than a wide table
+        println!("the one row:");
+        print_vertically(&batches)?;
+    } else if m.table != "health" {
         println!("first {} rows:", limit.min(m.rows as usize));
         println!("{}", arrow_cast::pretty::pretty_format_batches(&batches)?);
     } else {
@@ -94,7 +93,20 @@ pub(super) fn cmd_show(
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn cmd_gc(cache_flag: &Option<PathBuf>, registry: &Registry, files: Vec<PathBuf>, dry_run: bool) -> Result<ExitCode> {
+/// `name  value` per column of a one-row table, names aligned.
+fn print_vertically(batches: &[arrow_array::RecordBatch]) -> Result<()> {
+    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else { return Ok(()) };
+    let schema = b.schema();
+    let w = schema.fields().iter().map(|f| f.name().chars().count()).max().unwrap_or(0);
+    let opts = arrow_cast::display::FormatOptions::default().with_null("null");
+    for (f, col) in schema.fields().iter().zip(b.columns()) {
+        let value = arrow_cast::display::ArrayFormatter::try_new(col.as_ref(), &opts)?.value(0).to_string();
+        println!("  {:<w$}  {value}", f.name());
+    }
+    Ok(())
+}
+
+pub(super) fn cmd_gc(ctx: &Ctx, registry: &Registry, files: Vec<PathBuf>, dry_run: bool) -> Result<ExitCode> {
     let files = if files.is_empty() {
         let mut found: Vec<PathBuf> = std::fs::read_dir("pipelines")
             .context("no pipeline files given and no pipelines/ folder here; name the pipelines whose entries to keep")?
@@ -110,7 +122,7 @@ pub(super) fn cmd_gc(cache_flag: &Option<PathBuf>, registry: &Registry, files: V
     if files.is_empty() {
         bail!("no pipeline files to keep entries for; name them: saeflow gc pipelines/a.yaml ...");
     }
-    let cache = Cache::at(&cache_dir(cache_flag, files.first().map(PathBuf::as_path)));
+    let cache = Cache::at(&ctx.cache_dir(files.first().map(PathBuf::as_path)));
     let mut keep = BTreeSet::new();
     // instances whose keys cannot be known here (they depend on an input that is missing): an
     // entry is kept whatever its key when it was made under such an instance's id and kind, or
@@ -118,7 +130,7 @@ pub(super) fn cmd_gc(cache_flag: &Option<PathBuf>, registry: &Registry, files: V
     let mut unsure = BTreeSet::new();
     let mut unsure_params = BTreeSet::new();
     for f in &files {
-        let plan = plan_recording(cache.root(), registry, f)?;
+        let plan = ctx.plan(cache.root(), registry, f, Externals::Record)?;
         let depends = depends_on_unresolved(&plan);
         for (inst, _) in plan.instances.iter().zip(&depends).filter(|(_, d)| !**d) {
             keep.extend(inst.outputs.iter().map(|o| o.key.clone()));
@@ -205,21 +217,6 @@ fn first_few(items: &[impl std::fmt::Display], n: usize) -> String {
     }
 }
 
-/// Plan a pipeline for `gc`: an external input that cannot be read (a dataset not downloaded
-/// here, a model not in the Hugging Face cache while offline) is recorded in `Plan::unresolved`
-/// with a stand-in fingerprint instead of failing the plan.
-fn plan_recording(cache: &Path, registry: &Registry, file: &Path) -> Result<Plan> {
-    let pipeline = Pipeline::load(file).map_err(|d| anyhow::anyhow!("{d}"))?;
-    let memo = Some(cache.join(".fingerprints.json"));
-    let plan =
-        Plan::build(pipeline, registry, &PlanOptions { fingerprint_memo: memo, externals: Externals::Record, ..PlanOptions::default() })
-            .map_err(|d| anyhow::anyhow!("{d}"))?;
-    for w in &plan.warnings {
-        eprintln!("warning: {w}");
-    }
-    Ok(plan)
-}
-
 /// What a key's preimage computes, without what it computes it from (inputs, external
 /// fingerprints): format, kind, version and parameters, as canonical JSON.
 fn computation(preimage: &serde_json::Value) -> String {
@@ -229,7 +226,7 @@ fn computation(preimage: &serde_json::Value) -> String {
 
 /// Per instance: whether its keys rest on a stand-in fingerprint (its own input is unresolved,
 /// or one of the instances it reads from is), so the entries it made cannot be told by key.
-fn depends_on_unresolved(plan: &Plan) -> Vec<bool> {
+pub(super) fn depends_on_unresolved(plan: &Plan) -> Vec<bool> {
     let mut depends = vec![false; plan.instances.len()];
     // instances are in execution order: producers come first
     for (i, inst) in plan.instances.iter().enumerate() {
@@ -247,8 +244,8 @@ pub(super) fn dir_size(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-pub(super) fn cmd_verify(cache_flag: &Option<PathBuf>) -> Result<ExitCode> {
-    let cache = Cache::at(&cache_dir(cache_flag, None));
+pub(super) fn cmd_verify(ctx: &Ctx) -> Result<ExitCode> {
+    let cache = Cache::at(&ctx.cache_dir(None));
     let keys = cache.keys()?;
     let mut bad = 0;
     for key in &keys {
@@ -262,26 +259,88 @@ pub(super) fn cmd_verify(cache_flag: &Option<PathBuf>) -> Result<ExitCode> {
     Ok(if bad > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-pub(super) fn cmd_export(cache: &Option<PathBuf>, registry: &Registry, file: &Path, id: &str, to: &Path) -> Result<ExitCode> {
-    let cache = Cache::at(&cache_dir(cache, Some(file)));
-    let plan = load(cache.root(), registry, file)?;
-    let inst = find(&plan, id)?;
-    let folder = sanitize(&inst.id);
-    for o in &inst.outputs {
-        let dest = to.join(&folder).join(&o.name);
-        let files = share::export(&cache, &o.key, &dest).with_context(|| format!("cannot export {} output {}", inst.id, o.name))?;
-        println!("  exported {} ({}) → {} ({} files)", inst.id, o.name, dest.display(), files.len());
+pub(super) fn cmd_export(ctx: &Ctx, registry: &Registry, file: &Path, query: &str, to: &Path) -> Result<ExitCode> {
+    let cache = Cache::at(&ctx.cache_dir(Some(file)));
+    let plan = ctx.load(cache.root(), registry, file)?;
+    let sel = select(&plan, query)?;
+    let mut tables = 0usize;
+    for inst in &sel.matches {
+        for o in inst.outputs.iter().filter(|o| sel.output.as_ref().is_none_or(|want| &o.name == want)) {
+            // the table's own columns: a coordinate it holds is not also a partition level
+            let columns: Vec<String> = match cache.state(&o.key) {
+                EntryState::Present(m) | EntryState::Touched(m) => {
+                    table::read_footer(&cache.checked_file(&o.key, &m.files[0])?)?.0.fields().iter().map(|f| f.name().clone()).collect()
+                }
+                _ => bail!("{} ({}) is not cached; run `saeflow run {}` first", inst.id, o.name, file.display()),
+            };
+            let dest = to.join(share::hive_path(&inst.stage, &o.name, &inst.coords, &plan.axes, &columns));
+            let files = share::export(&cache, &o.key, &dest, to).with_context(|| format!("cannot export {} output {}", inst.id, o.name))?;
+            println!("  exported {} ({}) → {} ({} parts)", inst.id, o.name, dest.display(), files.len());
+            tables += 1;
+        }
+    }
+    println!("exported {tables} table(s) of {} instance(s) to {}", sel.matches.len(), to.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `saeflow ls`: one row per table of the picked instances (all by default), with the paths of
+/// its parts, for readers pointed at the cache (`pl.scan_parquet(parts)`, `duckdb.read_parquet(parts)`).
+pub(super) fn cmd_ls(ctx: &Ctx, registry: &Registry, file: &Path, query: Option<&str>, json: bool) -> Result<ExitCode> {
+    let cache = Cache::at(&ctx.cache_dir(Some(file)));
+    let plan = ctx.load(cache.root(), registry, file)?;
+    let (instances, only_output): (Vec<&crate::plan::Instance>, Option<String>) = match query {
+        Some(q) => {
+            let sel = select(&plan, q)?;
+            (sel.matches, sel.output)
+        }
+        None => (plan.instances.iter().collect(), None),
+    };
+    let root = std::path::absolute(cache.root()).unwrap_or_else(|_| cache.root().to_path_buf());
+    let mut rows = Vec::new();
+    for inst in instances {
+        for o in inst.outputs.iter().filter(|o| only_output.as_ref().is_none_or(|want| &o.name == want)) {
+            let (status, n, parts) = match cache.state(&o.key) {
+                EntryState::Present(m) | EntryState::Touched(m) if m.table == o.table => {
+                    let dir = root.join(&o.key);
+                    ("cached", Some(m.rows), m.files.iter().map(|f| dir.join(&f.name).display().to_string()).collect())
+                }
+                EntryState::Present(_) | EntryState::Touched(_) | EntryState::Damaged(_) => ("damaged", None, Vec::new()),
+                EntryState::Missing => ("missing", None, Vec::new()),
+            };
+            rows.push((inst, o, status, n, parts));
+        }
+    }
+    if json {
+        let out: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(inst, o, status, n, parts)| {
+                serde_json::json!({
+                    "instance": inst.id, "stage": inst.stage,
+                    "coords": crate::spec::Value::Map(inst.coords.clone()).to_json(),
+                    "output": o.name, "table": o.table, "key": o.key,
+                    "status": status, "rows": n, "parts": parts,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let w = rows.iter().map(|(i, ..)| i.id.chars().count()).max().unwrap_or(8).min(70);
+    let ow = rows.iter().map(|(_, o, ..)| o.name.chars().count()).max().unwrap_or(6);
+    for (inst, o, status, n, parts) in &rows {
+        let rows = n.map(|r| format!("{} rows", fmt_rows(r))).unwrap_or_default();
+        let where_ = match parts.len() {
+            0 => String::new(),
+            1 => parts[0].clone(),
+            k => format!("{} ({k} parts)", Path::new(&parts[0]).with_file_name("part-*.parquet").display()),
+        };
+        println!("{}", aligned(status, &inst.id, w, &format!("{:<ow$}  {rows:>14}  {where_}", o.name)));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// An instance id as a folder name: `pool[layer=6,k=x]` → `pool_layer=6,k=x_`.
-pub(super) fn sanitize(id: &str) -> String {
-    id.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.=,+".contains(c) { c } else { '_' }).collect()
-}
-
-pub(super) fn cmd_import(cache_flag: &Option<PathBuf>, dir: &Path) -> Result<ExitCode> {
-    let cache = Cache::open(&cache_dir(cache_flag, None))?;
+pub(super) fn cmd_import(ctx: &Ctx, dir: &Path) -> Result<ExitCode> {
+    let cache = Cache::open(&ctx.cache_dir(None))?;
     for r in share::import(&cache, dir)? {
         match r {
             Imported::Added { key, instance, rows } => println!("  imported {instance}  key {key}  {} rows", fmt_rows(rows)),

@@ -11,7 +11,7 @@ mod views;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::engine::cache::{Cache, EntryState};
@@ -22,10 +22,10 @@ use crate::engine::stage::Registry;
 use crate::engine::status::{self, Status, assess};
 use crate::engine::table;
 use crate::plan::Many;
-use crate::plan::{Plan, PlanOptions, key, project_root_of};
-use crate::spec::Pipeline;
+use crate::plan::{Externals, Plan, PlanOptions, Selection, key, project_root_of};
+use crate::spec::{Override, Pipeline};
 
-use entries::{cmd_export, cmd_gc, cmd_import, cmd_show, cmd_verify};
+use entries::{cmd_export, cmd_gc, cmd_import, cmd_ls, cmd_show, cmd_verify};
 use kinds::cmd_kinds;
 use progress::{RunLog, fmt_rows, fmt_secs};
 use running::{cmd_report, cmd_run, cmd_watch};
@@ -48,6 +48,11 @@ struct Cli {
     /// written by mistake.
     #[arg(long, global = true, env = "SAEFLOW_MAX_INSTANCES", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_instances: Option<u64>,
+    /// Change a parameter, a matrix axis or a default for this command without editing the file:
+    /// `--set probe.folds=3`, `--set 'pooled.matrix.method=[sum, top10]'`, `--set defaults.seed=1`
+    /// (repeatable; the value is YAML). Runs record it, and `why` shows it.
+    #[arg(long = "set", global = true, value_name = "STAGE.PARAM=VALUE")]
+    set: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -60,6 +65,9 @@ enum Command {
         /// Print a JSON array of {instance, stage, kind, key, status, reason, ...}.
         #[arg(long)]
         json: bool,
+        /// One line per instance (default: one line per stage, and each instance that would run).
+        #[arg(short, long)]
+        verbose: bool,
     },
     /// Run what is not cached, in topological order.
     Run {
@@ -73,19 +81,35 @@ enum Command {
         /// After a failure, keep running everything that does not depend on it.
         #[arg(long)]
         keep_going: bool,
+        /// Also print a line for each instance found cached.
+        #[arg(short, long)]
+        verbose: bool,
     },
-    /// Explain an instance's key: its preimage, diffed against the last run recorded for it.
-    Why { file: PathBuf, instance: String },
-    /// Print the instance DAG (or the stage DAG with --stages) as Mermaid or Graphviz dot.
+    /// Why an instance would run (or not): what changed since its last recorded run, in words and
+    /// as a diff of its key's preimage. INSTANCE: an id, a selector like `probe[layer=3, method=top5]`
+    /// (coordinates in any order) or a glob.
+    Why {
+        file: PathBuf,
+        instance: String,
+        /// Also print the whole key preimage.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Print the stage DAG (one node per stage, with its instances' counts) as Mermaid or Graphviz
+    /// dot, nodes coloured by status: cached, stale, never run, missing input.
     Dag {
         file: PathBuf,
         #[arg(long, value_enum, default_value = "mermaid")]
         format: DagFormat,
-        /// One node per stage instead of per instance.
+        /// One node per instance instead of per stage.
         #[arg(long)]
+        instances: bool,
+        /// Accepted for scripts written before the stage DAG became the default.
+        #[arg(long, hide = true)]
         stages: bool,
     },
-    /// Print an instance's table: where it came from, its schema and first rows.
+    /// Print an instance's table: where it came from, its schema and first rows (a one-row table
+    /// vertically). INSTANCE: an id, a selector like `probe[method=top5, layer=3]`, or a glob.
     Show {
         file: PathBuf,
         instance: String,
@@ -95,8 +119,17 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         limit: usize,
     },
-    /// Cached / missing / damaged for every instance, with rows and times.
-    Status { file: PathBuf },
+    /// Cached / missing / damaged for every instance (or those SELECTOR picks), with rows and times.
+    Status { file: PathBuf, selector: Option<String> },
+    /// Every table of the pipeline (or of the instances SELECTOR picks): instance, output, status,
+    /// rows and the paths of its Parquet parts, to point pyarrow, polars or duckdb at.
+    Ls {
+        file: PathBuf,
+        selector: Option<String>,
+        /// Print a JSON array of {instance, stage, coords, output, table, key, status, rows, parts}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove cache entries that none of the given pipelines reaches (default: every pipelines/*.yaml here).
     Gc {
         files: Vec<PathBuf>,
@@ -105,7 +138,8 @@ enum Command {
     },
     /// Hash every cache entry against its manifest; move damaged ones to .corrupt/ so they are recomputed.
     Verify,
-    /// Copy an instance's tables (Parquet parts with their metadata, and the manifest) to a folder.
+    /// Copy the tables of the instances INSTANCE picks (an id, a selector or a glob) to a folder
+    /// readers take whole: `DIR/stage=S/output=O/AXIS=V/…/part-*.parquet`, manifests under `DIR/_saeflow/`.
     Export {
         file: PathBuf,
         instance: String,
@@ -180,65 +214,108 @@ pub fn main(registry: Registry) -> ExitCode {
     }
 }
 
-/// `--max-instances` (or `SAEFLOW_MAX_INSTANCES`), for every command that plans through [`load`].
-static MAX_INSTANCES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+/// What every command shares: the global flags.
+pub(super) struct Ctx {
+    /// `--cache`.
+    cache: Option<PathBuf>,
+    /// `--max-instances` (or `SAEFLOW_MAX_INSTANCES`).
+    max_instances: Option<usize>,
+    /// `--set`, parsed.
+    overrides: Vec<Override>,
+}
+
+impl Ctx {
+    /// The cache folder: `--cache`, else `cache/` in the pipeline's project, else `./cache`.
+    fn cache_dir(&self, file: Option<&Path>) -> PathBuf {
+        match (&self.cache, file) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(f)) => project_root_of(f).join("cache"),
+            (None, None) => PathBuf::from("cache"),
+        }
+    }
+
+    /// Read a pipeline file with the `--set` overrides applied.
+    fn pipeline(&self, file: &Path) -> Result<Pipeline> {
+        Pipeline::load_with(file, &self.overrides).map_err(|d| anyhow::anyhow!("{d}"))
+    }
+
+    /// Parse and plan a pipeline; diagnostics come back as the error text, warnings go to stderr.
+    fn plan(&self, cache: &Path, registry: &Registry, file: &Path, externals: Externals) -> Result<Plan> {
+        let opts = PlanOptions {
+            fingerprint_memo: Some(cache.join(".fingerprints.json")),
+            max_instances: self.max_instances,
+            externals,
+            ..PlanOptions::default()
+        };
+        let plan = Plan::build(self.pipeline(file)?, registry, &opts).map_err(|d| anyhow::anyhow!("{d}"))?;
+        for w in &plan.warnings {
+            eprintln!("warning: {w}");
+        }
+        Ok(plan)
+    }
+
+    /// [`Ctx::plan`] for every command but `doctor` and `gc`: an external input that cannot be
+    /// read fails the plan.
+    fn load(&self, cache: &Path, registry: &Registry, file: &Path) -> Result<Plan> {
+        self.plan(cache, registry, file, Externals::Required)
+    }
+}
 
 fn dispatch(cli: Cli, registry: &Registry) -> Result<ExitCode> {
-    if let Some(n) = cli.max_instances {
-        let _ = MAX_INSTANCES.set(usize::try_from(n).unwrap_or(usize::MAX));
-    }
+    let overrides = cli.set.iter().map(|s| Override::parse(s).map_err(anyhow::Error::msg)).collect::<Result<Vec<_>>>()?;
+    let ctx = Ctx { cache: cli.cache, max_instances: cli.max_instances.map(|n| usize::try_from(n).unwrap_or(usize::MAX)), overrides };
+    let ctx = &ctx;
     match cli.command {
-        Command::Plan { file, json } => cmd_plan(&cli.cache, registry, &file, json),
-        Command::Run { file, only, force, keep_going } => cmd_run(&cli.cache, registry, &file, only, force, keep_going),
-        Command::Why { file, instance } => cmd_why(&cli.cache, registry, &file, &instance),
-        Command::Dag { file, format, stages } => cmd_dag(&cli.cache, registry, &file, format, stages),
-        Command::Show { file, instance, output, limit } => cmd_show(&cli.cache, registry, &file, &instance, output.as_deref(), limit),
-        Command::Status { file } => cmd_status(&cli.cache, registry, &file),
-        Command::Gc { files, dry_run } => cmd_gc(&cli.cache, registry, files, dry_run),
-        Command::Verify => cmd_verify(&cli.cache),
-        Command::Export { file, instance, to } => cmd_export(&cli.cache, registry, &file, &instance, &to),
-        Command::Import { dir } => cmd_import(&cli.cache, &dir),
-        Command::Report { file, out, open } => cmd_report(&cli.cache, registry, &file, out, open),
-        Command::Watch { file, out, interval_ms } => cmd_watch(&cli.cache, registry, &file, out, interval_ms),
+        Command::Plan { file, json, verbose } => cmd_plan(ctx, registry, &file, json, verbose),
+        Command::Run { file, only, force, keep_going, verbose } => cmd_run(ctx, registry, &file, only, force, keep_going, verbose),
+        Command::Why { file, instance, full } => cmd_why(ctx, registry, &file, &instance, full),
+        Command::Dag { file, format, instances, stages: _ } => cmd_dag(ctx, registry, &file, format, instances),
+        Command::Show { file, instance, output, limit } => cmd_show(ctx, registry, &file, &instance, output.as_deref(), limit),
+        Command::Status { file, selector } => cmd_status(ctx, registry, &file, selector.as_deref()),
+        Command::Ls { file, selector, json } => cmd_ls(ctx, registry, &file, selector.as_deref(), json),
+        Command::Gc { files, dry_run } => cmd_gc(ctx, registry, files, dry_run),
+        Command::Verify => cmd_verify(ctx),
+        Command::Export { file, instance, to } => cmd_export(ctx, registry, &file, &instance, &to),
+        Command::Import { dir } => cmd_import(ctx, &dir),
+        Command::Report { file, out, open } => cmd_report(ctx, registry, &file, out, open),
+        Command::Watch { file, out, interval_ms } => cmd_watch(ctx, registry, &file, out, interval_ms),
         Command::Doctor { file, json, tflops, images } => {
             if let Some(t) = tflops.filter(|t| !(t.is_finite() && *t > 0.0)) {
                 bail!("--tflops {t}: expected a positive number of TFLOP/s, e.g. --tflops 150");
             }
-            doctor::cmd_doctor(&cache_dir(&cli.cache, Some(&file)), registry, &file, json, &crate::doctor::Options { images, tflops })
+            doctor::cmd_doctor(ctx, registry, &file, json, &crate::doctor::Options { images, tflops })
         }
         Command::Kinds { kind, markdown } => cmd_kinds(registry, kind.as_deref(), markdown),
     }
 }
 
-fn cache_dir(flag: &Option<PathBuf>, file: Option<&Path>) -> PathBuf {
-    match (flag, file) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(f)) => project_root_of(f).join("cache"),
-        (None, None) => PathBuf::from("cache"),
-    }
+/// The instances a command-line query picks (an id, a selector, a glob): never empty.
+fn select<'p>(plan: &'p Plan, query: &str) -> Result<Selection<'p>> {
+    plan.select(query).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// Parse and plan a pipeline; diagnostics come back as the error text.
-fn load(cache: &Path, registry: &Registry, file: &Path) -> Result<Plan> {
-    let pipeline = Pipeline::load(file).map_err(|d| anyhow::anyhow!("{d}"))?;
-    let opts = PlanOptions {
-        fingerprint_memo: Some(cache.join(".fingerprints.json")),
-        max_instances: MAX_INSTANCES.get().copied(),
-        ..PlanOptions::default()
-    };
-    let plan = Plan::build(pipeline, registry, &opts).map_err(|d| anyhow::anyhow!("{d}"))?;
-    for w in &plan.warnings {
-        eprintln!("warning: {w}");
+/// The one instance a query picks; several matches are listed (at most [`LISTED`]) with how to
+/// name one of them.
+fn find<'p>(plan: &'p Plan, query: &str, file: &Path) -> Result<(&'p crate::plan::Instance, Option<String>)> {
+    let sel = select(plan, query)?;
+    if let [one] = sel.matches[..] {
+        return Ok((one, sel.output));
     }
-    Ok(plan)
+    let mut text = format!("'{query}' matches {} instances of pipeline '{}':", sel.matches.len(), plan.pipeline.name);
+    for i in sel.matches.iter().take(LISTED) {
+        text += &format!("\n  {}", i.id);
+    }
+    if sel.matches.len() > LISTED {
+        text += &format!("\n  … and {} more (`saeflow ls {} '{query}'` lists them all)", sel.matches.len() - LISTED, file.display());
+    }
+    text += "\nname one of them: give every axis, in any order, e.g. '";
+    text += &sel.matches[0].id;
+    text += "'";
+    bail!(text)
 }
 
-fn find<'p>(plan: &'p Plan, id: &str) -> Result<&'p crate::plan::Instance> {
-    plan.instance(id).with_context(|| {
-        let hint = plan.suggest_instance(id).unwrap_or_default();
-        format!("no instance '{id}' in pipeline '{}'; {hint}", plan.pipeline.name)
-    })
-}
+/// The most matches an ambiguous query lists.
+const LISTED: usize = 12;
 
 fn id_width(plan: &Plan) -> usize {
     plan.instances.iter().map(|i| i.id.chars().count()).max().unwrap_or(10).min(70)

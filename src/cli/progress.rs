@@ -1,5 +1,6 @@
-//! The notebook-like run log: one line per instance (cached / ran / failed, time, rows) and, on a
-//! terminal, a progress bar per running job with items/s and ETA (plain lines otherwise).
+//! The notebook-like run log: one line per instance that ran, failed or was blocked (cached ones
+//! with `-v`), on stdout; on a terminal, a progress bar per running job with items/s and ETA
+//! (plain lines otherwise), and notes, on stderr — so `saeflow run … > run.log` keeps the results.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -13,22 +14,38 @@ use crate::progress::Progress;
 
 pub struct RunLog {
     multi: MultiProgress,
+    /// stderr is a terminal: progress bars are drawn there.
     tty: bool,
+    /// stdout is that terminal too: results are printed above the bars, not through them.
+    shared: bool,
     width: usize,
+    /// Print a line for each cached instance too.
+    verbose: bool,
 }
 
 impl RunLog {
-    pub fn new(width: usize) -> RunLog {
+    pub fn new(width: usize, verbose: bool) -> RunLog {
         let tty = std::io::stderr().is_terminal();
         let target = if tty { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-        RunLog { multi: MultiProgress::with_draw_target(target), tty, width }
+        let shared = tty && std::io::stdout().is_terminal();
+        RunLog { multi: MultiProgress::with_draw_target(target), tty, shared, width, verbose }
     }
 
+    /// A result (an instance ran, failed, …): stdout.
     fn line(&self, text: String) {
-        if self.tty {
+        if self.shared {
             let _ = self.multi.println(text);
         } else {
             println!("{text}");
+        }
+    }
+
+    /// A note or progress: stderr.
+    fn note_line(&self, text: String) {
+        if self.tty {
+            let _ = self.multi.println(text);
+        } else {
+            eprintln!("{text}");
         }
     }
 }
@@ -46,6 +63,7 @@ impl Observer for RunLog {
     fn finished(&self, inst: &Instance, outcome: &Outcome) {
         let w = self.width;
         let text = match outcome {
+            Outcome::Cached { .. } if !self.verbose => return,
             Outcome::Cached { rows } => format!("  {:<8}{:<w$}  {:>8}  {:>12} rows", "cached", inst.id, "", fmt_rows(*rows)),
             Outcome::Ran { seconds, rows } => {
                 format!("  {:<8}{:<w$}  {:>8}  {:>12} rows", "ran", inst.id, fmt_secs(*seconds), fmt_rows(*rows))
@@ -69,7 +87,8 @@ impl Observer for RunLog {
     }
 
     fn note(&self, message: &str) {
-        self.line(format!("  note: {message}"));
+        let text = if message.starts_with("warning:") { format!("  {message}") } else { format!("  note: {message}") };
+        self.note_line(text);
     }
 }
 
@@ -116,11 +135,12 @@ impl Progress for Plain {
     fn advance(&self, n: u64) {
         if let Ok(mut s) = self.state.lock() {
             s.0 += n;
-            if s.3.elapsed() >= Duration::from_secs(10) {
+            // no total known (a probe's fits): no "1/0 eta ?" line
+            if s.1 > 0 && s.3.elapsed() >= Duration::from_secs(10) {
                 let secs = self.started.elapsed().as_secs_f64().max(1e-9);
                 let rate = s.0 as f64 / secs;
                 let eta = if rate > 0.0 && s.1 > s.0 { fmt_secs((s.1 - s.0) as f64 / rate) } else { "?".into() };
-                println!("  {:<8}{}  {}/{} {}  {:.1} {}/s  eta {eta}", "...", self.id, s.0, s.1, s.2, rate, s.2);
+                eprintln!("  {:<8}{}  {}/{} {}  {:.1} {}/s  eta {eta}", "...", self.id, s.0, s.1, s.2, rate, s.2);
                 s.3 = Instant::now();
             }
         }

@@ -8,19 +8,20 @@ use anyhow::{Context, Result};
 use super::*;
 
 pub(super) fn cmd_run(
-    cache: &Option<PathBuf>,
+    ctx: &Ctx,
     registry: &Registry,
     file: &Path,
     only: Vec<String>,
     force: Vec<String>,
     keep_going: bool,
+    verbose: bool,
 ) -> Result<ExitCode> {
-    let dir = cache_dir(cache, Some(file));
+    let dir = ctx.cache_dir(Some(file));
     let cache = Cache::open(&dir).with_context(|| format!("cannot open the cache at {}", dir.display()))?;
-    let plan = load(cache.root(), registry, file)?;
+    let plan = ctx.load(cache.root(), registry, file)?;
     let fault = std::env::var("SAEFLOW_FAULT").ok().map(|f| parse_fault(&f)).transpose()?;
     let opts = RunOptions { only, force, keep_going, fault };
-    let log = RunLog::new(id_width(&plan));
+    let log = RunLog::new(id_width(&plan), verbose);
     println!("run {}: {} instances (cache {})", plan.pipeline.name, plan.instances.len(), cache.root().display());
     let summary = executor::run(&plan, registry, &cache, &opts, &log)?;
     let ran = summary.count(|o| matches!(o, Outcome::Ran { .. }));
@@ -59,9 +60,9 @@ pub(super) fn parse_fault(text: &str) -> Result<(String, usize)> {
     Ok((glob.to_string(), n.parse().with_context(|| format!("SAEFLOW_FAULT='{text}': N must be a part number"))?))
 }
 
-pub(super) fn cmd_report(cache: &Option<PathBuf>, registry: &Registry, file: &Path, out: Option<PathBuf>, open: bool) -> Result<ExitCode> {
-    let cache = Cache::at(&cache_dir(cache, Some(file)));
-    let plan = load(cache.root(), registry, file)?;
+pub(super) fn cmd_report(ctx: &Ctx, registry: &Registry, file: &Path, out: Option<PathBuf>, open: bool) -> Result<ExitCode> {
+    let cache = Cache::at(&ctx.cache_dir(Some(file)));
+    let plan = ctx.load(cache.root(), registry, file)?;
     let path = write_notebook(&plan, &cache, out.as_deref())?;
     if open {
         // macOS has `open`; elsewhere `open` may be openvt, so only xdg-open is tried
@@ -101,14 +102,8 @@ pub(super) fn write_notebook(plan: &Plan, cache: &Cache, out: Option<&Path>) -> 
     Ok(path)
 }
 
-pub(super) fn cmd_watch(
-    cache_flag: &Option<PathBuf>,
-    registry: &Registry,
-    file: &Path,
-    out: Option<PathBuf>,
-    interval_ms: u64,
-) -> Result<ExitCode> {
-    let dir = cache_dir(cache_flag, Some(file));
+pub(super) fn cmd_watch(ctx: &Ctx, registry: &Registry, file: &Path, out: Option<PathBuf>, interval_ms: u64) -> Result<ExitCode> {
+    let dir = ctx.cache_dir(Some(file));
     let cache = Cache::open(&dir).with_context(|| format!("cannot open the cache at {}", dir.display()))?;
     let interval = std::time::Duration::from_millis(interval_ms.max(10));
     println!("watch {}: every {interval_ms} ms; Ctrl-C stops", file.display());
@@ -119,7 +114,7 @@ pub(super) fn cmd_watch(
         if now.is_some() && now != seen {
             seen = now;
             // one pass: a broken file or a failed stage is reported and the last notebook stays
-            if let Err(e) = watch_pass(&cache, registry, file, out.as_deref()) {
+            if let Err(e) = watch_pass(ctx, &cache, registry, file, out.as_deref()) {
                 eprintln!("saeflow: {e:#}");
                 println!("watch: the last good report stays; fix {} and save", file.display());
             }
@@ -129,9 +124,19 @@ pub(super) fn cmd_watch(
 }
 
 /// Plan, run what is stale (keeping going past failures), rewrite the notebook.
-pub(super) fn watch_pass(cache: &Cache, registry: &Registry, file: &Path, out: Option<&Path>) -> Result<()> {
-    let plan = load(cache.root(), registry, file)?;
-    let log = RunLog::new(id_width(&plan));
+pub(super) fn watch_pass(ctx: &Ctx, cache: &Cache, registry: &Registry, file: &Path, out: Option<&Path>) -> Result<()> {
+    let plan = ctx.load(cache.root(), registry, file)?;
+    // what this save changed: the stages with work, one line each (nothing else is printed again)
+    let history = History::load(cache, &plan.pipeline.name);
+    let assessed = assess(&plan, cache, &history, &|_| false);
+    let stale = assessed.iter().filter(|a| a.status == Status::Run).count();
+    if stale == 0 {
+        println!("watch: nothing changed; all {} instances cached", plan.instances.len());
+    } else {
+        println!("watch: {stale} of {} instances to run", plan.instances.len());
+        super::views::print_changed_stages(&plan, &assessed);
+    }
+    let log = RunLog::new(id_width(&plan), false);
     let opts = RunOptions { only: vec![], force: vec![], keep_going: true, fault: None };
     let summary = executor::run(&plan, registry, cache, &opts, &log)?;
     let ran = summary.count(|o| matches!(o, Outcome::Ran { .. }));

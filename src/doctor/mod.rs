@@ -407,11 +407,12 @@ fn blockers(r: &Report, plan: &Plan) -> Vec<Blocker> {
                 _ => None,
             })
             .collect();
-        let include = if folders.is_empty() { String::new() } else { format!(" --include {}", folders.join(" ")) };
+        // today's CLI (`hf`, huggingface_hub ≥ 0.34; `huggingface-cli` is gone): one `--include` per pattern
+        let include: String = folders.iter().map(|f| format!(" --include {f}")).collect();
         out.push(Blocker {
             what,
             help: Some(format!(
-                "unset HF_HUB_OFFLINE so the run fetches them, or fetch them first with `huggingface-cli download {repo} --revision {revision}{include}` (same HF_HOME/HF_HUB_CACHE)"
+                "unset HF_HUB_OFFLINE so the run fetches them, or fetch them first with `hf download {repo} --revision {revision}{include}` (same HF_HOME/HF_HUB_CACHE)"
             )),
         });
     }

@@ -158,7 +158,8 @@ impl Executor<'_> {
         if matches!(outcome, Outcome::Cached { .. } | Outcome::Ran { .. })
             && let Some(key) = inst.key(None)
         {
-            self.history.insert(inst.id.clone(), Record { key: key.to_string(), preimage: inst.preimage.clone() });
+            let set = self.plan.pipeline.overrides.iter().filter(|o| crate::spec::overrides::touches(o, &inst.stage)).cloned().collect();
+            self.history.insert(inst.id.clone(), Record { key: key.to_string(), preimage: inst.preimage.clone(), set });
         }
         if matches!(outcome, Outcome::Failed(_)) && !self.opts.keep_going {
             self.stop = true;
@@ -508,6 +509,21 @@ fn inputs_json(plan: &Plan, inst: &Instance) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
+/// Each external input (a dataset folder, a local model or SAE, a hub artifact) as the YAML wrote
+/// it beside the content fingerprint that entered the key: `{"model": {"as_written": "models/a",
+/// "fingerprint": "…"}}`.
+fn sources_json(inst: &Instance) -> serde_json::Value {
+    let map: serde_json::Map<String, serde_json::Value> = inst
+        .externals
+        .iter()
+        .map(|(param, fp)| {
+            let written = inst.params.get(param).map(|v| v.to_string()).unwrap_or_default();
+            (param.clone(), json!({"as_written": written, "fingerprint": fp}))
+        })
+        .collect();
+    serde_json::Value::Object(map)
+}
+
 /// Key-value metadata of every Parquet file of an entry: enough to explain and re-import it.
 pub fn table_metadata(plan: &Plan, inst: &Instance, output: &str, key: &str, table: &str) -> Vec<(String, String)> {
     let p = &inst.preimage;
@@ -523,6 +539,8 @@ pub fn table_metadata(plan: &Plan, inst: &Instance, output: &str, key: &str, tab
         ("saeflow.params".into(), p["params"].to_string()),
         ("saeflow.inputs".into(), inputs_json(plan, inst).to_string()),
         ("saeflow.revisions".into(), p["external"].to_string()),
+        ("saeflow.pipeline".into(), plan.pipeline.name.clone()),
+        ("saeflow.sources".into(), sources_json(inst).to_string()),
         ("saeflow.preimage".into(), p.to_string()),
         ("saeflow.version".into(), env!("CARGO_PKG_VERSION").into()),
     ]

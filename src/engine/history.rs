@@ -20,6 +20,9 @@ pub struct Record {
     /// Key of the instance's first output.
     pub key: String,
     pub preimage: serde_json::Value,
+    /// The `--set` overrides of the run that touched this instance's stage (or the defaults).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set: Vec<String>,
 }
 
 impl History {

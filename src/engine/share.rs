@@ -12,17 +12,70 @@ use super::manifest::{FileRecord, MANIFEST, Manifest};
 use super::table::{part_index, part_name, read_file, read_footer};
 use crate::plan::key::output_key;
 
-/// Copy one entry to `dest` (created); returns the files written.
-pub fn export(cache: &Cache, key: &str, dest: &Path) -> Result<Vec<PathBuf>, EngineError> {
+/// Copy one entry's parts to `dest` (created) and its manifest to `root/_saeflow/<key>.json`
+/// (beside the data, not inside it: readers that take a folder whole see Parquet only, and
+/// pyarrow skips `_`-folders); returns the files written.
+pub fn export(cache: &Cache, key: &str, dest: &Path, root: &Path) -> Result<Vec<PathBuf>, EngineError> {
     let m = cache.verify(key).map_err(|why| EngineError::Corrupt(format!("{key}: {why}; run `saeflow run` to recompute it first")))?;
     fs::create_dir_all(dest).map_err(|e| EngineError::io(dest, e))?;
+    let manifests = root.join(MANIFESTS);
+    fs::create_dir_all(&manifests).map_err(|e| EngineError::io(&manifests, e))?;
     let mut written = Vec::new();
-    for f in m.files.iter().map(|f| f.name.as_str()).chain([MANIFEST]) {
-        let (src, dst) = (cache.entry_dir(key).join(f), dest.join(f));
+    for f in &m.files {
+        let (src, dst) = (cache.entry_dir(key).join(&f.name), dest.join(&f.name));
         fs::copy(&src, &dst).map_err(|e| EngineError::io(&dst, e))?;
         written.push(dst);
     }
+    let dst = manifests.join(format!("{key}.json"));
+    fs::copy(cache.entry_dir(key).join(MANIFEST), &dst).map_err(|e| EngineError::io(&dst, e))?;
+    written.push(dst);
     Ok(written)
+}
+
+/// The folder of an exported export's manifests, at the export's root.
+pub const MANIFESTS: &str = "_saeflow";
+
+/// Where `export` puts one table: `stage=S/output=O/AXIS=V/…` (hive partitioning, axes in the
+/// plan's display order, values percent-encoded as pyarrow, polars and duckdb decode them).
+///
+/// A coordinate is in the path or in the file, never both: pyarrow and pandas refuse a folder
+/// whose files hold a column that is also a partition key (`int64 vs dictionary<int32>`), and
+/// every reader lets the folder's value win over the file's. So an axis the table already has
+/// as a column (`columns`) is not a `key=value` level; those axes name one last plain folder
+/// (`layer-3,method-top5`) that keeps the tables apart and that readers do not parse.
+pub fn hive_path(stage: &str, output: &str, coords: &crate::spec::Coords, axes: &[String], columns: &[String]) -> PathBuf {
+    let mut p = PathBuf::from(format!("stage={}", escape(stage)));
+    p.push(format!("output={}", escape(output)));
+    let ordered: Vec<&String> =
+        axes.iter().filter(|a| coords.contains_key(*a)).chain(coords.keys().filter(|k| !axes.contains(k))).collect();
+    let mut plain = Vec::new();
+    for a in ordered {
+        let v = escape(&coords[a].to_string());
+        if columns.contains(a) {
+            plain.push(format!("{}-{v}", escape(a)));
+        } else {
+            p.push(format!("{}={v}", escape(a)));
+        }
+    }
+    if !plain.is_empty() {
+        p.push(plain.join(","));
+    }
+    p
+}
+
+/// Percent-encode everything but ASCII letters, digits, `-`, `_` and `.` (URI segment encoding:
+/// `1+3` → `1%2B3`; a value of dots only is encoded whole, so no folder is `.` or `..`).
+fn escape(s: &str) -> String {
+    let dots = !s.is_empty() && s.bytes().all(|b| b == b'.');
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_') || (b == b'.' && !dots) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -46,7 +99,7 @@ pub fn import(cache: &Cache, src: &Path) -> Result<Vec<Imported>, EngineError> {
         return Err(EngineError::Other(format!("{}: no exported tables (folders with part-*.parquet) found", src.display())));
     }
     folders.sort();
-    let checked = folders.iter().map(|f| check_one(f)).collect::<Result<Vec<_>, _>>()?;
+    let checked = folders.iter().map(|f| check_one(f, src)).collect::<Result<Vec<_>, _>>()?;
     // every key locked (in key order: no lock-order cycle with another import) while staging
     let keys: BTreeSet<&str> = checked.iter().map(|c| c.manifest.key.as_str()).collect();
     let _locks = keys.iter().map(|k| cache.lock(k)).collect::<Result<Vec<_>, _>>()?;
@@ -91,7 +144,9 @@ fn find_tables(dir: &Path, out: &mut Vec<PathBuf>, seen: &mut BTreeSet<(u64, u64
         let e = e.map_err(|e| EngineError::io(dir, e))?;
         let p = e.path();
         if p.is_dir() {
-            find_tables(&p, out, seen)?;
+            if e.file_name() != MANIFESTS {
+                find_tables(&p, out, seen)?;
+            }
         } else if part_index(&e.file_name().to_string_lossy()).is_some() {
             has_parts = true;
         }
@@ -132,8 +187,27 @@ enum Staged {
     Copied(Box<Manifest>),
 }
 
+/// An exported table's manifest: `_saeflow/<key>.json` in the folder or one above it up to the
+/// export's root (`saeflow export` today), or `manifest.json` beside the parts (exports before).
+fn exported_manifest(folder: &Path, root: &Path, key: &str) -> Option<Vec<u8>> {
+    if let Ok(b) = fs::read(folder.join(MANIFEST)) {
+        return Some(b);
+    }
+    let mut dir = Some(folder);
+    while let Some(d) = dir {
+        if let Ok(b) = fs::read(d.join(MANIFESTS).join(format!("{key}.json"))) {
+            return Some(b);
+        }
+        if d == root {
+            break;
+        }
+        dir = d.parent();
+    }
+    None
+}
+
 /// Everything that can be checked without touching the cache.
-fn check_one(folder: &Path) -> Result<Checked, EngineError> {
+fn check_one(folder: &Path, root: &Path) -> Result<Checked, EngineError> {
     let bad = |why: String| EngineError::Corrupt(format!("{}: {why}", folder.display()));
     let mut parts: Vec<usize> = fs::read_dir(folder)
         .map_err(|e| EngineError::io(folder, e))?
@@ -182,12 +256,13 @@ fn check_one(folder: &Path) -> Result<Checked, EngineError> {
         }
         rows.push((part_name(i), r));
     }
-    let exported: Manifest = match fs::read(folder.join(MANIFEST)) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| bad(format!("unreadable manifest.json: {e}")))?,
-        Err(_) => {
-            return Err(bad(
-                "no manifest.json beside the parts: `saeflow export` writes one; without it a missing part cannot be detected".into(),
-            ));
+    let exported: Manifest = match exported_manifest(folder, root, &key) {
+        Some(b) => serde_json::from_slice(&b).map_err(|e| bad(format!("unreadable manifest of {key}: {e}")))?,
+        None => {
+            return Err(bad(format!(
+                "no manifest ({MANIFESTS}/{key}.json at the export's root, or manifest.json beside the parts): `saeflow export` \
+                 writes one; without it a missing part cannot be detected"
+            )));
         }
     };
     if exported.key != key || exported.preimage != preimage || exported.table != table || exported.output != output {
@@ -248,4 +323,24 @@ fn stage_one(cache: &Cache, c: &Checked) -> Result<Staged, EngineError> {
         return Err(bad("its parts do not match its manifest.json (a part is missing, extra or altered)".into()));
     }
     Ok(Staged::Copied(Box::new(Manifest { files, ..m.clone() })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Value;
+
+    #[test]
+    fn hive_paths_put_each_coordinate_in_the_path_or_the_file() {
+        let coords: crate::spec::Coords =
+            [("layer".to_string(), Value::Str("1+3".into())), ("method".to_string(), Value::Str("top5".into()))].into_iter().collect();
+        let axes = vec!["layer".to_string(), "method".to_string()];
+        let p = hive_path("probe", "metrics", &coords, &axes, &[]);
+        assert_eq!(p, PathBuf::from("stage=probe/output=metrics/layer=1%2B3/method=top5"));
+        let p = hive_path("probe", "metrics", &coords, &axes, &["method".to_string()]);
+        assert_eq!(p, PathBuf::from("stage=probe/output=metrics/layer=1%2B3/method-top5"));
+        assert_eq!(escape("a/b c"), "a%2Fb%20c");
+        assert_eq!(escape(".."), "%2E%2E");
+        assert_eq!(escape("v1.2"), "v1.2");
+    }
 }

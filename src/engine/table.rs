@@ -1,4 +1,8 @@
 //! Parquet parts: writing with self-describing metadata, reading as streams of record batches.
+//!
+//! Every part carries its entry's `saeflow.*` keys twice, with the same values: in the footer's
+//! key-value list (what `parquet_kv_metadata` in duckdb and `pl.read_parquet_metadata` read) and
+//! in the Arrow schema stored in the footer (what `pyarrow.parquet.read_schema(f).metadata` reads).
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -72,6 +76,11 @@ impl PartWriter {
         let partial = dir.join(format!("{}.partial", part_name(index)));
         let file = File::create(&partial).map_err(|e| EngineError::io(&partial, e))?;
         let props = float_encodings(&schema, writer_properties_builder(metadata)?)?.build();
+        // the same keys in the Arrow schema too (the footer's `ARROW:schema`): pyarrow reads its
+        // schema metadata from there only, polars and duckdb read the footer's list only
+        let mut merged = schema.metadata().clone();
+        merged.extend(metadata.iter().cloned());
+        let schema = Arc::new(schema.as_ref().clone().with_metadata(merged));
         let writer = ArrowWriter::try_new(BufWriter::new(file), schema, Some(props)).map_err(|e| EngineError::Parquet(e.to_string()))?;
         Ok(PartWriter { writer, partial, done, rows: 0 })
     }

@@ -147,7 +147,7 @@ pub fn fetch_checkpoint(cache: &HubCache, repo: &str, revision: &str, progress: 
 }
 
 /// The file names an index's `weight_map` points to (the checkpoint reader checks them again).
-fn index_shards(index: &Path) -> Result<BTreeSet<String>, HubError> {
+pub fn index_shards(index: &Path) -> Result<BTreeSet<String>, HubError> {
     read_index(index).map(|(shards, _)| shards)
 }
 
@@ -230,7 +230,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let err = locate(Artifact::Model, "hf://Intel/llava-gemma-2b@v2", Path::new("/"), || Ok(HubCache::at(tmp.path()))).unwrap_err();
-        assert!(err.contains("huggingface-cli download Intel/llava-gemma-2b --revision v2"), "{err}");
+        assert!(err.contains("hf download Intel/llava-gemma-2b --revision v2"), "{err}");
         std::fs::create_dir_all(tmp.path().join("models/tiny")).unwrap();
         let got = locate(Artifact::Model, "models/tiny", tmp.path(), || Err("no cache needed".into())).unwrap();
         assert_eq!(got, Located::Local(tmp.path().join("models/tiny")));
@@ -310,6 +310,6 @@ mod tests {
         // offline, nothing cached: the error that says how to fetch it
         let offline = HubCache::at(tmp.path());
         let err = fetch_checkpoint(&offline, "o/other", "main", None).unwrap_err().to_string();
-        assert!(err.contains("huggingface-cli download o/other --revision main"), "{err}");
+        assert!(err.contains("hf download o/other --revision main"), "{err}");
     }
 }

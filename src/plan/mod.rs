@@ -12,6 +12,7 @@ pub mod key;
 mod order;
 pub mod params;
 mod resolve;
+pub mod select;
 pub mod signature;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use crate::spec::{Coords, Diagnostic, Diagnostics, InputSpec, Pipeline, Pos, Val
 use fingerprint::FingerprintMemo;
 use order::StageGraph;
 pub use resolve::stays_inside;
+pub use select::{SelectError, Selection};
 pub use signature::{Many, ParamType, Signature};
 
 /// The kinds a plan can use: their signatures, looked up by name. The plan needs nothing else of
@@ -43,6 +45,17 @@ impl Kinds for [Signature] {
         let mut v: Vec<&'static str> = self.iter().map(|s| s.kind).collect();
         v.sort_unstable();
         v
+    }
+}
+
+/// A list of signatures as a `&dyn Kinds` (a slice cannot be one: it is unsized).
+impl Kinds for Vec<Signature> {
+    fn signature(&self, kind: &str) -> Option<&Signature> {
+        self.as_slice().signature(kind)
+    }
+
+    fn names(&self) -> Vec<&'static str> {
+        self.as_slice().names()
     }
 }
 

@@ -72,7 +72,8 @@ impl fmt::Display for Diagnostic {
         if let Some(line) = &self.source_line {
             let n = self.pos.line.to_string();
             let pad = " ".repeat(n.len());
-            let caret_pad: String = line.chars().take(self.pos.col.saturating_sub(1)).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+            let (line, caret) = excerpt(line, self.pos.col.saturating_sub(1));
+            let caret_pad: String = line.chars().take(caret).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
             write!(f, "\n {pad} |\n {n} | {line}\n {pad} | {caret_pad}^")?;
         }
         if let Some(help) = &self.help {
@@ -81,6 +82,27 @@ impl fmt::Display for Diagnostic {
         Ok(())
     }
 }
+
+/// The part of a source line shown under a diagnostic: the whole line when it is short, else
+/// [`EXCERPT`] characters around the caret with `…` where it was cut (a 24 KB matrix line is not
+/// printed whole). Returns the text and the caret's character offset in it.
+fn excerpt(line: &str, caret: usize) -> (String, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= EXCERPT {
+        return (line.to_string(), caret);
+    }
+    let start = caret.saturating_sub(EXCERPT / 2).min(chars.len().saturating_sub(EXCERPT));
+    let end = (start + EXCERPT).min(chars.len());
+    let mut text: String = if start > 0 { "…".into() } else { String::new() };
+    text.extend(&chars[start..end]);
+    if end < chars.len() {
+        text.push('…');
+    }
+    (text, caret - start + usize::from(start > 0))
+}
+
+/// The most characters of a source line a diagnostic shows.
+const EXCERPT: usize = 100;
 
 /// All problems found in one pipeline file (parsing reports as many as it can at once).
 #[derive(Clone, Debug, thiserror::Error)]
@@ -122,6 +144,27 @@ pub fn suggest<'a>(got: &str, candidates: impl IntoIterator<Item = &'a str>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_line_is_cut_around_the_caret() {
+        let line = format!("  m: {{n: [{}]}}", (0..5000).map(|i| i.to_string()).collect::<Vec<_>>().join(", "));
+        let col = line.find("2500").unwrap() + 1;
+        let mut d = Diagnostic::new(Pos { line: 1, col }, "bad value");
+        d.file = "p.yaml".into();
+        d.source_line = Some(line.clone());
+        let text = d.to_string();
+        assert!(text.len() < 400, "{} bytes", text.len());
+        let lines: Vec<&str> = text.lines().collect();
+        let (shown, caret) = (lines[2], lines[3]);
+        assert!(shown.contains("…") && shown.contains("2500"), "{shown}");
+        // the caret stands under the value's first character
+        let at = caret.chars().count() - 1;
+        assert_eq!(shown.chars().skip(at).take(4).collect::<String>(), "2500", "{shown}\n{caret}");
+        // a short line is shown whole
+        d.source_line = Some("  m: {n: [1, 2]}".into());
+        d.pos.col = 11;
+        assert!(d.to_string().contains(" 1 |   m: {n: [1, 2]}"));
+    }
 
     #[test]
     fn suggests_the_closest_name() {

@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod diag;
+pub mod overrides;
 pub mod reference;
 pub mod value;
 pub mod yaml;
@@ -15,6 +16,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Diagnostics, Pos, suggest};
+pub use overrides::Override;
 pub use reference::{CondOp, Condition, InputRef, InputSpec};
 pub use value::{Coords, Value, canonical_coords};
 use yaml::Node;
@@ -37,6 +39,8 @@ pub struct Pipeline {
     pub description: Option<String>,
     pub defaults: Vec<Setting>,
     pub stages: Vec<StageSpec>,
+    /// The `--set` overrides applied to the file's text, as written.
+    pub overrides: Vec<String>,
 }
 
 /// A `key: value` with the key's position.
@@ -88,6 +92,11 @@ pub struct Row {
 impl Pipeline {
     /// Read and parse a pipeline file.
     pub fn load(path: &Path) -> Result<Pipeline, Diagnostics> {
+        Pipeline::load_with(path, &[])
+    }
+
+    /// Read and parse a pipeline file with `--set` overrides applied (see [`overrides`]).
+    pub fn load_with(path: &Path, overrides: &[Override]) -> Result<Pipeline, Diagnostics> {
         let file = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| {
             Diagnostics(vec![Diagnostic {
@@ -100,13 +109,21 @@ impl Pipeline {
             }])
         })?;
         let source = String::from_utf8(bytes).map_err(|e| Diagnostics(vec![not_utf8(&file, e.as_bytes(), e.utf8_error())]))?;
-        Pipeline::parse(&file, path, &source)
+        Pipeline::parse_with(&file, path, &source, overrides)
     }
 
     /// Parse pipeline text; `file` is the name used in messages.
     pub fn parse(file: &str, path: &Path, source: &str) -> Result<Pipeline, Diagnostics> {
+        Pipeline::parse_with(file, path, source, &[])
+    }
+
+    /// Parse pipeline text with `--set` overrides applied to its tree before it is typed.
+    pub fn parse_with(file: &str, path: &Path, source: &str, overrides: &[Override]) -> Result<Pipeline, Diagnostics> {
         let locate = |d: Diagnostic| d.locate(file, source);
-        let root = yaml::parse(source).map_err(|d| Diagnostics(vec![locate(d)]))?;
+        let mut root = yaml::parse(source).map_err(|d| Diagnostics(vec![locate(d)]))?;
+        for o in overrides {
+            overrides::apply(&mut root, o).map_err(|d| Diagnostics(vec![locate(d)]))?;
+        }
         let mut errors = Vec::new();
         let mut p = Pipeline {
             file: file.to_string(),
@@ -116,6 +133,7 @@ impl Pipeline {
             description: None,
             defaults: Vec::new(),
             stages: Vec::new(),
+            overrides: overrides.iter().map(|o| o.text.clone()).collect(),
         };
         let Some(top) = root.as_map() else {
             return Err(Diagnostics(vec![locate(

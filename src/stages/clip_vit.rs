@@ -45,6 +45,7 @@ impl Stage for ClipVit {
             "image_id u32, resid fixed_size_list<f32>[vision hidden]: the mean of the patches LLaVA reads",
         )
         .output("errors", TableType::Errors, "image_id u32, source utf8, reason utf8: images skipped")
+        .check_files(images::check_processor)
         .build()
     }
 

@@ -57,6 +57,34 @@ pub fn image_processor(dir: &std::path::Path) -> Result<ImageProcessor, String> 
     ImageProcessor::new(cfg).map_err(|e| e.to_string())
 }
 
+/// Plan time (`check_files`): a checkpoint folder of `model` whose weights are here has a
+/// preprocessor the stage can read, so a checkpoint copied or fetched without it is a `doctor`
+/// blocker and a plan error, not a failure after the run started.
+pub fn check_processor(
+    _params: &std::collections::BTreeMap<String, crate::spec::Value>,
+    paths: &std::collections::BTreeMap<String, std::path::PathBuf>,
+) -> Result<Vec<crate::plan::signature::ParamProblem>, crate::plan::signature::ParamProblem> {
+    let Some(dir) = paths.get("model") else { return Ok(vec![]) };
+    // a checkpoint not complete yet (a hub snapshot still without all its weights) is fetched
+    // whole, preprocessor included, by the run
+    let index = dir.join("model.safetensors.index.json");
+    let complete = if index.is_file() {
+        crate::models::source::index_shards(&index).is_ok_and(|shards| shards.iter().all(|s| dir.join(s).is_file()))
+    } else {
+        dir.join("model.safetensors").is_file()
+    };
+    if !complete {
+        return Ok(vec![]);
+    }
+    image_processor(dir).map(|_| vec![]).map_err(|e| crate::plan::signature::ParamProblem {
+        param: "model",
+        message: format!("the checkpoint's image preprocessor is unusable: {e}"),
+        help: "a LLaVA checkpoint folder has preprocessor_config.json (or transformers 5's processor_config.json with an \
+               image_processor section); fetch it with `hf download REPO --include preprocessor_config.json`"
+            .into(),
+    })
+}
+
 /// The images of a member's `from` input: the reopened source and the ids in table order.
 pub struct Images {
     pub source: Box<dyn ImageSource>,

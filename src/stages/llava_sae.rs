@@ -122,6 +122,7 @@ fn validate(p: &BTreeMap<String, Value>) -> Result<(), ParamProblem> {
 /// layer other than the tapped block is worth a warning. Reads `config.json` and `cfg.json` only.
 fn check_files(p: &BTreeMap<String, Value>, paths: &BTreeMap<String, std::path::PathBuf>) -> Result<Vec<ParamProblem>, ParamProblem> {
     let (Some(model_dir), Some(sae_dir)) = (paths.get("model"), paths.get("sae")) else { return Ok(vec![]) };
+    super::images::check_processor(p, paths)?;
     let problem = |param: &'static str, message: String, help: &str| ParamProblem { param, message, help: help.to_string() };
     let config = std::fs::read_to_string(model_dir.join("config.json")).map_err(|e| {
         problem(

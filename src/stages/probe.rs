@@ -22,6 +22,7 @@ use crate::engine::job::{Job, Member, TableInput};
 use crate::engine::stage::Stage;
 use crate::plan::params::{choice, params};
 use crate::plan::signature::{ParamType, Signature, input};
+use crate::probe::logreg::Stop;
 use crate::probe::{Csr, Dense, Design, LogRegConfig, Scale, Scaling, classification_metrics, fit};
 use crate::spec::Coords;
 use crate::spec::Value;
@@ -95,6 +96,14 @@ enum Features {
 }
 
 /// Read a feature table into per-row features for the split's images (others are ignored).
+/// A NaN or infinity in the features, named by image and feature (not a position in a buffer).
+fn non_finite(instance: &str, image_id: u32, what: &str, v: f32) -> EngineError {
+    EngineError::Stage(format!(
+        "{instance}: image {image_id} has {what} = {v}; a probe needs finite features: find where it came from \
+         (`saeflow show` on the upstream tables) and drop or fix that image"
+    ))
+}
+
 fn read_features(t: &TableInput, row_of: &BTreeMap<u32, usize>, n_rows: usize) -> Result<Features, EngineError> {
     let schema = t.schema()?;
     let bad = |e: String| EngineError::Stage(e);
@@ -112,7 +121,11 @@ fn read_features(t: &TableInput, row_of: &BTreeMap<u32, usize>, n_rows: usize) -
             };
             for i in 0..b.num_rows() {
                 if let Some(&r) = row_of.get(&ids.value(i)) {
-                    per_row[r].push((feats.value(i), vals.value(i)));
+                    let v = vals.value(i);
+                    if !v.is_finite() {
+                        return Err(non_finite(&t.instance, ids.value(i), &format!("feature {}", feats.value(i)), v));
+                    }
+                    per_row[r].push((feats.value(i), v));
                 }
                 n_cols = n_cols.max(feats.value(i) as usize + 1);
             }
@@ -151,7 +164,11 @@ fn read_features(t: &TableInput, row_of: &BTreeMap<u32, usize>, n_rows: usize) -
             for i in 0..b.num_rows() {
                 if let Some(&r) = row_of.get(&ids.value(i)) {
                     let start = lists.value_offset_at(i);
-                    data[r * width..(r + 1) * width].copy_from_slice(&values.values()[start..start + width]);
+                    let row = &values.values()[start..start + width];
+                    if let Some(j) = row.iter().position(|v| !v.is_finite()) {
+                        return Err(non_finite(&t.instance, ids.value(i), &format!("resid[{j}]"), row[j]));
+                    }
+                    data[r * width..(r + 1) * width].copy_from_slice(row);
                 }
             }
         }
@@ -209,7 +226,7 @@ impl Stage for Probe {
     fn signature(&self) -> Signature {
         Signature::new(
             "probe",
-            1,
+            2,
             "multinomial logistic-regression probe (scikit-learn's objective) scored by macro F1 on the split's test images",
         )
         .input(input(
@@ -222,7 +239,9 @@ impl Stage for Probe {
         .output(
             "metrics",
             TableType::ProbeMetrics,
-            "one row: coordinates, macro_f1, accuracy, macro precision/recall, n_train, n_test, n_features, c, iterations, converged, objective",
+            "one row: coordinates, macro_f1, accuracy, macro precision/recall, n_train, n_test, n_features, c, iterations, converged \
+             (the gradient criterion was met), stop (gradient, objective_stalled, max_iter, line_search_failed), grad_norm \
+             (the final max|gradient|), objective",
         )
         .output("per_class", TableType::ProbeClasses, "coordinates, label, label_name, precision, recall, f1, support")
         .output("confusion", TableType::ProbeConfusion, "coordinates, true_label, pred_label, count (non-zero cells)")
@@ -244,8 +263,11 @@ impl Stage for Probe {
     }
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
+        job.progress.add_total(job.members.len() as u64, "fits");
         for m in &mut job.members {
-            run_one(m)?;
+            if let Some(warning) = run_one(m)? {
+                job.notes.push(warning);
+            }
             job.progress.advance(1);
         }
         Ok(())
@@ -337,7 +359,9 @@ fn fit_and_predict<D: Design>(
     Ok(Fitted { model, pred, proba, c: cfg.c, cv_scores })
 }
 
-fn run_one(m: &mut Member) -> Result<(), EngineError> {
+/// Fit, score and write one probe; a fit that ran out of iterations comes back as a warning (as
+/// scikit-learn's `ConvergenceWarning`).
+fn run_one(m: &mut Member) -> Result<Option<String>, EngineError> {
     let err = |e: String| EngineError::Stage(e);
     let p: ProbeParams = m.params()?;
     let rows = read_split(m.input("split")?)?;
@@ -405,6 +429,8 @@ fn run_one(m: &mut Member) -> Result<(), EngineError> {
             ("c", Arc::new(Float64Array::from(vec![chosen_c]))),
             ("iterations", Arc::new(UInt64Array::from(vec![model.n_iter as u64]))),
             ("converged", Arc::new(BooleanArray::from(vec![model.converged]))),
+            ("stop", Arc::new(StringArray::from(vec![model.stop.as_str()]))),
+            ("grad_norm", Arc::new(Float64Array::from(vec![model.grad_max_norm]))),
             ("objective", Arc::new(Float64Array::from(vec![model.objective]))),
         ],
     )?;
@@ -456,5 +482,11 @@ fn run_one(m: &mut Member) -> Result<(), EngineError> {
         let schema = b.schema();
         m.output(name)?.write_part(0, schema, &[b])?;
     }
-    Ok(())
+    Ok((model.stop == Stop::MaxIter).then(|| {
+        format!(
+            "warning: {}: the probe stopped after max_iter={} iterations without converging (max|gradient| {:.2e} > tol {:.0e}); \
+             raise `max_iter`, or scale the features (`scale: maxabs`)",
+            m.id, p.max_iter, model.grad_max_norm, p.tol
+        )
+    }))
 }

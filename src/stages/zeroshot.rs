@@ -117,6 +117,7 @@ impl Stage for ZeroShot {
         .output("predictions", TableType::ZeroshotPredictions, "image_id, label, pred (null: no label matched), answer, score")
         .output("errors", TableType::Errors, "image_id u32, source utf8, reason utf8: images skipped")
         .validate(validate)
+        .check_files(super::images::check_processor)
         .build()
     }
 

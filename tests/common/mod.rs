@@ -166,3 +166,26 @@ pub fn read_entry(p: &Project, key: &str) -> Vec<arrow_array::RecordBatch> {
 pub fn column<'a, T: 'static>(b: &'a arrow_array::RecordBatch, name: &str) -> &'a T {
     b.column_by_name(name).unwrap_or_else(|| panic!("no column {name}")).as_any().downcast_ref::<T>().unwrap()
 }
+
+/// The manifest `saeflow export` wrote under `out/_saeflow/` for the table of `stage`.
+pub fn exported_manifest(out: &Path, stage: &str) -> PathBuf {
+    let found: Vec<PathBuf> = std::fs::read_dir(out.join("_saeflow"))
+        .expect("an export has a _saeflow folder")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let m: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+            m["stage"] == stage
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one exported manifest of stage {stage}: {found:?}");
+    found[0].clone()
+}
+
+/// Every batch of one Parquet file.
+pub fn read_parquet(path: &Path) -> Vec<arrow_array::RecordBatch> {
+    parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(std::fs::File::open(path).unwrap(), 8192)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}

@@ -173,7 +173,7 @@ impl HubCache {
         HubError::NotCached {
             reference: reference(repo, revision, path),
             missing: format!("no {missing} under {}", self.repo_dir(repo).display()),
-            fetch: format!("huggingface-cli download {repo} --revision {revision}{include}"),
+            fetch: format!("hf download {repo} --revision {revision}{include}"),
         }
     }
 }
@@ -213,7 +213,7 @@ mod tests {
 
         let err = cache.file("o/r", "main", "f/sae_weights.safetensors").unwrap_err().to_string();
         assert!(err.starts_with("hf://o/r@main/f/sae_weights.safetensors: not in the local Hugging Face cache"), "{err}");
-        assert!(err.contains("huggingface-cli download o/r --revision main --include 'f/*'"), "{err}");
+        assert!(err.contains("hf download o/r --revision main --include 'f/*'"), "{err}");
         let err = cache.file("o/r", "v2", "f/cfg.json").unwrap_err().to_string();
         assert!(err.starts_with("hf://o/r@v2/f/cfg.json: not in the local Hugging Face cache (no refs/v2 under "), "{err}");
         let err = cache.resolve_commit("o/r", "v2").unwrap_err().to_string();
@@ -233,7 +233,7 @@ mod tests {
             assert!(matches!(err, HubError::NotCached { .. }), "{err:?}");
             let err = cache.download("o/r", "main", "config.json", &DownloadOptions::default()).unwrap_err().to_string();
             assert!(err.contains("downloads are off (HF_HUB_OFFLINE is set)"), "{err}");
-            assert!(err.contains("huggingface-cli download o/r --revision main"), "{err}");
+            assert!(err.contains("hf download o/r --revision main"), "{err}");
         }
         let cache = HubCache::from_vars(vars(&[("HF_HUB_CACHE", &root), ("TRANSFORMERS_OFFLINE", "1")])).unwrap();
         assert!(cache.is_offline());

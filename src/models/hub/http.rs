@@ -138,7 +138,7 @@ impl HubCache {
                         Missing::Repo,
                         format!(
                             "repository '{repo}' not found ({status} from {url}{server}); check the id (owner/name), or if it is \
-                             private, log in with `huggingface-cli login` or set HF_TOKEN"
+                             private, log in with `hf auth login` or set HF_TOKEN"
                         ),
                     ),
                     "RevisionNotFound" => (
@@ -275,7 +275,7 @@ mod tests {
         let endpoint = mock.base.clone();
         let hf_home = dir.path().to_string_lossy().to_string();
         let cache = HubCache::from_vars(vars(&[("HF_HOME", &hf_home), ("HF_ENDPOINT", &endpoint)])).unwrap();
-        assert!(cache.has_token(), "the token file of `huggingface-cli login`");
+        assert!(cache.has_token(), "the token file of `hf auth login`");
 
         let err = cache.file("g/gated", "main", "config.json").unwrap_err();
         assert_eq!(mock.requests()[0].header("Authorization"), Some(format!("Bearer {TOKEN}").as_str()));
@@ -289,7 +289,7 @@ mod tests {
         assert!(display.contains("Access to model g/gated is restricted"), "the hub's message is kept: {display}");
         assert!(display.contains("You sent Bearer <token>"), "the hub's echo of the token is cut out: {display}");
         assert!(display.contains("may be gated or private"), "{display}");
-        assert!(display.contains("`huggingface-cli login` or set HF_TOKEN"), "{display}");
+        assert!(display.contains("`hf auth login` or set HF_TOKEN"), "{display}");
         assert!(display.ends_with("a token was sent: check that it has access to this repository"), "{display}");
         assert!(!format!("{cache:?}").contains(TOKEN), "{cache:?}");
 

@@ -1,5 +1,5 @@
 //! The Hugging Face hub cache, laid out as Python's `huggingface_hub` lays it out, so one cache
-//! serves both (files fetched with `huggingface-cli download` are found here, and files saeflow
+//! serves both (files fetched with `hf download` are found here, and files saeflow
 //! fetches are found by transformers), and downloads into it as `hf_hub_download` does.
 //!
 //! ```text
@@ -112,7 +112,7 @@ pub enum HubError {
     /// 401/403: gated, private, or a token without access.
     #[error(
         "hf://{reference}: access denied ({status} from {url}{server}): the repository may be gated or private; \
-         accept its conditions on its hub page with your account, then log in with `huggingface-cli login` or set \
+         accept its conditions on its hub page with your account, then log in with `hf auth login` or set \
          HF_TOKEN; {token_note}"
     )]
     Denied { reference: String, status: u16, url: String, server: String, token_note: &'static str },

@@ -42,7 +42,10 @@
 //! interpolation. Stops when `max|∇f| ≤ tol` (scipy's `pgtol`) or when
 //! `(f_old − f)/max(|f_old|, |f|, 1) ≤ 64·ε` (the `ftol` sklearn passes), or
 //! after `max_iter` iterations. A failed line search drops the memory and
-//! retries along the steepest descent once, as L-BFGS-B does.
+//! retries along the steepest descent once, as L-BFGS-B does. The model
+//! records which of these ended the fit ([`Stop`]); `converged` is true only
+//! for the gradient criterion (scipy also reports the `ftol` stop as
+//! converged, though it can stall well above the optimum).
 //!
 //! Everything is computed in `f64` with a max-shifted log-sum-exp, and all
 //! reductions run in a fixed order, so fits are bit-reproducible and do not
@@ -54,7 +57,7 @@ mod model;
 mod objective;
 mod vector;
 
-pub use model::LogRegModel;
+pub use model::{LogRegModel, Stop};
 pub use objective::objective;
 
 use self::lbfgs::Memory;
@@ -133,8 +136,8 @@ pub fn fit(
     let (mut x_t, mut g_t) = (vec![0.0; np], vec![0.0; np]);
     let mut n_iter = 0;
     let mut g_max = vector::max_abs(&g);
-    let mut converged = g_max <= cfg.tol;
-    while !converged && n_iter < cfg.max_iter {
+    let mut stop = if g_max <= cfg.tol { Some(Stop::Gradient) } else { None };
+    while stop.is_none() && n_iter < cfg.max_iter {
         let (mut dg0, mut dd, mut formed) = mem.direction(&g, &mut dir, Some((&theta, nw, &mut x_t)));
         if dg0.is_nan() || dg0 >= 0.0 {
             mem.clear();
@@ -146,6 +149,7 @@ pub fn fit(
             LineSearch::Ok(f_new) => f_new,
             LineSearch::Failed => {
                 if mem.len() == 0 {
+                    stop = Some(Stop::LineSearch);
                     break;
                 }
                 mem.clear();
@@ -159,10 +163,13 @@ pub fn fit(
         f = f_new;
         std::mem::swap(&mut theta, &mut x_t);
         std::mem::swap(&mut g, &mut g_t);
-        if g_max <= cfg.tol || (f_old - f) <= FTOL * f_old.abs().max(f.abs()).max(1.0) {
-            converged = true;
+        if g_max <= cfg.tol {
+            stop = Some(Stop::Gradient);
+        } else if (f_old - f) <= FTOL * f_old.abs().max(f.abs()).max(1.0) {
+            stop = Some(Stop::Stalled);
         }
     }
+    let stop = stop.unwrap_or(Stop::MaxIter);
     // The objective at the returned parameters from scratch (the iterations'
     // values come from updated logits, equal up to rounding).
     if n_iter > 0 {
@@ -178,5 +185,16 @@ pub fn fit(
         }
         intercept[c] = if cfg.fit_intercept { theta[d * k + ci] } else { 0.0 };
     }
-    Ok(LogRegModel { n_classes, n_features: d, coef, intercept, n_iter, n_fev: p.n_fev, converged, objective: f, grad_max_norm })
+    Ok(LogRegModel {
+        n_classes,
+        n_features: d,
+        coef,
+        intercept,
+        n_iter,
+        n_fev: p.n_fev,
+        converged: stop == Stop::Gradient,
+        stop,
+        objective: f,
+        grad_max_norm,
+    })
 }

@@ -21,14 +21,41 @@ pub struct LogRegModel {
     pub n_iter: usize,
     /// Objective/gradient evaluations performed.
     pub n_fev: usize,
-    /// Whether a stopping criterion other than `max_iter` (or a failed line
-    /// search) ended the fit.
+    /// Whether the gradient criterion (`max|∇f| ≤ tol`) ended the fit.
     pub converged: bool,
+    /// What ended the fit.
+    pub stop: Stop,
     /// The objective at the returned parameters, in the scale of the
     /// [`logreg`](super) docs.
     pub objective: f64,
     /// Max-norm of the objective's gradient at the returned parameters.
     pub grad_max_norm: f64,
+}
+
+/// What ended a fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// `max|∇f| ≤ tol`: converged.
+    Gradient,
+    /// The objective's relative decrease fell below `64·ε` (scipy's `ftol`): progress stalled,
+    /// which is not proof of an optimum.
+    Stalled,
+    /// `max_iter` iterations ran out (scikit-learn warns `ConvergenceWarning`).
+    MaxIter,
+    /// No step along the steepest descent satisfied the line search.
+    LineSearch,
+}
+
+impl Stop {
+    /// The name written in the probe's metrics (`stop` column).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stop::Gradient => "gradient",
+            Stop::Stalled => "objective_stalled",
+            Stop::MaxIter => "max_iter",
+            Stop::LineSearch => "line_search_failed",
+        }
+    }
 }
 
 impl LogRegModel {
