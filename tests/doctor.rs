@@ -120,8 +120,8 @@ fn the_demo_is_local_complete_and_ready() {
     }
     assert_eq!(r["download"]["bytes"], 0);
     let checks = r["checks"].as_array().unwrap();
-    // the two SAE extractions' dimensions, and the preprocessor of the ViT baseline and the four zero-shot instances
-    assert_eq!(checks.len(), 7, "{checks:?}");
+    // the two SAE extractions' dimensions, and the preprocessor of the ViT baseline and the zero-shot answers
+    assert_eq!(checks.len(), 4, "{checks:?}");
     assert!(checks.iter().all(|c| c["outcome"] == "agrees"), "{checks:?}");
     // 6 classes × (20 train + 10 test) synthetic images, listed
     assert_eq!(r["images"]["dataset"], serde_json::json!({"count": 180, "labels": 6, "how": "listed"}));
@@ -148,7 +148,7 @@ fn the_demo_is_local_complete_and_ready() {
     assert!(time.iter().all(|t| t["seconds"].as_f64().is_some()), "{time:?}");
     assert_eq!(
         time.iter().map(|t| t["kind"].as_str().unwrap()).collect::<BTreeSet<_>>(),
-        BTreeSet::from(["clip_vit", "llava_sae", "zeroshot"])
+        BTreeSet::from(["clip_vit", "llava_sae", "zeroshot_answers"])
     );
 }
 

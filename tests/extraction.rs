@@ -468,6 +468,30 @@ stages:
     }
     let metrics = read(&p, &outputs(&p, &f, "zs[mode=open]")["metrics"]);
     assert_eq!(col::<Float64Array>(&metrics[0], "macro_f1").value(0), 0.0);
+
+    // answered once for the dataset, scored per split: the same tables, without the model again
+    let two = format!(
+        "{yaml}  answers:\n    kind: zeroshot_answers\n    from: images.images\n    model: {}\n    max_new_tokens: 8\n    matrix: {{mode: [closed, open]}}\n  scored: {{kind: zeroshot_score, from: answers, split: split}}\n",
+        fixture().join("model").display()
+    );
+    let f = p.pipeline("zs", &two);
+    run_ok(&p, &f);
+    for mode in ["closed", "open"] {
+        let a = outputs(&p, &f, &format!("zs[mode={mode}]"));
+        let b = outputs(&p, &f, &format!("scored[mode={mode}]"));
+        for output in ["predictions", "metrics"] {
+            let (x, y) = (read(&p, &a[output]), read(&p, &b[output]));
+            let strip = |v: Vec<arrow_array::RecordBatch>| -> Vec<arrow_array::RecordBatch> {
+                // the metrics' instance column names the instance; everything else must agree
+                v.into_iter()
+                    .map(|b| {
+                        b.project(&(0..b.num_columns()).filter(|&i| b.schema().field(i).name() != "instance").collect::<Vec<_>>()).unwrap()
+                    })
+                    .collect()
+            };
+            assert_eq!(strip(x), strip(y), "{mode} {output}");
+        }
+    }
 }
 
 /// `plan` reads the model's `config.json` and the SAE's `cfg.json`: an SAE of another width is an

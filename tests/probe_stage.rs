@@ -186,9 +186,9 @@ stages:
             assert!(f64_col(&signal, "macro_f1") > 0.6, "signal is found: {}", f64_col(&signal, "macro_f1"));
             assert_eq!(u64_col(&signal, "n_train") + u64_col(&signal, "n_test"), 300);
             assert_eq!(u64_col(&signal, "n_train"), 30 * folds as u64, "{folds} of 10 folds train");
-            // the variant's coordinates are columns of every result row
-            let layer_col = signal.column_by_name("layer").unwrap().as_any().downcast_ref::<arrow_array::Int64Array>().unwrap().value(0);
-            assert_eq!(layer_col, layer);
+            // the variant's coordinates are columns of every result row, as the id writes them
+            let layer_col = signal.column_by_name("layer").unwrap().as_any().downcast_ref::<arrow_array::StringArray>().unwrap().value(0);
+            assert_eq!(layer_col, layer.to_string());
         }
     }
     let per_class = read(&p, &f, "probe[layer=6,signal=0.8,train_folds=5]", "per_class");

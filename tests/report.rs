@@ -178,7 +178,7 @@ fn the_demo_report_and_notebook_are_complete_exact_and_deterministic() {
     let report = plan.iter().find(|i| i["kind"] == "report").unwrap();
     let summary = &read_parquet(&p.cache().join(output_key(report, "summary")).join("part-00000.parquet"))[0];
     // every gathered metrics table: the probes and the zero-shot baseline
-    let gathered = plan.iter().filter(|i| i["kind"] == "probe" || i["kind"] == "zeroshot").count();
+    let gathered = plan.iter().filter(|i| i["kind"] == "probe" || i["kind"] == "zeroshot_score").count();
     assert_eq!(summary.num_rows(), gathered);
     let instances = summary.column_by_name("instance").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
     let f1s = summary.column_by_name("macro_f1").unwrap().as_any().downcast_ref::<Float64Array>().unwrap();
@@ -249,7 +249,7 @@ impl Result_ {
 /// Every probe and zero-shot result of the plan, read from its cached metrics table.
 fn probe_results(p: &Project, plan: &[Value]) -> Vec<Result_> {
     plan.iter()
-        .filter(|i| i["kind"] == "probe" || i["kind"] == "zeroshot")
+        .filter(|i| i["kind"] == "probe" || i["kind"] == "zeroshot_score")
         .map(|i| Result_ {
             instance: i["instance"].as_str().unwrap().to_string(),
             stage: i["stage"].as_str().unwrap().to_string(),

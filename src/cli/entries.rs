@@ -275,7 +275,8 @@ pub(super) fn cmd_export(ctx: &Ctx, registry: &Registry, file: &Path, query: &st
             };
             let dest = to.join(share::hive_path(&inst.stage, &o.name, &inst.coords, &plan.axes, &columns));
             let files = share::export(&cache, &o.key, &dest, to).with_context(|| format!("cannot export {} output {}", inst.id, o.name))?;
-            println!("  exported {} ({}) → {} ({} parts)", inst.id, o.name, dest.display(), files.len());
+            // the manifest is the last file written, beside the data
+            println!("  exported {} ({}) → {} ({} parts)", inst.id, o.name, dest.display(), files.len() - 1);
             tables += 1;
         }
     }

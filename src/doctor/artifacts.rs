@@ -226,7 +226,7 @@ impl Files<'_> {
 }
 
 /// Kinds that tokenize a prompt with the checkpoint's `tokenizer.json`.
-const TOKENIZER_KINDS: [&str; 2] = ["llava_sae", "zeroshot"];
+const TOKENIZER_KINDS: [&str; 3] = ["llava_sae", "zeroshot", "zeroshot_answers"];
 
 fn examine(
     kind: Artifact,

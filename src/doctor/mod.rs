@@ -277,7 +277,7 @@ pub fn free_space(path: &Path) -> Option<u64> {
 }
 
 /// Kinds whose time [`estimate`] covers.
-const MODEL_KINDS: [&str; 3] = ["llava_sae", "clip_vit", "zeroshot"];
+const MODEL_KINDS: [&str; 4] = ["llava_sae", "clip_vit", "zeroshot", "zeroshot_answers"];
 
 /// Look at `plan` (built with `Externals::Record`) against the cache `cache` and the Hugging Face
 /// cache `hub` (`None`: no cache location could be derived).
@@ -592,16 +592,19 @@ fn time_row(members: &[&Instance], n: &Images, a: &Assumptions) -> TimeRow {
             Some(estimate::llava_sae_flops(cfg, blocks, &saes, a))
         }
         "clip_vit" => Some(estimate::clip_vit_flops(cfg)),
-        "zeroshot" => {
+        kind @ ("zeroshot" | "zeroshot_answers") => {
             let open =
                 (str_param("mode") == "open").then(|| first.params.get("max_new_tokens").and_then(Value::as_i64).unwrap_or(10) as u64);
+            // `zeroshot` answers a split's test images only; `zeroshot_answers` every image, once
+            let only_test =
+                if kind == "zeroshot" { "upper bound: every image; only the split's test images run" } else { "every image, once" };
             match (open, n.labels) {
                 (Some(_), _) => {
-                    note = Some("upper bound: every image, max_new_tokens each; only the split's test images run".into());
+                    note = Some(format!("{only_test}; max_new_tokens each"));
                     Some(estimate::zeroshot_flops(cfg, open, 0, a))
                 }
                 (None, Some(labels)) => {
-                    note = Some("upper bound: every image; only the split's test images run".into());
+                    note = Some(only_test.into());
                     Some(estimate::zeroshot_flops(cfg, None, labels, a))
                 }
                 (None, None) => {

@@ -50,7 +50,7 @@ pub fn hive_path(stage: &str, output: &str, coords: &crate::spec::Coords, axes: 
         axes.iter().filter(|a| coords.contains_key(*a)).chain(coords.keys().filter(|k| !axes.contains(k))).collect();
     let mut plain = Vec::new();
     for a in ordered {
-        let v = escape(&coords[a].to_string());
+        let v = escape(&coords[a].plain_text());
         if columns.contains(a) {
             plain.push(format!("{}-{v}", escape(a)));
         } else {

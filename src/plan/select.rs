@@ -122,12 +122,8 @@ fn loosely(c: &Condition, v: Option<&Value>) -> bool {
         return true;
     }
     let Some(v) = v else { return false };
-    let plain = |v: &Value| match v {
-        Value::Str(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let text = plain(v);
-    let hit = c.values.iter().any(|w| plain(w) == text);
+    let text = v.plain_text();
+    let hit = c.values.iter().any(|w| w.plain_text() == text);
     match c.op {
         crate::spec::CondOp::Eq | crate::spec::CondOp::In => hit,
         crate::spec::CondOp::Ne | crate::spec::CondOp::NotIn => !hit,

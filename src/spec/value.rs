@@ -64,6 +64,15 @@ impl Value {
         self.to_json().to_string()
     }
 
+    /// The value as text without quotes: a string as it is, anything else as displayed (`3`,
+    /// `0.5`, `true`). What a coordinate column and a hive folder hold.
+    pub fn plain_text(&self) -> String {
+        match self {
+            Value::Str(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),

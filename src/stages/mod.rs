@@ -17,6 +17,7 @@ pub mod resnet;
 pub mod split;
 pub mod table;
 pub mod zeroshot;
+pub mod zeroshot_score;
 
 use crate::engine::EngineError;
 use crate::engine::stage::Registry;
@@ -29,6 +30,8 @@ pub fn builtin() -> Registry {
     r.register(Box::new(clip_vit::ClipVit));
     r.register(Box::new(resnet::ResNetStage));
     r.register(Box::new(zeroshot::ZeroShot));
+    r.register(Box::new(zeroshot::ZeroShotAnswers));
+    r.register(Box::new(zeroshot_score::ZeroShotScore));
     r.register(Box::new(split::Split));
     r.register(Box::new(probe::Probe));
     r.register(Box::new(table::Table));

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray, UInt16Array,
-    UInt32Array, UInt64Array,
+    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, RecordBatch, StringArray, UInt16Array, UInt32Array,
+    UInt64Array,
 };
 use arrow_schema::{DataType, Field, Schema};
 
@@ -95,7 +95,6 @@ enum Features {
     Dense { data: Vec<f32>, width: usize },
 }
 
-/// Read a feature table into per-row features for the split's images (others are ignored).
 /// A NaN or infinity in the features, named by image and feature (not a position in a buffer).
 fn non_finite(instance: &str, image_id: u32, what: &str, v: f32) -> EngineError {
     EngineError::Stage(format!(
@@ -104,6 +103,7 @@ fn non_finite(instance: &str, image_id: u32, what: &str, v: f32) -> EngineError 
     ))
 }
 
+/// Read a feature table into per-row features for the split's images (others are ignored).
 fn read_features(t: &TableInput, row_of: &BTreeMap<u32, usize>, n_rows: usize) -> Result<Features, EngineError> {
     let schema = t.schema()?;
     let bad = |e: String| EngineError::Stage(e);
@@ -197,19 +197,16 @@ fn dense(data: &[f32], width: usize, rows: &[usize]) -> Result<Dense, EngineErro
     Dense::new(rows.len(), width, out).map_err(|e| EngineError::Stage(e.to_string()))
 }
 
-/// One column per coordinate axis (typed), plus `instance`, repeated `n` times: every result row
-/// carries the variant it belongs to.
+/// One column per coordinate axis, plus `instance`, repeated `n` times: every result row carries
+/// the variant it belongs to. Every coordinate column is a string, the value as the instance id
+/// writes it (`1`, `top5`, `1+3`): an axis has one type in every table of every stage — a fused
+/// probe's `layer` is `1+3`, a probe's `1` — so tables of several stages concatenate (polars'
+/// diagonal concat, duckdb's `union_by_name`); cast a numeric axis where numbers are needed.
 pub(crate) fn coord_columns(id: &str, coords: &Coords, n: usize) -> Vec<(Field, ArrayRef)> {
     let mut cols: Vec<(Field, ArrayRef)> = vec![(Field::new("instance", DataType::Utf8, false), Arc::new(StringArray::from(vec![id; n])))];
     for (axis, v) in coords {
-        let (ty, arr): (DataType, ArrayRef) = match v {
-            Value::Int(i) => (DataType::Int64, Arc::new(Int64Array::from(vec![*i; n]))),
-            Value::Float(x) => (DataType::Float64, Arc::new(Float64Array::from(vec![*x; n]))),
-            Value::Bool(b) => (DataType::Boolean, Arc::new(BooleanArray::from(vec![*b; n]))),
-            Value::Str(s) => (DataType::Utf8, Arc::new(StringArray::from(vec![s.as_str(); n]))),
-            other => (DataType::Utf8, Arc::new(StringArray::from(vec![other.canonical(); n]))),
-        };
-        cols.push((Field::new(axis, ty, false), arr));
+        let text = v.plain_text();
+        cols.push((Field::new(axis, DataType::Utf8, false), Arc::new(StringArray::from(vec![text.as_str(); n]))));
     }
     cols
 }

@@ -11,6 +11,10 @@
 //!
 //! Outputs: `predictions` in parts (resumable), `metrics` (the probe's metrics columns) and
 //! `errors`. The full language model and LM head are loaded only here.
+//!
+//! `zeroshot` answers the split's test images itself, so each split variant runs the model again;
+//! `zeroshot_answers` answers every image of the dataset once and `zeroshot_score`
+//! (`zeroshot_score.rs`) scores each split from those answers — the form the study pipelines use.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -106,7 +110,7 @@ impl Stage for ZeroShot {
     fn signature(&self) -> Signature {
         Signature::new(
             "zeroshot",
-            1,
+            2,
             "LLaVA's own answer on the split's test images: closed-set (label log-likelihood) or open (greedy answer matched to labels)",
         )
         .input(input("from", &[TableType::Dataset], "the images (a dataset table)"))
@@ -129,43 +133,113 @@ impl Stage for ZeroShot {
     }
 }
 
+/// `zeroshot_answers`: LLaVA's answer to every image of a dataset, once — keyed by the data, the
+/// model and the prompt, not by a split, so every split variant is scored from the same answers
+/// (`zeroshot_score`).
+pub struct ZeroShotAnswers;
+
+impl Stage for ZeroShotAnswers {
+    fn signature(&self) -> Signature {
+        Signature::new(
+            "zeroshot_answers",
+            1,
+            "LLaVA's own answer to every image of a dataset, once (closed-set label log-likelihood or an open greedy answer), \
+             for `zeroshot_score` to score on each split",
+        )
+        .input(input("from", &[TableType::Dataset], "the images (a dataset table, with their labels)"))
+        .params::<ZeroShotParams>()
+        .params::<RuntimeParams>()
+        .output("answers", TableType::ZeroshotPredictions, "image_id, label, pred (null: no label matched), answer, score — every image")
+        .output("errors", TableType::Errors, "image_id u32, source utf8, reason utf8: images skipped")
+        .validate(validate)
+        .check_files(super::images::check_processor)
+        .build()
+    }
+
+    fn run(&self, job: &mut Job) -> Result<(), EngineError> {
+        for m in &mut job.members {
+            let input = m.input("from")?;
+            let (mut label_of, mut names) = (BTreeMap::new(), BTreeMap::new());
+            for b in input.read() {
+                let b = b?;
+                let ids = crate::tables::column::<UInt32Array>(&b, "image_id", &input.instance)?;
+                let labels = crate::tables::column::<UInt16Array>(&b, "label", &input.instance)?;
+                let label_names = crate::tables::column::<StringArray>(&b, "label_name", &input.instance)?;
+                for r in 0..b.num_rows() {
+                    label_of.insert(ids.value(r), labels.value(r));
+                    names.entry(labels.value(r)).or_insert_with(|| label_names.value(r).to_string());
+                }
+            }
+            let images = Images::open(m)?;
+            answer(m, images, &label_of, names, "answers", job.progress)?;
+        }
+        Ok(())
+    }
+}
+
 fn run_one(m: &mut Member, progress: &dyn crate::progress::Progress) -> Result<(), EngineError> {
     let id = m.id.clone();
     let err = |e: &dyn std::fmt::Display| EngineError::Stage(format!("{id}: {e}"));
-    let p: ZeroShotParams = m.params()?;
-    let runtime: RuntimeParams = m.params()?;
     let split = super::probe::read_split(m.input("split")?)?;
     let test: BTreeMap<u32, u16> = split.iter().filter(|r| !r.train).map(|r| (r.image_id, r.label)).collect();
-    let mut names: BTreeMap<u16, String> = split.iter().map(|r| (r.label, r.label_name.clone())).collect();
-    names.retain(|_, n| !n.is_empty());
-    let classes: Vec<u16> = split.iter().map(|r| r.label).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let names: BTreeMap<u16, String> = split.iter().map(|r| (r.label, r.label_name.clone())).collect();
     let mut images = Images::open(m)?;
     images.ids.retain(|i| test.contains_key(i));
     if images.ids.is_empty() {
         return Err(err(&"the split has no test rows among the dataset's images"));
     }
+    let n_parts = answer(m, images, &test, names, "predictions", progress)?;
+    let classes: Vec<u16> = split.iter().map(|r| r.label).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let mut rows = Vec::new();
+    for p in 0..n_parts {
+        for b in m.output("predictions")?.read_part(p)? {
+            rows.push(b?);
+        }
+    }
+    let batch = score(&id, &m.coords, &classes, &rows)?;
+    m.output("metrics")?.set_parts(1)?;
+    m.output("metrics")?.write_part(0, batch.schema(), &[batch])?;
+    Ok(())
+}
+
+/// Answer every image of `images` with LLaVA (closed or open, by the member's parameters) into
+/// parts of the member's `out` output (image_id, label, pred, answer, score) and `errors`,
+/// resuming parts an interrupted run completed. `label_of` gives each image's true label and
+/// `names` the label names (the candidates). Returns the number of parts.
+pub(super) fn answer(
+    m: &mut Member,
+    images: Images,
+    label_of: &BTreeMap<u32, u16>,
+    mut names: BTreeMap<u16, String>,
+    out: &str,
+    progress: &dyn crate::progress::Progress,
+) -> Result<usize, EngineError> {
+    let id = m.id.clone();
+    let err = |e: &dyn std::fmt::Display| EngineError::Stage(format!("{id}: {e}"));
+    let p: ZeroShotParams = m.params()?;
+    let runtime: RuntimeParams = m.params()?;
+    names.retain(|_, n| !n.is_empty());
+    let classes: Vec<u16> =
+        label_of.values().copied().chain(names.keys().copied()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     let images = Arc::new(images);
     let (dtype, device) = runtime.dtype_device(&id)?;
     m.device = Some(super::images::describe_device(&device, dtype));
     let RuntimeParams { part_images, batch, workers, .. } = runtime;
     let n_parts = images.ids.len().div_ceil(part_images).max(1);
-    for o in ["predictions", "errors"] {
+    for o in [out, "errors"] {
         m.output(o)?.set_parts(n_parts)?;
     }
-    m.output("metrics")?.set_parts(1)?;
-    let todo: Vec<usize> = (0..n_parts)
-        .filter(|&p| ["predictions", "errors"].iter().any(|o| m.outputs.iter().any(|w| w.name == *o && !w.has_part(p))))
-        .collect();
+    let todo: Vec<usize> =
+        (0..n_parts).filter(|&p| [out, "errors"].iter().any(|o| m.outputs.iter().any(|w| w.name == *o && !w.has_part(p)))).collect();
     progress.add_total(images.ids.len() as u64, "images");
     let done: usize = (0..n_parts).filter(|p| !todo.contains(p)).map(|p| images::part_range(p, part_images, images.ids.len()).len()).sum();
     progress.advance(done as u64);
-
     // candidate answers per class
     let answers_param = &p.answers.0;
     for k in answers_param.keys() {
         if !names.values().any(|n| n == k) {
             return Err(err(&format!(
-                "answers names the label '{k}', which the split does not have; its labels: {}",
+                "answers names the label '{k}', which is not among the labels; they are: {}",
                 names.values().cloned().collect::<Vec<_>>().join(", ")
             )));
         }
@@ -206,7 +280,7 @@ fn run_one(m: &mut Member, progress: &dyn crate::progress::Progress) -> Result<(
         let mut current: Option<(usize, Vec<RecordBatch>, Vec<RecordBatch>)> = None;
         let flush = |m: &mut Member, cur: Option<(usize, Vec<RecordBatch>, Vec<RecordBatch>)>| -> Result<(), EngineError> {
             if let Some((p, preds, errs)) = cur {
-                m.output("predictions")?.write_part(p, TableType::ZeroshotPredictions.schema(), &preds)?;
+                m.output(out)?.write_part(p, TableType::ZeroshotPredictions.schema(), &preds)?;
                 m.output("errors")?.write_part(p, TableType::Errors.schema(), &errs)?;
             }
             Ok(())
@@ -240,7 +314,7 @@ fn run_one(m: &mut Member, progress: &dyn crate::progress::Progress) -> Result<(
             let keep: Vec<usize> = (0..b.ids.len()).filter(|&i| ok[i]).collect();
             let cols: Vec<ArrayRef> = vec![
                 Arc::new(UInt32Array::from_iter_values(keep.iter().map(|&i| b.ids[i]))),
-                Arc::new(UInt16Array::from_iter_values(keep.iter().map(|&i| test[&b.ids[i]]))),
+                Arc::new(UInt16Array::from_iter_values(keep.iter().map(|&i| label_of[&b.ids[i]]))),
                 Arc::new(UInt16Array::from(keep.iter().map(|&i| pred[i]).collect::<Vec<_>>())),
                 Arc::new(StringArray::from_iter_values(keep.iter().map(|&i| answer[i].as_str()))),
                 Arc::new(Float32Array::from(keep.iter().map(|&i| score[i]).collect::<Vec<_>>())),
@@ -252,25 +326,30 @@ fn run_one(m: &mut Member, progress: &dyn crate::progress::Progress) -> Result<(
         }
         flush(m, current.take())?;
     }
+    Ok(n_parts)
+}
 
-    // metrics over every part's predictions (some may come from an interrupted earlier run)
+/// The `metrics` row of zero-shot answers (`rows`: image_id, label, pred) over `classes`: a
+/// prediction of no label (an open answer that matched none) counts as wrong.
+pub(super) fn score(id: &str, coords: &crate::spec::Coords, classes: &[u16], rows: &[RecordBatch]) -> Result<RecordBatch, EngineError> {
+    let err = |e: &dyn std::fmt::Display| EngineError::Stage(format!("{id}: {e}"));
     let (mut y_true, mut y_pred) = (Vec::new(), Vec::new());
     let class_of: BTreeMap<u16, u32> = classes.iter().enumerate().map(|(i, &c)| (c, i as u32)).collect();
     let none = classes.len() as u32;
-    for p in 0..n_parts {
-        for b in m.output("predictions")?.read_part(p)? {
-            let b = b?;
-            let label = crate::tables::column::<UInt16Array>(&b, "label", &id)?;
-            let pred = crate::tables::column::<UInt16Array>(&b, "pred", &id)?;
-            for r in 0..b.num_rows() {
-                y_true.push(class_of[&label.value(r)]);
-                y_pred.push(if pred.is_null(r) { none } else { class_of.get(&pred.value(r)).copied().unwrap_or(none) });
-            }
+    for b in rows {
+        let label = crate::tables::column::<UInt16Array>(b, "label", id)?;
+        let pred = crate::tables::column::<UInt16Array>(b, "pred", id)?;
+        for r in 0..b.num_rows() {
+            let Some(&t) = class_of.get(&label.value(r)) else {
+                return Err(err(&format!("an answer's label {} is not among the split's labels", label.value(r))));
+            };
+            y_true.push(t);
+            y_pred.push(if pred.is_null(r) { none } else { class_of.get(&pred.value(r)).copied().unwrap_or(none) });
         }
     }
     let labels: Vec<u32> = (0..classes.len() as u32).collect();
     let metrics = classification_metrics(&y_true, &y_pred, Some(&labels)).map_err(|e| err(&e))?;
-    let mut cols = super::probe::coord_columns(&id, &m.coords, 1);
+    let mut cols = super::probe::coord_columns(id, coords, 1);
     for (name, arr) in [
         ("macro_f1", Arc::new(Float64Array::from(vec![metrics.macro_f1])) as ArrayRef),
         ("accuracy", Arc::new(Float64Array::from(vec![metrics.accuracy]))),
@@ -283,7 +362,5 @@ fn run_one(m: &mut Member, progress: &dyn crate::progress::Progress) -> Result<(
         cols.push((Field::new(name, arr.data_type().clone(), false), arr));
     }
     let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = cols.into_iter().unzip();
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
-    m.output("metrics")?.write_part(0, batch.schema(), &[batch])?;
-    Ok(())
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
 }
