@@ -256,6 +256,34 @@ impl Cache {
         Ok(files)
     }
 
+    /// Publish the entries of one job: every manifest written into its temporary folder, then one
+    /// sync of the cache's filesystem (the parts, which `PartWriter` leaves unsynced, and the
+    /// manifests reach the disk together), then each folder renamed into place and the cache
+    /// folder synced once. A crash before the sync leaves temporary folders only; a power cut
+    /// after it, entries whose files are on disk. (Per-file fsyncs cost the first demo run more
+    /// time in the kernel than in its computation: docs/PERF.md.)
+    pub fn publish_all(&self, entries: &[(&Manifest, bool)]) -> Result<(), EngineError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        for (m, _) in entries {
+            let tmp = self.tmp_dir(&m.key);
+            let bytes = serde_json::to_vec_pretty(m).map_err(|e| EngineError::Other(e.to_string()))?;
+            let (partial, done) = (tmp.join(format!("{MANIFEST}.partial")), tmp.join(MANIFEST));
+            fs::write(&partial, &bytes).map_err(|e| EngineError::io(&partial, e))?;
+            fs::rename(&partial, &done).map_err(|e| EngineError::io(&done, e))?;
+        }
+        sync_filesystem(&self.root, entries.iter().flat_map(|(m, _)| {
+            let tmp = self.tmp_dir(&m.key);
+            m.files.iter().map(move |f| tmp.join(&f.name)).chain([self.tmp_dir(&m.key).join(MANIFEST), self.tmp_dir(&m.key)])
+        }));
+        for (m, replace) in entries {
+            self.rename_into_place(m, *replace)?;
+        }
+        sync_dir(&self.root);
+        Ok(())
+    }
+
     /// Write the manifest into the temporary folder and rename the folder into place.
     /// The caller holds the key's lock. An entry already there is `replace`d (a forced
     /// recompute: the good old entry stayed in place until now, and leaves by rename just before
@@ -264,8 +292,19 @@ impl Cache {
         let tmp = self.tmp_dir(&m.key);
         let bytes = serde_json::to_vec_pretty(m).map_err(|e| EngineError::Other(e.to_string()))?;
         write_atomic(&tmp.join(MANIFEST), &bytes)?;
-        // the renames of parts and manifest reach the disk before the folder becomes visible
+        // the parts (unsynced by `PartWriter`) and the renames reach the disk before the folder becomes visible
+        for f in &m.files {
+            sync_file(&tmp.join(&f.name));
+        }
         sync_dir(&tmp);
+        self.rename_into_place(m, replace)?;
+        sync_dir(&self.root);
+        Ok(())
+    }
+
+    /// Rename an entry's finished temporary folder into place (the caller made it durable).
+    fn rename_into_place(&self, m: &Manifest, replace: bool) -> Result<(), EngineError> {
+        let tmp = self.tmp_dir(&m.key);
         let dst = self.entry_dir(&m.key);
         let mut old = None;
         if dst.exists() {
@@ -276,7 +315,6 @@ impl Cache {
             }
         }
         fs::rename(&tmp, &dst).map_err(|e| EngineError::io(&dst, e))?;
-        sync_dir(&self.root);
         if let Some(old) = old {
             let _ = fs::remove_dir_all(old);
         }
@@ -332,6 +370,32 @@ impl Cache {
 pub(crate) fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
+    }
+}
+
+/// fsync one file (best effort, as [`sync_dir`]).
+fn sync_file(path: &Path) {
+    if let Ok(f) = File::open(path) {
+        let _ = f.sync_all();
+    }
+}
+
+/// Make `paths` (files and folders on the filesystem of `root`) durable: one `syncfs` of that
+/// filesystem on Linux, an fsync of each elsewhere (or where `syncfs` fails).
+fn sync_filesystem(root: &Path, paths: impl Iterator<Item = PathBuf>) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        if let Ok(d) = File::open(root) {
+            // SAFETY: a valid open descriptor; syncfs only reads it.
+            if unsafe { libc::syncfs(d.as_raw_fd()) } == 0 {
+                return;
+            }
+        }
+    }
+    let _ = root;
+    for p in paths {
+        if p.is_dir() { sync_dir(&p) } else { sync_file(&p) }
     }
 }
 

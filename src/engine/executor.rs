@@ -377,26 +377,33 @@ impl Executor<'_> {
             }
             return Ok(());
         }
+        // every output of the job checked and described first; then one sync makes all their parts
+        // and manifests durable, and each entry is published by its rename (see `Cache::publish_all`)
+        let mut prepared: Vec<(usize, Result<Vec<Prepared>, String>)> = Vec::new();
         for (member, &m) in members.iter().zip(&todo) {
             let inst = &plan.instances[m];
-            let mut rows_first = 0;
-            let mut failure = None;
-            for (k, w) in member.outputs.iter().enumerate() {
-                match self.publish(inst, w, seconds, member.device.clone()) {
-                    Ok(rows) => {
-                        if k == 0 {
-                            rows_first = rows;
-                        }
-                    }
-                    Err(e) => {
-                        failure = Some(e.to_string());
-                        break;
-                    }
+            let outputs: Result<Vec<Prepared>, String> =
+                member.outputs.iter().map(|w| self.prepare(inst, w, seconds, member.device.clone()).map_err(|e| e.to_string())).collect();
+            prepared.push((m, outputs));
+        }
+        let manifests: Vec<(&Manifest, bool)> = prepared
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .flatten()
+            .filter_map(|p| match p {
+                Prepared::Publish { manifest, replace } => Some((manifest.as_ref(), *replace)),
+                Prepared::Published { .. } => None,
+            })
+            .collect();
+        let published = self.cache.publish_all(&manifests);
+        for (m, outputs) in prepared {
+            match (outputs, &published) {
+                (Ok(outputs), Ok(())) => {
+                    let rows = outputs.first().map_or(0, Prepared::rows);
+                    self.finish(m, Outcome::Ran { seconds, rows });
                 }
-            }
-            match failure {
-                None => self.finish(m, Outcome::Ran { seconds, rows: rows_first }),
-                Some(e) => self.finish(m, Outcome::Failed(e)),
+                (Err(e), _) => self.finish(m, Outcome::Failed(e)),
+                (Ok(_), Err(e)) => self.finish(m, Outcome::Failed(e.to_string())),
             }
         }
         // record what ran (at most every few seconds), so a later crash loses little why-history
@@ -447,8 +454,9 @@ impl Executor<'_> {
         })
     }
 
-    /// Check an output's parts, write its manifest and rename it into the cache.
-    fn publish(&self, inst: &Instance, w: &OutputWriter, seconds: f64, device: Option<String>) -> Result<u64, EngineError> {
+    /// Check an output's parts and describe them in its manifest (published with the job's other
+    /// outputs by [`Cache::publish_all`]); an entry already published stays.
+    fn prepare(&self, inst: &Instance, w: &OutputWriter, seconds: f64, device: Option<String>) -> Result<Prepared, EngineError> {
         let parts = w.complete_parts();
         let n = w.expected_parts.unwrap_or(parts.len());
         if n == 0 {
@@ -491,11 +499,27 @@ impl Executor<'_> {
             // published already (the instance reran for a missing sibling): the entry stays
             if let Ok(existing) = self.cache.verify(&out.key) {
                 self.cache.discard_tmp(&out.key)?;
-                return Ok(existing.rows);
+                return Ok(Prepared::Published { rows: existing.rows });
             }
         }
-        self.cache.publish(&m, forced)?;
-        Ok(m.rows)
+        Ok(Prepared::Publish { manifest: Box::new(m), replace: forced })
+    }
+}
+
+/// An output of a finished job, ready to publish.
+enum Prepared {
+    /// Its manifest, and whether it replaces an intact entry (`--force`).
+    Publish { manifest: Box<Manifest>, replace: bool },
+    /// The same key was published already (an instance rerun for a missing sibling output).
+    Published { rows: u64 },
+}
+
+impl Prepared {
+    fn rows(&self) -> u64 {
+        match self {
+            Prepared::Publish { manifest, .. } => manifest.rows,
+            Prepared::Published { rows } => *rows,
+        }
     }
 }
 

@@ -61,8 +61,10 @@ fn float_encodings(schema: &arrow_schema::Schema, mut b: WriterPropertiesBuilder
     Ok(b)
 }
 
-/// Streams batches into `<dir>/part-NNNNN.parquet.partial`; `finish` fsyncs and renames it into
-/// place, so a part file that exists under its final name is complete.
+/// Streams batches into `<dir>/part-NNNNN.parquet.partial`; `finish` renames it into place, so a
+/// part file that exists under its final name was written whole (a killed process leaves its
+/// writes in the page cache). It is not fsynced here: the entry's publication syncs all its parts
+/// at once (`Cache::publish_all`), and a resumed run rereads the footer of every part it keeps.
 pub struct PartWriter {
     writer: ArrowWriter<BufWriter<File>>,
     partial: PathBuf,
@@ -90,11 +92,10 @@ impl PartWriter {
         self.writer.write(batch).map_err(|e| EngineError::Parquet(e.to_string()))
     }
 
-    /// Close, fsync, rename into place. Returns the part's row count.
+    /// Close and rename into place. Returns the part's row count.
     pub fn finish(self) -> Result<u64, EngineError> {
         let inner = self.writer.into_inner().map_err(|e| EngineError::Parquet(e.to_string()))?;
         let file = inner.into_inner().map_err(|e| EngineError::io(&self.partial, e.into_error()))?;
-        file.sync_all().map_err(|e| EngineError::io(&self.partial, e))?;
         drop(file);
         fs::rename(&self.partial, &self.done).map_err(|e| EngineError::io(&self.done, e))?;
         Ok(self.rows)
