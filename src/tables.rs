@@ -51,6 +51,9 @@ pub enum TableType {
     ProbePredictions,
     /// One row per C-grid value and inner fold, with coordinates.
     ProbeCv,
+    /// A fitted probe's non-zero weights: coordinates, `label u16, label_name utf8, feature u32?
+    /// (null: the intercept), weight f64, scale f64`.
+    ProbeCoefficients,
     /// `image_id u32, label u16, pred u16?, answer utf8, score f32?`: zero-shot answers.
     ZeroshotPredictions,
     /// Each label's top features with counts and explanations.
@@ -91,7 +94,7 @@ pub fn f32_list(width: usize) -> DataType {
 
 impl TableType {
     /// Every built-in type, in declaration order.
-    pub const BUILTIN: [TableType; 21] = [
+    pub const BUILTIN: [TableType; 22] = [
         TableType::Dataset,
         TableType::Codes,
         TableType::Totals,
@@ -107,6 +110,7 @@ impl TableType {
         TableType::ProbeConfusion,
         TableType::ProbePredictions,
         TableType::ProbeCv,
+        TableType::ProbeCoefficients,
         TableType::ZeroshotPredictions,
         TableType::ClassFeatures,
         TableType::Split,
@@ -134,6 +138,7 @@ impl TableType {
             TableType::ProbeConfusion => "probe_confusion",
             TableType::ProbePredictions => "probe_predictions",
             TableType::ProbeCv => "probe_cv",
+            TableType::ProbeCoefficients => "probe_coefficients",
             TableType::ZeroshotPredictions => "zeroshot_predictions",
             TableType::ClassFeatures => "class_features",
             TableType::Split => "split",
@@ -237,6 +242,7 @@ impl TableType {
             | TableType::ProbeClasses
             | TableType::ProbeConfusion
             | TableType::ProbeCv
+            | TableType::ProbeCoefficients
             | TableType::ReportSummary
             | TableType::Custom(_)
             | TableType::Param(_) => return None,
@@ -265,6 +271,9 @@ impl TableType {
                 col("n_train", UInt64),
                 col("n_test", UInt64),
             ],
+            TableType::ProbeCoefficients => {
+                vec![col("instance", Utf8), col("label", UInt16), col("feature", UInt32), col("weight", Float64), col("scale", Float64)]
+            }
             // what the report reads of the extraction's statistics (older entries lack the rest)
             TableType::Health => vec![col("part", UInt32), col("scope", Utf8), col("tokens", UInt64), col("l0_sum", Float64)],
             t => t.fixed_schema().map(|s| s.fields().iter().map(|f| col(f.name(), f.data_type().clone())).collect()).unwrap_or_default(),

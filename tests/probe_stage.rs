@@ -62,11 +62,7 @@ fn read(p: &Project, file: &str, instance: &str, output: &str) -> RecordBatch {
     let builder = ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
     let schema = builder.schema().clone();
     let batches: Vec<RecordBatch> = builder.build().unwrap().map(|b| b.unwrap()).collect();
-    match batches.len() {
-        0 => RecordBatch::new_empty(schema),
-        1 => batches[0].clone(),
-        n => panic!("small outputs are one batch, got {n}"),
-    }
+    arrow_select::concat::concat_batches(&schema, &batches).unwrap()
 }
 
 fn f64_col(b: &RecordBatch, name: &str) -> f64 {
@@ -124,6 +120,64 @@ fn the_probe_stage_reproduces_scikit_learn_through_the_pipeline() {
     assert!((f64_col(&metrics, "macro_f1") - sk_f1).abs() <= 0.01, "macro F1 {} vs scikit-learn {sk_f1}", f64_col(&metrics, "macro_f1"));
     assert_eq!(u64_col(&metrics, "n_test"), y_test.len() as u64);
     assert_eq!(u64_col(&metrics, "n_train"), n_train as u64);
+    // tol 1e-10 is below what f64 progress reaches here: the fit stalls (honestly not "converged")
+    let stop = metrics.column_by_name("stop").unwrap().as_any().downcast_ref::<StringArray>().unwrap().value(0).to_string();
+    let converged = metrics.column_by_name("converged").unwrap().as_any().downcast_ref::<arrow_array::BooleanArray>().unwrap().value(0);
+    assert!(stop == "gradient" || stop == "objective_stalled", "{stop}");
+    assert_eq!(converged, stop == "gradient");
+    assert!(f64_col(&metrics, "grad_norm") > 0.0);
+
+    // the coefficients table is the fitted model: scikit-learn's coef_ and intercept_
+    let d = golden["x_train"]["n_cols"].as_u64().unwrap() as usize;
+    let k = fit["intercept"].as_array().unwrap().len();
+    let (w, b) = coefficients(&read(&p, &f, "probe", "coefficients"), k, d);
+    let want_w: Vec<f64> = fit["coef"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let want_b: Vec<f64> = fit["intercept"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let rel = |a: &[f64], b: &[f64]| {
+        (a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / b.iter().map(|y| y * y).sum::<f64>()).sqrt()
+    };
+    assert!(rel(&w, &want_w) <= 1e-3, "coef differs by {}", rel(&w, &want_w));
+    assert!(rel(&b, &want_b) <= 1e-3, "intercept differs by {}", rel(&b, &want_b));
+
+    // with scaled features, weight / scale applies to the raw features: the table predicts what the probe predicted
+    let f = p.pipeline(
+        "parity",
+        "name: parity\nstages:\n  feats: {kind: table, path: data/feats.parquet, type: pooled}\n  split: {kind: table, path: data/split.parquet, type: split}\n  probe: {kind: probe, features: feats, split: split, scale: maxabs}\n",
+    );
+    let r = p.run(&["run", &f]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let (w, b) = coefficients(&read(&p, &f, "probe", "coefficients"), k, d);
+    let x = &golden["x_test"];
+    let indptr: Vec<usize> = x["indptr"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let indices: Vec<usize> = x["indices"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let data: Vec<f64> = x["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32 as f64).collect();
+    let preds = read(&p, &f, "probe", "predictions");
+    let got = preds.column_by_name("pred").unwrap().as_any().downcast_ref::<UInt16Array>().unwrap();
+    for r in 0..indptr.len() - 1 {
+        let score = |c: usize| b[c] + (indptr[r]..indptr[r + 1]).map(|j| data[j] * w[c * d + indices[j]]).sum::<f64>();
+        let best = (0..k).max_by(|&a, &c| score(a).total_cmp(&score(c)).then(c.cmp(&a))).unwrap();
+        assert_eq!(got.value(r) as usize, best, "test image {r}");
+    }
+}
+
+/// A coefficients table as a dense `k × d` weight matrix on the raw features (weight / scale) and
+/// `k` intercepts (the rows without a feature).
+fn coefficients(t: &RecordBatch, k: usize, d: usize) -> (Vec<f64>, Vec<f64>) {
+    let (mut w, mut b) = (vec![0.0; k * d], vec![f64::NAN; k]);
+    let label = t.column_by_name("label").unwrap().as_any().downcast_ref::<UInt16Array>().unwrap();
+    let feature = t.column_by_name("feature").unwrap().as_any().downcast_ref::<UInt32Array>().unwrap();
+    let weight = t.column_by_name("weight").unwrap().as_any().downcast_ref::<Float64Array>().unwrap();
+    let scale = t.column_by_name("scale").unwrap().as_any().downcast_ref::<Float64Array>().unwrap();
+    for r in 0..t.num_rows() {
+        let c = label.value(r) as usize;
+        if feature.is_null(r) {
+            b[c] = weight.value(r);
+        } else {
+            w[c * d + feature.value(r) as usize] = weight.value(r) / scale.value(r);
+        }
+    }
+    assert!(b.iter().all(|x| x.is_finite()), "an intercept row per class");
+    (w, b)
 }
 
 #[test]

@@ -244,6 +244,13 @@ impl Stage for Probe {
         .output("confusion", TableType::ProbeConfusion, "coordinates, true_label, pred_label, count (non-zero cells)")
         .output("predictions", TableType::ProbePredictions, "image_id, label, pred, prob (of the prediction) for every test image")
         .output(
+            "coefficients",
+            TableType::ProbeCoefficients,
+            "coordinates, label, label_name, feature (null: the class's intercept), weight, scale — the fitted weights that are \
+             not zero, on the scaled features (weight / scale is the weight of the raw feature); `feature` is the SAE feature \
+             (or residual dimension) the probe read, offset by layer for a fused input (see its offsets)",
+        )
+        .output(
             "cv",
             TableType::ProbeCv,
             "coordinates, c, fold, macro_f1, chosen — one row per grid value and inner fold (empty without `c_grid`)",
@@ -282,6 +289,8 @@ struct CvSpec {
 
 struct Fitted {
     model: crate::probe::LogRegModel,
+    /// The divisor each feature column was scaled by before the fit (1 where unscaled).
+    scale: Vec<f64>,
     pred: Vec<u32>,
     proba: Vec<f64>,
     c: f64,
@@ -353,7 +362,7 @@ fn fit_and_predict<D: Design>(
     let model = fit(&xtr, y_train, k, &cfg, None)?;
     let pred = model.predict(&xte)?;
     let proba = model.predict_proba(&xte)?;
-    Ok(Fitted { model, pred, proba, c: cfg.c, cv_scores })
+    Ok(Fitted { model, pred, proba, c: cfg.c, cv_scores, scale: sc.scale })
 }
 
 /// Fit, score and write one probe; a fit that ran out of iterations comes back as a warning (as
@@ -402,7 +411,7 @@ fn run_one(m: &mut Member) -> Result<Option<String>, EngineError> {
             (fit_and_predict(&xtr, &xte, &y_train, k, &cfg, scale, &cv).map_err(|e| err(format!("{}: {e}", m.id)))?, *width)
         }
     };
-    let Fitted { model, pred, proba, c: chosen_c, cv_scores } = fitted;
+    let Fitted { model, pred, proba, c: chosen_c, cv_scores, scale: scaling } = fitted;
     let metrics = classification_metrics(&y_test, &pred, None).map_err(|e| err(e.to_string()))?;
     let label = |c: u32| classes[c as usize];
 
@@ -473,9 +482,47 @@ fn run_one(m: &mut Member) -> Result<Option<String>, EngineError> {
             ("chosen", Arc::new(BooleanArray::from_iter(cv_scores.iter().map(|x| Some(x.0 == chosen_c))))),
         ],
     )?;
-    for (name, b) in
-        [("metrics", metrics_batch), ("per_class", per_class), ("confusion", confusion), ("predictions", predictions), ("cv", cv_batch)]
-    {
+    // the fitted weights: non-zero ones (a feature no training image has keeps weight 0), and each
+    // class's intercept as the row with a null feature
+    let d = model.n_features;
+    let mut cells: Vec<(u16, Option<u32>, f64, f64)> = Vec::new();
+    for (ci, &c) in classes.iter().enumerate() {
+        if model.intercept[ci].is_finite() {
+            cells.push((c, None, model.intercept[ci], 1.0));
+        }
+        for j in 0..d {
+            let w = model.coef[ci * d + j];
+            if w != 0.0 {
+                cells.push((c, Some(j as u32), w, scaling[j]));
+            }
+        }
+    }
+    let coefficients = batch(
+        coord_columns(&m.id, &m.coords, cells.len()),
+        vec![
+            ("label", Arc::new(UInt16Array::from_iter_values(cells.iter().map(|c| c.0))) as ArrayRef),
+            ("label_name", Arc::new(StringArray::from_iter_values(cells.iter().map(|c| names[&c.0])))),
+            ("weight", Arc::new(Float64Array::from_iter_values(cells.iter().map(|c| c.2)))),
+            ("scale", Arc::new(Float64Array::from_iter_values(cells.iter().map(|c| c.3)))),
+        ],
+    )?;
+    // `feature` is nullable (the intercept rows), so it is added with its own field
+    let coefficients = {
+        let mut fields: Vec<Field> = coefficients.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut columns = coefficients.columns().to_vec();
+        let at = fields.len() - 2;
+        fields.insert(at, Field::new("feature", DataType::UInt32, true));
+        columns.insert(at, Arc::new(UInt32Array::from(cells.iter().map(|c| c.1).collect::<Vec<_>>())));
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?
+    };
+    for (name, b) in [
+        ("metrics", metrics_batch),
+        ("per_class", per_class),
+        ("confusion", confusion),
+        ("predictions", predictions),
+        ("cv", cv_batch),
+        ("coefficients", coefficients),
+    ] {
         let schema = b.schema();
         m.output(name)?.write_part(0, schema, &[b])?;
     }
