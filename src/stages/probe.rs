@@ -490,10 +490,9 @@ fn run_one(m: &mut Member) -> Result<Option<String>, EngineError> {
         if model.intercept[ci].is_finite() {
             cells.push((c, None, model.intercept[ci], 1.0));
         }
-        for j in 0..d {
-            let w = model.coef[ci * d + j];
+        for (j, (&w, &sc)) in model.coef[ci * d..(ci + 1) * d].iter().zip(&scaling).enumerate() {
             if w != 0.0 {
-                cells.push((c, Some(j as u32), w, scaling[j]));
+                cells.push((c, Some(j as u32), w, sc));
             }
         }
     }
