@@ -33,8 +33,24 @@ pub enum Plot {
 pub enum XAxis {
     /// Named positions 0, 1, …
     Categories(Vec<String>),
-    /// 0 to 1.
-    Unit,
+    /// `lo` to `hi` (within 0–1), ticks every 0.1: fitted to the data ([`XAxis::fraction`]).
+    Fraction { lo: f64, hi: f64 },
+}
+
+impl XAxis {
+    /// A fraction axis around `xs` (in 0–1): the data and a margin of 0.05, not all of 0–1.
+    pub fn fraction(xs: impl IntoIterator<Item = f64>) -> XAxis {
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for x in xs {
+            lo = lo.min(x);
+            hi = hi.max(x);
+        }
+        if !lo.is_finite() {
+            return XAxis::Fraction { lo: 0.0, hi: 1.0 };
+        }
+        let pad = 0.05;
+        XAxis::Fraction { lo: ((lo - pad) * 20.0).floor().max(0.0) / 20.0, hi: ((hi + pad) * 20.0).ceil().min(20.0) / 20.0 }
+    }
 }
 
 /// A y axis from 0 to `max`, with ticks where asked.
@@ -86,6 +102,9 @@ pub struct Line {
     pub series: usize,
     /// Sorted by x.
     pub points: Vec<Point>,
+    /// A reference level (a baseline that trains on nothing, e.g. zero-shot): drawn as a dashed
+    /// horizontal line across the panel at its first point's y.
+    pub reference: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -147,9 +166,29 @@ fn colour(series: usize) -> RGBColor {
     PALETTE[series % PALETTE.len()]
 }
 
-/// Series 0–9 get filled markers, 10–19 hollow ones (the colours repeat).
+/// The colours repeat every ten series; the marker tells the decades apart: filled circles,
+/// then hollow squares, filled triangles, crosses (and the lines of odd decades are dashed).
 fn marker_style(series: usize) -> ShapeStyle {
-    if (series / PALETTE.len()).is_multiple_of(2) { colour(series).filled() } else { colour(series).stroke_width(2) }
+    match (series / PALETTE.len()) % 4 {
+        1 => colour(series).stroke_width(2),
+        _ => colour(series).filled(),
+    }
+}
+
+/// The marker of `series` at pixel `(x, y)` of `area`.
+fn draw_marker<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, (x, y): (i32, i32), series: usize, r: i32) -> DrawResult<DB> {
+    let style = marker_style(series);
+    match (series / PALETTE.len()) % 4 {
+        0 => area.draw(&Circle::new((x, y), r, style)),
+        1 => area.draw(&Rectangle::new([(x - r, y - r), (x + r, y + r)], style)),
+        2 => area.draw(&TriangleMarker::new((x, y), r + 1, style)),
+        _ => area.draw(&Cross::new((x, y), r, colour(series).stroke_width(2))),
+    }
+}
+
+/// Whether the lines of `series` are dashed (odd decades, so a repeated colour also differs in stroke).
+fn dashed(series: usize) -> bool {
+    (series / PALETTE.len()) % 2 == 1
 }
 
 const PANEL_W: u32 = 420;
@@ -269,10 +308,26 @@ impl Plot {
                 }
             }
         }
+        // series drawn only as reference levels have no marker in the legend
+        let reference: Vec<usize> = match self {
+            Plot::Panels(c) => {
+                let lines = || c.panels.iter().flat_map(|p| &p.lines);
+                lines().filter(|l| l.reference).map(|l| l.series).filter(|s| !lines().any(|l| !l.reference && l.series == *s)).collect()
+            }
+            Plot::Rows(_) => Vec::new(),
+        };
         for (i, (label, (x, y))) in self.labels().iter().zip(legend_at).enumerate() {
             let mid = y + 8;
-            legend.draw(&PathElement::new(vec![(x, mid), (x + 28, mid)], colour(i).stroke_width(2)))?;
-            legend.draw(&Circle::new((x + 14, mid), 4, marker_style(i)))?;
+            if dashed(i) || reference.contains(&i) {
+                for seg in 0..3 {
+                    legend.draw(&PathElement::new(vec![(x + seg * 10, mid), (x + seg * 10 + 6, mid)], colour(i).stroke_width(2)))?;
+                }
+            } else {
+                legend.draw(&PathElement::new(vec![(x, mid), (x + 28, mid)], colour(i).stroke_width(2)))?;
+            }
+            if !reference.contains(&i) {
+                draw_marker(&legend, (x + 14, mid), i, 4)?;
+            }
             legend.draw(&Text::new(label.clone(), (x + 36, y + 2), (FONT, LEGEND_TEXT).into_font().color(&BLACK)))?;
         }
         Ok(())
@@ -320,7 +375,10 @@ fn y_label_width(axis: &YAxis) -> u32 {
 fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, chart: &PanelChart, panel: &Panel) -> DrawResult<DB> {
     let (range, ticks, names): (Range<f64>, Vec<f64>, Vec<String>) = match &chart.x {
         XAxis::Categories(names) => (-0.5..names.len() as f64 - 0.5, (0..names.len()).map(|i| i as f64).collect(), names.clone()),
-        XAxis::Unit => (0.0..1.0, vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0], Vec::new()),
+        XAxis::Fraction { lo, hi } => {
+            let ticks = (0..=10).map(|i| i as f64 / 10.0).filter(|t| *t >= lo - 1e-9 && *t <= hi + 1e-9).collect();
+            (*lo..*hi, ticks, Vec::new())
+        }
     };
     let categories = matches!(chart.x, XAxis::Categories(_));
     let tick_label = |x: &f64| {
@@ -348,7 +406,13 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, chart: &PanelCh
     }
     mesh.draw()?;
     let cap = (range.end - range.start) * 0.012;
-    for line in &panel.lines {
+    for line in panel.lines.iter().filter(|l| l.reference) {
+        // a level across the whole panel, dashed, in the series' colour
+        let Some(y0) = line.points.first().map(|p| p.y.min(y.max)) else { continue };
+        let style = colour(line.series).stroke_width(2);
+        c.draw_series(DashedLineSeries::new([(range.start, y0), (range.end, y0)], 8, 5, style))?;
+    }
+    for line in panel.lines.iter().filter(|l| !l.reference) {
         let style = colour(line.series);
         for p in &line.points {
             if let Some(sd) = p.sd.filter(|sd| *sd > 0.0) {
@@ -360,8 +424,18 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, chart: &PanelCh
                 ])?;
             }
         }
-        c.draw_series(LineSeries::new(line.points.iter().map(|p| (p.x, p.y)), style.stroke_width(2)))?;
-        c.draw_series(line.points.iter().map(|p| Circle::new((p.x, p.y), 4, marker_style(line.series))))?;
+        if dashed(line.series) {
+            c.draw_series(DashedLineSeries::new(line.points.iter().map(|p| (p.x, p.y)), 8, 5, style.stroke_width(2)))?;
+        } else {
+            c.draw_series(LineSeries::new(line.points.iter().map(|p| (p.x, p.y)), style.stroke_width(2)))?;
+        }
+        // markers in pixels relative to the plotting area (their shape does not scale with the axes)
+        let area = c.plotting_area().strip_coord_spec();
+        let (ax, ay) = area.get_base_pixel();
+        for p in &line.points {
+            let (bx, by) = c.backend_coord(&(p.x, p.y));
+            draw_marker(&area, (bx - ax, by - ay), line.series, 4)?;
+        }
     }
     Ok(())
 }
@@ -405,7 +479,10 @@ fn draw_rows_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, chart: &Ro
                 PathElement::new(vec![(hi, y - 0.22), (hi, y + 0.22)], style.stroke_width(2)),
             ])?;
         }
-        c.draw_series([Circle::new((r.x, y), 5, marker_style(r.series))])?;
+        let area = c.plotting_area().strip_coord_spec();
+        let (ax, ay) = area.get_base_pixel();
+        let (bx, by) = c.backend_coord(&(r.x, y));
+        draw_marker(&area, (bx - ax, by - ay), r.series, 5)?;
         // the value beside the dot: right of the bar, or left of it near 1
         let (at, anchor) = if hi > 0.86 { (lo - 0.018, HPos::Right) } else { (hi + 0.018, HPos::Left) };
         c.draw_series([Text::new(format!("{:.3}", r.x), (at, y), value_style.pos(Pos::new(anchor, VPos::Center)))])?;
@@ -447,7 +524,11 @@ mod tests {
             panels: vec![Panel {
                 title: "p".into(),
                 y: YAxis::unit("y"),
-                lines: vec![Line { series: 0, points: vec![Point { x: 0.0, y: 0.3, sd: Some(0.1) }, Point { x: 1.0, y: 0.6, sd: None }] }],
+                lines: vec![Line {
+                    series: 0,
+                    points: vec![Point { x: 0.0, y: 0.3, sd: Some(0.1) }, Point { x: 1.0, y: 0.6, sd: None }],
+                    reference: false,
+                }],
             }],
             labels: vec!["series".into()],
         });

@@ -51,6 +51,7 @@ pub(super) fn feature_occurrence(study: &Study, out: &mut Figures) -> Result<(),
         let line = |series: usize, y: &dyn Fn(&CleanResult) -> f64| Line {
             series,
             points: of_rest.iter().map(|(x, c)| Point { x: *x as f64, y: y(c), sd: None }).collect(),
+            reference: false,
         };
         counts.push(line(3 * ri, &|c| c.unique_before as f64));
         counts.push(line(3 * ri + 1, &|c| c.unique_after as f64));

@@ -9,7 +9,7 @@ use super::series::{
 };
 use super::{Figure, Figures, Section};
 use crate::report::ReportError;
-use crate::report::draw::{Panel, PanelChart, Plot, Point, XAxis, YAxis};
+use crate::report::draw::{Line, Panel, PanelChart, Plot, Point, XAxis, YAxis};
 use crate::report::repeats::Variant;
 use crate::report::study::slug;
 use crate::report::table::{Cell, Table};
@@ -106,7 +106,14 @@ pub(super) fn f1_by_train_fraction(variants: &[Variant], out: &mut Figures) -> R
     let mut drop: Vec<&str> = SPLIT_AXES.to_vec();
     drop.push(LAYER);
     let series = Series::of(&rows, &drop);
-    let layers = distinct(&rows, |p| p.coords.get(LAYER).cloned(), cmp_opt);
+    // a baseline that trains on nothing (zero-shot) is a level, drawn across every panel
+    let is_reference = |v: &Variant| v.members.iter().all(|p| p.n_train == 0);
+    let references: Vec<&Variant> = rows.iter().copied().filter(|v| is_reference(v)).collect();
+    let layers = distinct(
+        &rows.iter().copied().filter(|v| !is_reference(v)).collect::<Vec<_>>(),
+        |p| p.coords.get(LAYER).cloned(),
+        cmp_opt,
+    );
     let mut columns = vec!["panel", "series", "train_fraction", "n_train", "n_test"];
     columns.extend(POINT_COLUMNS);
     let mut data = Table::new(columns);
@@ -118,7 +125,7 @@ pub(super) fn f1_by_train_fraction(variants: &[Variant], out: &mut Figures) -> R
             None => format!("no {LAYER} axis"),
         };
         let mut lines: BTreeMap<usize, Vec<Point>> = BTreeMap::new();
-        for v in rows.iter().filter(|p| p.coords.get(LAYER) == layer.as_ref()) {
+        for v in rows.iter().filter(|p| p.coords.get(LAYER) == layer.as_ref() && !is_reference(p)) {
             let s = series.index(v);
             lines.entry(s).or_default().push(point(v.train_fraction(), v));
             for p in &v.members {
@@ -133,7 +140,30 @@ pub(super) fn f1_by_train_fraction(variants: &[Variant], out: &mut Figures) -> R
                 keyed.push(((pi, s, v.train_fraction()), row));
             }
         }
-        panels.push(Panel { title, y: YAxis::unit(F1_DESC), lines: sorted_lines(lines) });
+        let mut drawn = sorted_lines(lines);
+        // one level per series: the mean over its variants (zero-shot scored on each split's test rows)
+        let mut levels: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+        for v in &references {
+            levels.entry(series.index(v)).or_default().push(point(0.0, v).y);
+        }
+        for (s, ys) in levels {
+            let y = ys.iter().sum::<f64>() / ys.len() as f64;
+            drawn.push(Line { series: s, points: vec![Point { x: 0.0, y, sd: None }], reference: true });
+        }
+        panels.push(Panel { title, y: YAxis::unit(F1_DESC), lines: drawn });
+    }
+    for v in &references {
+        for p in &v.members {
+            let mut row = vec![
+                Cell::Str("every panel (a level)".into()),
+                Cell::Str(series.labels[series.index(v)].clone()),
+                Cell::Float(p.train_fraction()),
+                Cell::UInt(p.n_train),
+                Cell::UInt(p.n_test),
+            ];
+            row.extend(point_cells(p, v));
+            keyed.push(((usize::MAX, series.index(v), 0.0), row));
+        }
     }
     keyed.sort_by(|(a, _), (b, _)| (a.0, a.1).cmp(&(b.0, b.1)).then(a.2.total_cmp(&b.2)));
     for (_, row) in keyed {
@@ -143,13 +173,21 @@ pub(super) fn f1_by_train_fraction(variants: &[Variant], out: &mut Figures) -> R
     let title = "Macro F1 by training fraction (data efficiency)".to_string();
     let chart = PanelChart {
         title: title.clone(),
-        x: XAxis::Unit,
+        x: XAxis::fraction(rows.iter().filter(|v| !is_reference(v)).map(|v| v.train_fraction())),
         x_desc: "train fraction n_train / (n_train + n_test)".into(),
         panels,
         labels: series.labels,
     };
-    let caption =
-        format!("One panel per {LAYER}; one line per combination of the other axes. {} probe variants.{}", rows.len(), repeats_note(&rows));
+    let level = if references.is_empty() {
+        ""
+    } else {
+        " Dashed levels: baselines that train on nothing (zero-shot), the mean over the splits' test sets, the same in every panel."
+    };
+    let caption = format!(
+        "One panel per {LAYER}; one line per combination of the other axes. {} probe variants.{level}{}",
+        rows.len(),
+        repeats_note(&rows)
+    );
     out.figures.push(Figure::new(name, Section::Probes, title, caption, data, Plot::Panels(chart))?);
     Ok(())
 }

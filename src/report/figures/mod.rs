@@ -98,6 +98,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+    use crate::report::draw::XAxis;
     use crate::report::study::ProbeResult;
     use crate::report::table::Cell;
     use crate::spec::{Coords, Value};
@@ -241,6 +242,31 @@ mod tests {
         assert_eq!(img.dimensions(), b.size());
         let colours: BTreeSet<[u8; 3]> = img.pixels().map(|p| p.0).collect();
         assert!(colours.len() > 10, "{} colours", colours.len());
+    }
+
+    #[test]
+    fn zero_shot_is_a_level_in_every_panel_and_the_x_axis_fits_the_fractions() {
+        let mut probes = Vec::new();
+        for (folds, n_train) in [(1, 10), (5, 50)] {
+            for layer in [1, 3] {
+                let c = vec![("layer", Value::Int(layer)), ("method", s("sum")), ("train_folds", Value::Int(folds))];
+                probes.push(probe("probe", &c, 0.5 + layer as f64 / 10.0, n_train));
+            }
+            probes.push(probe("zeroshot", &[("train_folds", Value::Int(folds))], 0.05, 0));
+        }
+        let study = Study { probes, ..Study::default() };
+        let figs = study_figures(&study).unwrap();
+        let f = figs.figures.iter().find(|f| f.name == "f1_by_train_fraction").unwrap();
+        let Plot::Panels(chart) = &f.plot else { panic!("a panel chart") };
+        assert_eq!(chart.panels.len(), 2, "one per layer; zero-shot makes no panel of its own");
+        for panel in &chart.panels {
+            let level: Vec<&crate::report::draw::Line> = panel.lines.iter().filter(|l| l.reference).collect();
+            assert_eq!(level.len(), 1, "{}", panel.title);
+            assert!((level[0].points[0].y - 0.05).abs() < 1e-12);
+            assert_eq!(panel.lines.len(), 2, "the probe's line and the level");
+        }
+        assert_eq!(chart.x, XAxis::Fraction { lo: 0.05, hi: 0.55 }, "0.1 to 0.5 and a margin, not 0 to 1");
+        assert!(f.caption.contains("Dashed levels"), "{}", f.caption);
     }
 
     #[test]

@@ -185,7 +185,7 @@ pub(super) fn sorted_lines(lines: BTreeMap<usize, Vec<Point>>) -> Vec<Line> {
         .into_iter()
         .map(|(series, mut points)| {
             points.sort_by(|a, b| a.x.total_cmp(&b.x).then(a.y.total_cmp(&b.y)));
-            Line { series, points }
+            Line { series, points, reference: false }
         })
         .collect()
 }
