@@ -133,9 +133,8 @@ fn the_probe_stage_reproduces_scikit_learn_through_the_pipeline() {
     let (w, b) = coefficients(&read(&p, &f, "probe", "coefficients"), k, d);
     let want_w: Vec<f64> = fit["coef"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     let want_b: Vec<f64> = fit["intercept"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-    let rel = |a: &[f64], b: &[f64]| {
-        (a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / b.iter().map(|y| y * y).sum::<f64>()).sqrt()
-    };
+    let rel =
+        |a: &[f64], b: &[f64]| (a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / b.iter().map(|y| y * y).sum::<f64>()).sqrt();
     assert!(rel(&w, &want_w) <= 1e-3, "coef differs by {}", rel(&w, &want_w));
     assert!(rel(&b, &want_b) <= 1e-3, "intercept differs by {}", rel(&b, &want_b));
 

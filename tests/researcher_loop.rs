@@ -158,6 +158,23 @@ fn set_overrides_a_parameter_or_an_axis_and_the_run_remembers_it() {
     assert!(r.stderr.contains("no stage 'prob'") && r.stderr.contains("did you mean 'probe'"), "{}", r.stderr);
     let r = p.run(&["plan", &f, "--set", "src.rows"]);
     assert!(r.stderr.contains("--set STAGE.PARAM=VALUE"), "{}", r.stderr);
+    // a mistake the plan finds in an overridden value says it was planned with --set
+    let r = p.run(&["plan", &f, "--set", "src.rows=many"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("note: planned with --set src.rows=many"), "{}", r.stderr);
+}
+
+#[test]
+fn export_writes_nothing_unless_every_picked_table_is_cached() {
+    let p = Project::new();
+    let f = p.pipeline("grid", GRID);
+    ran(&p, &f);
+    let g = p.pipeline("grid", &GRID.replace("rows: 40", "rows: 41"));
+    let out = p.root().join("out");
+    let r = p.run(&["export", &g, "*", "--to", out.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("7 of the tables '*' picks are not cached") && r.stderr.contains("nothing was exported"), "{}", r.stderr);
+    assert!(!out.exists(), "no half export");
 }
 
 #[test]

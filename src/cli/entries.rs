@@ -263,6 +263,22 @@ pub(super) fn cmd_export(ctx: &Ctx, registry: &Registry, file: &Path, query: &st
     let cache = Cache::at(&ctx.cache_dir(Some(file)));
     let plan = ctx.load(cache.root(), registry, file)?;
     let sel = select(&plan, query)?;
+    // every table cached, or nothing is written (no half export to clean up)
+    let missing: Vec<String> = sel
+        .matches
+        .iter()
+        .flat_map(|inst| inst.outputs.iter().filter(|o| sel.output.as_ref().is_none_or(|want| &o.name == want)).map(move |o| (inst, o)))
+        .filter(|(_, o)| !matches!(cache.state(&o.key), EntryState::Present(_) | EntryState::Touched(_)))
+        .map(|(inst, o)| format!("{} ({})", inst.id, o.name))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{} of the tables '{query}' picks are not cached: {}; run `saeflow run {}` first (nothing was exported)",
+            missing.len(),
+            first_few(&missing, 4),
+            file.display()
+        );
+    }
     let mut tables = 0usize;
     for inst in &sel.matches {
         for o in inst.outputs.iter().filter(|o| sel.output.as_ref().is_none_or(|want| &o.name == want)) {
@@ -344,8 +360,10 @@ pub(super) fn cmd_import(ctx: &Ctx, dir: &Path) -> Result<ExitCode> {
     let cache = Cache::open(&ctx.cache_dir(None))?;
     for r in share::import(&cache, dir)? {
         match r {
-            Imported::Added { key, instance, rows } => println!("  imported {instance}  key {key}  {} rows", fmt_rows(rows)),
-            Imported::AlreadyCached { key, instance } => println!("  cached   {instance}  key {key} (already here)"),
+            Imported::Added { key, instance, output, rows } => {
+                println!("  imported {instance} ({output})  key {key}  {} rows", fmt_rows(rows))
+            }
+            Imported::AlreadyCached { key, instance, output } => println!("  cached   {instance} ({output})  key {key} (already here)"),
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -49,7 +49,7 @@ struct Cli {
     #[arg(long, global = true, env = "SAEFLOW_MAX_INSTANCES", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_instances: Option<u64>,
     /// Change a parameter, a matrix axis or a default for this command without editing the file:
-    /// `--set probe.folds=3`, `--set 'pooled.matrix.method=[sum, top10]'`, `--set defaults.seed=1`
+    /// `--set probe.c=0.5`, `--set 'pooled.matrix.method=[sum, top10]'`, `--set defaults.seed=1`
     /// (repeatable; the value is YAML). Runs record it, and `why` shows it.
     #[arg(long = "set", global = true, value_name = "STAGE.PARAM=VALUE")]
     set: Vec<String>,
@@ -236,7 +236,17 @@ impl Ctx {
 
     /// Read a pipeline file with the `--set` overrides applied.
     fn pipeline(&self, file: &Path) -> Result<Pipeline> {
-        Pipeline::load_with(file, &self.overrides).map_err(|d| anyhow::anyhow!("{d}"))
+        Pipeline::load_with(file, &self.overrides).map_err(|d| anyhow::anyhow!("{d}{}", self.set_note()))
+    }
+
+    /// Under a diagnostic of a plan made with `--set`: which overrides it was made with (a line a
+    /// diagnostic points at may hold what `--set` replaced).
+    fn set_note(&self) -> String {
+        if self.overrides.is_empty() {
+            return String::new();
+        }
+        let list: Vec<String> = self.overrides.iter().map(|o| format!("--set {}", o.text)).collect();
+        format!("\n  = note: planned with {}; the lines shown are the file's, before the overrides", list.join(" "))
     }
 
     /// Parse and plan a pipeline; diagnostics come back as the error text, warnings go to stderr.
@@ -247,7 +257,7 @@ impl Ctx {
             externals,
             ..PlanOptions::default()
         };
-        let plan = Plan::build(self.pipeline(file)?, registry, &opts).map_err(|d| anyhow::anyhow!("{d}"))?;
+        let plan = Plan::build(self.pipeline(file)?, registry, &opts).map_err(|d| anyhow::anyhow!("{d}{}", self.set_note()))?;
         for w in &plan.warnings {
             eprintln!("warning: {w}");
         }

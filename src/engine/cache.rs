@@ -273,10 +273,13 @@ impl Cache {
             fs::write(&partial, &bytes).map_err(|e| EngineError::io(&partial, e))?;
             fs::rename(&partial, &done).map_err(|e| EngineError::io(&done, e))?;
         }
-        sync_filesystem(&self.root, entries.iter().flat_map(|(m, _)| {
-            let tmp = self.tmp_dir(&m.key);
-            m.files.iter().map(move |f| tmp.join(&f.name)).chain([self.tmp_dir(&m.key).join(MANIFEST), self.tmp_dir(&m.key)])
-        }));
+        sync_filesystem(
+            &self.root,
+            entries.iter().flat_map(|(m, _)| {
+                let tmp = self.tmp_dir(&m.key);
+                m.files.iter().map(move |f| tmp.join(&f.name)).chain([self.tmp_dir(&m.key).join(MANIFEST), self.tmp_dir(&m.key)])
+            }),
+        );
         for (m, replace) in entries {
             self.rename_into_place(m, *replace)?;
         }

@@ -80,8 +80,8 @@ fn escape(s: &str) -> String {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Imported {
-    Added { key: String, instance: String, rows: u64 },
-    AlreadyCached { key: String, instance: String },
+    Added { key: String, instance: String, output: String, rows: u64 },
+    AlreadyCached { key: String, instance: String, output: String },
 }
 
 /// Import every exported table found under `src` (folders holding `part-*.parquet`), all or
@@ -120,13 +120,13 @@ pub fn import(cache: &Cache, src: &Path) -> Result<Vec<Imported>, EngineError> {
     let mut out = Vec::new();
     for st in staged {
         match st {
-            Staged::Here { key, instance } => out.push(Imported::AlreadyCached { key, instance }),
+            Staged::Here { key, instance, output } => out.push(Imported::AlreadyCached { key, instance, output }),
             Staged::Copied(m) => {
                 if !matches!(cache.state(&m.key), EntryState::Missing) {
                     cache.quarantine(&m.key)?;
                 }
                 cache.publish(&m, false)?;
-                out.push(Imported::Added { key: m.key.clone(), instance: m.instance.clone(), rows: m.rows });
+                out.push(Imported::Added { key: m.key.clone(), instance: m.instance.clone(), output: m.output.clone(), rows: m.rows });
             }
         }
     }
@@ -182,7 +182,7 @@ struct Checked {
 
 enum Staged {
     /// An intact entry of the same key is already in the cache.
-    Here { key: String, instance: String },
+    Here { key: String, instance: String, output: String },
     /// Copied into the key's temporary folder, ready to publish.
     Copied(Box<Manifest>),
 }
@@ -302,7 +302,7 @@ fn stage_one(cache: &Cache, c: &Checked) -> Result<Staged, EngineError> {
     let m = &c.manifest;
     let bad = |why: String| EngineError::Corrupt(format!("{}: {why}", c.folder.display()));
     if matches!(cache.state(&m.key), EntryState::Present(_) | EntryState::Touched(_)) && cache.verify(&m.key).is_ok() {
-        return Ok(Staged::Here { key: m.key.clone(), instance: m.instance.clone() });
+        return Ok(Staged::Here { key: m.key.clone(), instance: m.instance.clone(), output: m.output.clone() });
     }
     let tmp = cache.tmp_dir(&m.key);
     let _ = fs::remove_dir_all(&tmp);

@@ -244,7 +244,7 @@ impl Study {
         let mut t = Table::new(columns);
         for p in &self.probes {
             let mut row = vec![Cell::Str(p.stage.clone()), Cell::Str(p.instance.clone())];
-            row.extend(axes.iter().map(|a| p.coords.get(a).map(Cell::from_value).unwrap_or(Cell::Null)));
+            row.extend(axes.iter().map(|a| p.coords.get(a).map(|v| Cell::Str(v.plain_text())).unwrap_or(Cell::Null)));
             row.extend([
                 Cell::Float(p.train_fraction()),
                 Cell::Float(p.macro_f1),
@@ -282,7 +282,7 @@ impl Study {
         let mut t = Table::new(columns);
         for v in &vs {
             let mut row = vec![Cell::Str(v.stage.clone())];
-            row.extend(axes.iter().map(|a| v.coords.get(a).map(Cell::from_value).unwrap_or(Cell::Null)));
+            row.extend(axes.iter().map(|a| v.coords.get(a).map(|v| Cell::Str(v.plain_text())).unwrap_or(Cell::Null)));
             if display {
                 row.extend([Cell::Str(v.macro_f1.display()), Cell::Str(v.accuracy.display())]);
             } else {
@@ -332,7 +332,7 @@ impl Study {
         for h in &self.health {
             for s in &h.scopes {
                 let mut row = vec![Cell::Str(h.instance.clone())];
-                row.extend(axes.iter().map(|a| h.coords.get(a).map(Cell::from_value).unwrap_or(Cell::Null)));
+                row.extend(axes.iter().map(|a| h.coords.get(a).map(|v| Cell::Str(v.plain_text())).unwrap_or(Cell::Null)));
                 row.extend([
                     Cell::Str(s.scope.clone()),
                     Cell::UInt(s.tokens),
@@ -359,7 +359,7 @@ impl Study {
         columns.extend(["label", "label_name", "rank", "feature", "n_images", "label_images", "explanation"].map(String::from));
         let mut t = Table::new(columns);
         for r in &c.rows {
-            let mut row: Vec<Cell> = c.coords.values().map(Cell::from_value).collect();
+            let mut row: Vec<Cell> = c.coords.values().map(|v| Cell::Str(v.plain_text())).collect();
             row.extend([
                 Cell::UInt(r.label as u64),
                 Cell::Str(r.label_name.clone()),

@@ -68,7 +68,7 @@ pub(super) fn apply(root: &mut Node, o: &Override) -> Result<(), Diagnostic> {
         node = child(node, name, true).expect("a map takes new keys");
         if i + 1 == rest.len() {
             let mut value = o.value.clone();
-            place(&mut value, if node.is_null() && node.pos == Pos::default() { pos } else { node.pos });
+            place(&mut value, node.pos);
             *node = value;
         }
     }
@@ -81,11 +81,12 @@ fn child<'n>(node: &'n mut Node, key: &str, create: bool) -> Option<&'n mut Node
     if create && node.is_null() {
         node.kind = NodeKind::Map(Vec::new());
     }
+    let at = node.pos;
     let NodeKind::Map(entries) = &mut node.kind else { return None };
     match entries.iter().position(|(k, _)| k.scalar() == Some(key)) {
         Some(i) => Some(&mut entries[i].1),
         None if create => {
-            let at = Pos::default();
+            // an added key is placed where the map it joins starts
             entries.push((scalar(key, at), scalar("", at)));
             entries.last_mut().map(|(_, v)| v)
         }

@@ -526,9 +526,12 @@ fn run_one(m: &mut Member) -> Result<Option<String>, EngineError> {
         m.output(name)?.write_part(0, schema, &[b])?;
     }
     Ok((model.stop == Stop::MaxIter).then(|| {
+        let fix = match p.scale {
+            ScaleChoice::None => "raise `max_iter`, or scale the features (`scale: maxabs`)",
+            _ => "raise `max_iter`, or regularise more (a smaller `c`)",
+        };
         format!(
-            "warning: {}: the probe stopped after max_iter={} iterations without converging (max|gradient| {:.2e} > tol {:.0e}); \
-             raise `max_iter`, or scale the features (`scale: maxabs`)",
+            "warning: {}: the probe stopped after max_iter={} iterations without converging (max|gradient| {:.2e} > tol {:.0e}); {fix}",
             m.id, p.max_iter, model.grad_max_norm, p.tol
         )
     }))

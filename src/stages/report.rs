@@ -45,7 +45,8 @@ impl Stage for Report {
         Signature::new(
             "report",
             // 2: the features-per-layer and baseline figures, mean ± sd over repeats, PNGs
-            2,
+            // 3: coordinate columns as strings (one type per axis), zero-shot as a level, fitted x axes
+            3,
             "the study's HTML report (SAE health, features per layer, macro F1 by pooling, by training fraction and against the baselines, per-class features, every probe variant; mean ± sd over a `seed` axis) written to `out` as index.html + SVG + PNG + CSV",
         )
         .input(all(

@@ -109,11 +109,8 @@ pub(super) fn f1_by_train_fraction(variants: &[Variant], out: &mut Figures) -> R
     // a baseline that trains on nothing (zero-shot) is a level, drawn across every panel
     let is_reference = |v: &Variant| v.members.iter().all(|p| p.n_train == 0);
     let references: Vec<&Variant> = rows.iter().copied().filter(|v| is_reference(v)).collect();
-    let layers = distinct(
-        &rows.iter().copied().filter(|v| !is_reference(v)).collect::<Vec<_>>(),
-        |p| p.coords.get(LAYER).cloned(),
-        cmp_opt,
-    );
+    let layers =
+        distinct(&rows.iter().copied().filter(|v| !is_reference(v)).collect::<Vec<_>>(), |p| p.coords.get(LAYER).cloned(), cmp_opt);
     let mut columns = vec!["panel", "series", "train_fraction", "n_train", "n_test"];
     columns.extend(POINT_COLUMNS);
     let mut data = Table::new(columns);
