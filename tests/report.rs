@@ -115,6 +115,13 @@ fn the_demo_report_and_notebook_are_complete_exact_and_deterministic() {
         assert!(notebook.contains(inst["key"].as_str().unwrap()), "the cell of {} shows its key", inst["instance"]);
     }
     assert!(notebook.matches("<svg").count() >= 5, "the report instance's cell embeds its figures");
+    // a table of contents at the top links every embedded figure
+    let first_cell = notebook.find("<section class=\"cell").unwrap();
+    let links: Vec<&str> = notebook[..first_cell].split("href=\"#fig-").skip(1).map(|r| r.split('"').next().unwrap()).collect();
+    assert!(links.len() >= 5, "{links:?}");
+    for l in &links {
+        assert!(notebook.contains(&format!("<figure id=\"fig-{l}\">")), "the contents link {l} lands on a figure");
+    }
 
     // the report folder
     let dir = p.root().join("reports/demo");

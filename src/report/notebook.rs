@@ -45,14 +45,9 @@ pub fn render(plan: &Plan, cache: &Cache, assessed: &[Assessment]) -> Result<Str
         plan.instances.len(),
         plan.instances.len() - cached
     );
-    // table of contents: one link per stage
-    body += "<nav class=\"toc\">\n";
-    for s in &plan.stages {
-        let done = s.instances.iter().filter(|&&i| assessed[i].status == Status::Cached).count();
-        let _ =
-            writeln!(body, "<a href=\"#stage-{0}\">{0} <span class=\"muted\">{done}/{1}</span></a>", escape(&s.name), s.instances.len());
-    }
-    body += "</nav>\n";
+    // the cells first: they say which report figures there are, for the table of contents
+    let mut cells = String::new();
+    let mut figures: Vec<(String, String)> = Vec::new();
     for s in &plan.stages {
         let done = s.instances.iter().filter(|&&i| assessed[i].status == Status::Cached).count();
         let _ = writeln!(
@@ -68,13 +63,30 @@ pub fn render(plan: &Plan, cache: &Cache, assessed: &[Assessment]) -> Result<Str
             let _ = writeln!(body, "<p class=\"note\">{}</p>", escape(d));
         }
         for &i in &s.instances {
-            body += &cell(plan, &plan.instances[i], &assessed[i], cache)?;
+            cells += &cell(plan, &plan.instances[i], &assessed[i], cache, &mut figures)?;
         }
     }
+    // table of contents: one link per stage, then one per report figure
+    body += "<nav class=\"toc\">\n";
+    for s in &plan.stages {
+        let done = s.instances.iter().filter(|&&i| assessed[i].status == Status::Cached).count();
+        let _ =
+            writeln!(body, "<a href=\"#stage-{0}\">{0} <span class=\"muted\">{done}/{1}</span></a>", escape(&s.name), s.instances.len());
+    }
+    body += "</nav>\n";
+    if !figures.is_empty() {
+        body += "<nav class=\"toc\"><span class=\"muted\">figures:</span>\n";
+        for (name, title) in &figures {
+            let _ = writeln!(body, "<a href=\"#fig-{}\">{}</a>", escape(name), escape(title));
+        }
+        body += "</nav>\n";
+    }
+    body += &cells;
     Ok(document(&format!("{name} — saeflow notebook"), &body))
 }
 
-fn cell(plan: &Plan, inst: &Instance, a: &Assessment, cache: &Cache) -> Result<String, ReportError> {
+/// One instance's cell; a report's figures are added to `figures` (name, title) for the contents.
+fn cell(plan: &Plan, inst: &Instance, a: &Assessment, cache: &Cache, figures: &mut Vec<(String, String)>) -> Result<String, ReportError> {
     let (class, badge) = match (&a.status, a.damaged.is_empty()) {
         (Status::Cached, _) => ("cached", "cached"),
         (Status::Run, true) => ("run", "not yet run"),
@@ -124,7 +136,7 @@ fn cell(plan: &Plan, inst: &Instance, a: &Assessment, cache: &Cache) -> Result<S
         out += "</div>\n";
     }
     if inst.kind == "report" && a.status == Status::Cached {
-        out += &embedded_report(plan, inst, cache)?;
+        out += &embedded_report(plan, inst, cache, figures)?;
     }
     out += "</section>\n";
     Ok(out)
@@ -225,7 +237,7 @@ fn gathered(plan: &Plan, inst: &Instance, slot: &str, cache: &Cache) -> Result<R
 }
 
 /// A cached report instance's figures and tables, redrawn from the tables it gathered.
-fn embedded_report(plan: &Plan, inst: &Instance, cache: &Cache) -> Result<String, ReportError> {
+fn embedded_report(plan: &Plan, inst: &Instance, cache: &Cache, toc: &mut Vec<(String, String)>) -> Result<String, ReportError> {
     let mut slots = Vec::new();
     for slot in [SLOT_METRICS, SLOT_HEALTH, SLOT_CLASSES, SLOT_CLEAN] {
         match gathered(plan, inst, slot, cache)? {
@@ -237,6 +249,7 @@ fn embedded_report(plan: &Plan, inst: &Instance, cache: &Cache) -> Result<String
     }
     let study = Study::from_tables(&slots[0], &slots[1], &slots[2], &slots[3])?;
     let figures = study_figures(&study)?;
+    toc.extend(figures.figures.iter().map(|f| (f.name.clone(), f.title.clone())));
     let labels: Option<Vec<String>> = match inst.params.get("labels") {
         Some(crate::spec::Value::List(items)) => Some(items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()),
         _ => None,

@@ -102,6 +102,15 @@ fn section(figures: &Figures, which: Section, links: bool) -> String {
 /// fragment without them).
 pub fn body_html(study: &Study, figures: &Figures, labels: Option<&[String]>, links: bool) -> String {
     let mut out = String::new();
+    // contents: the sections, and every figure by its title
+    out += "<nav class=\"toc\">\n";
+    for (id, title) in [("health", "SAE health"), ("features", "Features per layer"), ("figures", "Probes"), ("classes", "Top features per class"), ("summary", "Every probe result")] {
+        let _ = writeln!(out, "<a href=\"#{id}\">{title}</a>");
+    }
+    for f in &figures.figures {
+        let _ = writeln!(out, "<a href=\"#fig-{}\">{}</a>", escape(&f.name), escape(&f.title));
+    }
+    out += "</nav>\n";
     // 1. health
     out += "<h2 id=\"health\">SAE health</h2>\n";
     out += "<p class=\"note\">How well the text-trained SAE reconstructs the residual stream on image tokens, next to the \
