@@ -492,6 +492,26 @@ stages:
             assert_eq!(strip(x), strip(y), "{mode} {output}");
         }
     }
+
+    // length-normalised closed scores: each label's log-likelihood over its token count
+    let three = format!(
+        "{two}  mean:\n    kind: zeroshot_answers\n    from: images.images\n    model: {}\n    score: mean\n",
+        fixture().join("model").display()
+    );
+    let f = p.pipeline("zs", &three);
+    run_ok(&p, &f);
+    let answers = read(&p, &outputs(&p, &f, "mean")["answers"]);
+    let b = &answers[0];
+    let ids = col::<arrow_array::UInt32Array>(b, "image_id");
+    for (row, (_, image)) in placement.iter().enumerate() {
+        assert_eq!(ids.value(row) as usize, row, "answers in image order");
+        let gi = golden_index(image);
+        let per_token = |a: usize| loglik[gi][a] / tokenizer.encode(labels[a]).unwrap().len() as f32;
+        let best = present.iter().copied().max_by(|&a, &b| per_token(a).total_cmp(&per_token(b)).then(b.cmp(&a))).unwrap();
+        assert_eq!(col::<StringArray>(b, "answer").value(row), labels[best], "{image}");
+        let score = col::<Float32Array>(b, "score").value(row);
+        assert!((score - per_token(best)).abs() <= 1e-4 * per_token(best).abs().max(1.0), "{image}: {score} vs {}", per_token(best));
+    }
 }
 
 /// `plan` reads the model's `config.json` and the SAE's `cfg.json`: an SAE of another width is an

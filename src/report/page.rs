@@ -104,7 +104,13 @@ pub fn body_html(study: &Study, figures: &Figures, labels: Option<&[String]>, li
     let mut out = String::new();
     // contents: the sections, and every figure by its title
     out += "<nav class=\"toc\">\n";
-    for (id, title) in [("health", "SAE health"), ("features", "Features per layer"), ("figures", "Probes"), ("classes", "Top features per class"), ("summary", "Every probe result")] {
+    for (id, title) in [
+        ("health", "SAE health"),
+        ("features", "Features per layer"),
+        ("figures", "Probes"),
+        ("classes", "Top features per class"),
+        ("summary", "Every probe result"),
+    ] {
         let _ = writeln!(out, "<a href=\"#{id}\">{title}</a>");
     }
     for f in &figures.figures {

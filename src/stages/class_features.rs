@@ -102,7 +102,7 @@ impl Stage for ClassFeatures {
             "class_features",
             // 2: a blank description no longer wins the alphabetical choice
             2,
-            "each label's top features by the number of its images they occur in, with counts and Neuronpedia explanations",
+            "each label's top features by the number of its images they occur in (ties: the lower feature id), with counts and Neuronpedia explanations",
         )
         .input(input("codes", &[TableType::Codes], "per-token SAE codes"))
         .input(input("labels", &[TableType::Dataset, TableType::Split], "the images' labels"))

@@ -112,7 +112,7 @@ impl Stage for Clean {
         Signature::new(
             "clean",
             1,
-            "drop features that occur in more than max_images images (top-1 per token, or any activation); report what is left",
+            "drop features that occur in more than max_images images (top-1 per token: its highest value, ties to the lower feature id; or any activation); report what is left",
         )
         .input(input("from", &[TableType::Codes], "per-token SAE codes"))
         .params::<CleanParams>()

@@ -92,7 +92,7 @@ impl Stage for Pool {
         Signature::new(
             "pool",
             1,
-            "per-image feature vectors from per-token SAE codes: sum, mean, max, count, or topN (each token's N highest features, counted over tokens)",
+            "per-image feature vectors from per-token SAE codes: sum, mean, max, count, or topN (each token's N highest features, value descending, ties to the lower feature id, counted over tokens)",
         )
         .input(
             input("codes", &[TableType::Codes], "per-token codes (needed for topN, and for the others when no totals are given)").optional(),

@@ -2,8 +2,9 @@
 //! sits beside the probes'.
 //!
 //! - `mode: closed` — each label's answers (its name, or the synonyms `answers:` lists) are scored
-//!   by log-likelihood after the prompt; the label of the best-scoring answer wins (ties: the
-//!   lower label).
+//!   by log-likelihood after the prompt: the sum of the answer's token log-probabilities
+//!   (`score: sum`, the default), which favours short names, or their mean (`score: mean`,
+//!   length-normalised); the label of the best-scoring answer wins (ties: the lower label).
 //! - `mode: open` — greedy generation with a KV cache (up to `max_new_tokens`, stopping at
 //!   `<end_of_turn>`/`<eos>`); the answer matches a label when, lowercased with surrounding
 //!   whitespace and punctuation trimmed, it equals the label name, else one of its synonyms;
@@ -54,6 +55,16 @@ fn validate(p: &BTreeMap<String, Value>) -> Result<(), ParamProblem> {
 }
 
 choice! {
+    /// How closed mode scores an answer of several tokens.
+    pub enum Score {
+        /// the sum of its tokens' log-probabilities (the likelihood of the whole answer; favours short names)
+        Sum = "sum",
+        /// the mean over its tokens (length-normalised: a two-token name competes with a one-token name)
+        Mean = "mean",
+    }
+}
+
+choice! {
     /// How `zeroshot` answers.
     pub enum Mode {
         /// the most likely label name
@@ -94,6 +105,8 @@ params! {
         pub template: String, ParamType::Str, default(GEMMA_IT_TEMPLATE);
         /// label name → answers that count for it (default: the label name, underscores as spaces)
         pub answers: Answers, ParamType::Any, default(Value::Null);
+        /// closed mode: an answer's score, sum or mean of its tokens' log-probabilities
+        pub score: Score, Score::param_type(), default("sum");
         /// open mode: answer length limit
         pub max_new_tokens: usize, ParamType::range(1, 256), default(10);
         /// scaled: image rows × √hidden as the model was trained (transformers < 5.4); unscaled: as transformers ≥ 5.4
@@ -111,7 +124,7 @@ impl Stage for ZeroShot {
         Signature::new(
             "zeroshot",
             2,
-            "LLaVA's own answer on the split's test images: closed-set (label log-likelihood) or open (greedy answer matched to labels)",
+            "LLaVA's own answer on the split's test images: closed-set (each label's log-likelihood, `score: sum` or length-normalised `mean`, ties to the lower label) or open (greedy answer matched to labels); answers per split (prefer zeroshot_answers + zeroshot_score)",
         )
         .input(input("from", &[TableType::Dataset], "the images (a dataset table)"))
         .input(input("split", &[TableType::Split], "which images are test rows, and their labels"))
@@ -143,8 +156,10 @@ impl Stage for ZeroShotAnswers {
         Signature::new(
             "zeroshot_answers",
             1,
-            "LLaVA's own answer to every image of a dataset, once (closed-set label log-likelihood or an open greedy answer), \
-             for `zeroshot_score` to score on each split",
+            "LLaVA's own answer to every image of a dataset, once, for `zeroshot_score` to score on each split: closed-set (each label's \
+             log-likelihood: `score: sum` of its tokens, which favours short names, or the length-normalised `mean`; ties to the lower \
+             label) or open (a greedy answer matched to label names). The post's baseline is the model's own answer: `mode: open`; \
+             closed with `score: mean` is the fair closed-set reading",
         )
         .input(input("from", &[TableType::Dataset], "the images (a dataset table, with their labels)"))
         .params::<ZeroShotParams>()
@@ -302,7 +317,12 @@ pub(super) fn answer(
                     score.push(None);
                 }
             } else {
-                for row in lm.score(&pixels, &tokens).map_err(|e| err(&e))? {
+                for mut row in lm.score(&pixels, &tokens).map_err(|e| err(&e))? {
+                    if p.score == Score::Mean {
+                        for (v, t) in row.iter_mut().zip(&tokens) {
+                            *v /= t.len() as f32;
+                        }
+                    }
                     // best answer; ties go to the earlier candidate (lower label)
                     let (best, s) =
                         row.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc });
