@@ -33,6 +33,7 @@ pub const SLOT_METRICS: &str = "metrics";
 pub const SLOT_HEALTH: &str = "health";
 pub const SLOT_CLASSES: &str = "classes";
 pub const SLOT_CLEAN: &str = "clean";
+pub const SLOT_COEFFICIENTS: &str = "coefficients";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {

@@ -17,7 +17,7 @@ use super::html::{TableStyle, document, escape, fmt_rows, fmt_secs, pairs, table
 use super::page::body_html;
 use super::study::{Gathered, Study};
 use super::table::{Cell, Table, display_value};
-use super::{ReportError, SLOT_CLASSES, SLOT_CLEAN, SLOT_HEALTH, SLOT_METRICS};
+use super::{ReportError, SLOT_CLASSES, SLOT_CLEAN, SLOT_COEFFICIENTS, SLOT_HEALTH, SLOT_METRICS};
 use crate::engine::EngineError;
 use crate::engine::cache::{Cache, EntryState};
 use crate::engine::manifest::Manifest;
@@ -239,7 +239,7 @@ fn gathered(plan: &Plan, inst: &Instance, slot: &str, cache: &Cache) -> Result<R
 /// A cached report instance's figures and tables, redrawn from the tables it gathered.
 fn embedded_report(plan: &Plan, inst: &Instance, cache: &Cache, toc: &mut Vec<(String, String)>) -> Result<String, ReportError> {
     let mut slots = Vec::new();
-    for slot in [SLOT_METRICS, SLOT_HEALTH, SLOT_CLASSES, SLOT_CLEAN] {
+    for slot in [SLOT_METRICS, SLOT_HEALTH, SLOT_CLASSES, SLOT_CLEAN, SLOT_COEFFICIENTS] {
         match gathered(plan, inst, slot, cache)? {
             Ok(g) => slots.push(g),
             Err(missing) => {
@@ -247,7 +247,7 @@ fn embedded_report(plan: &Plan, inst: &Instance, cache: &Cache, toc: &mut Vec<(S
             }
         }
     }
-    let study = Study::from_tables(&slots[0], &slots[1], &slots[2], &slots[3])?;
+    let study = Study::from_tables_with_weights(&slots[0], &slots[1], &slots[2], &slots[3], &slots[4])?;
     let figures = study_figures(&study)?;
     toc.extend(figures.figures.iter().map(|f| (f.name.clone(), f.title.clone())));
     let labels: Option<Vec<String>> = match inst.params.get("labels") {

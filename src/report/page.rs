@@ -136,6 +136,40 @@ pub fn body_html(study: &Study, figures: &Figures, labels: Option<&[String]>, li
     out += &section(figures, Section::Features, links);
     out += "<h2 id=\"figures\">Probes</h2>\n";
     out += &section(figures, Section::Probes, links);
+    // 3b. what the best probes rely on: each class's heaviest features (with explanations where
+    // the class tables have them)
+    let best = study.best_weights(5);
+    if !best.is_empty() {
+        out += "<h2 id=\"weights\">What the best probes rely on</h2>\n";
+        out += "<p class=\"note\">For each layer, the best probe variant (highest mean macro F1) whose weights were gathered \
+                (<code>coefficients: [probe.coefficients, …]</code>): each class's five heaviest features, by weight on the \
+                raw feature (weight / scale), with the Neuronpedia explanation where a class table has one.</p>\n";
+        // explanations are per SAE: by the class table's layer and the feature (a fused probe's
+        // features are offset per layer, so they get none)
+        let explained: std::collections::BTreeMap<(Option<String>, u32), &str> = study
+            .classes
+            .iter()
+            .flat_map(|c| {
+                let layer = c.coords.get("layer").map(|l| l.plain_text());
+                c.rows.iter().filter_map(move |r| r.explanation.as_deref().map(|e| ((layer.clone(), r.feature), e)))
+            })
+            .collect();
+        for (instance, layer, classes) in &best {
+            let _ = writeln!(out, "<h3>{}</h3>", escape(instance));
+            let mut t = Table::new(["label", "feature", "weight", "explanation"]);
+            for c in classes.iter().filter(|c| labels.is_none_or(|o| o.contains(&c.label_name))) {
+                for (feature, w) in &c.top {
+                    t.push(vec![
+                        Cell::Str(c.label_name.clone()),
+                        Cell::UInt(*feature as u64),
+                        Cell::Float(*w),
+                        explained.get(&(layer.clone(), *feature)).map(|e| Cell::Str(e.to_string())).unwrap_or(Cell::Null),
+                    ]);
+                }
+            }
+            out += &table(&t, TableStyle { wrap: &["explanation"], highlight: None });
+        }
+    }
     // 4. class features
     out += "<h2 id=\"classes\">Top features per class</h2>\n";
     if study.classes.is_empty() {

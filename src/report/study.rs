@@ -3,12 +3,12 @@
 //! record batches, so the `report` stage (its inputs) and `saeflow report` (cache entries) build
 //! the same [`Study`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use arrow_array::RecordBatch;
 
 use super::ReportError;
-use super::repeats::{MeanSd, variants};
+use super::repeats::{MeanSd, Variant, variants};
 use super::table::{Cell, Table};
 use crate::health::Summary;
 use crate::spec::Coords;
@@ -16,7 +16,7 @@ use crate::spec::Value;
 
 /// One gathered table: the instance that produced it (in this pipeline), its coordinates and
 /// its rows.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Gathered {
     pub instance: String,
     pub coords: Coords,
@@ -99,6 +99,8 @@ pub struct Study {
     pub health: Vec<HealthResult>,
     pub classes: Vec<ClassResult>,
     pub clean: Vec<CleanResult>,
+    /// The probes' fitted weights (their `coefficients` tables), by instance.
+    pub weights: Vec<Gathered>,
 }
 
 /// The columns of a `clean` stage's `stats` table the report reads.
@@ -118,6 +120,23 @@ impl Study {
     /// column); every row is one result, identified by the gathered instance (not the table's
     /// own `instance` column, which names whichever pipeline first computed the entry).
     pub fn from_tables(metrics: &[Gathered], health: &[Gathered], classes: &[Gathered], clean: &[Gathered]) -> Result<Study, ReportError> {
+        Study::from_tables_with_weights(metrics, health, classes, clean, &[])
+    }
+
+    /// [`Study::from_tables`] and the probes' `coefficients` tables.
+    pub fn from_tables_with_weights(
+        metrics: &[Gathered],
+        health: &[Gathered],
+        classes: &[Gathered],
+        clean: &[Gathered],
+        weights: &[Gathered],
+    ) -> Result<Study, ReportError> {
+        let mut study = Study::build(metrics, health, classes, clean)?;
+        study.weights = weights.to_vec();
+        Ok(study)
+    }
+
+    fn build(metrics: &[Gathered], health: &[Gathered], classes: &[Gathered], clean: &[Gathered]) -> Result<Study, ReportError> {
         let axes: BTreeSet<&str> = metrics.iter().flat_map(|g| g.coords.keys().map(String::as_str)).collect();
         let mut study = Study::default();
         for g in metrics {
@@ -399,5 +418,151 @@ mod tests {
         let c = vec![("layer".to_string(), Value::Str("6+10".into())), ("label".to_string(), Value::Str("red circle".into()))];
         assert_eq!(slug("classes", &c), "classes_layer-6+10_label-_red_circle_");
         assert_eq!(slug("summary", &[]), "summary");
+    }
+}
+
+/// One class's heaviest features in a probe: (feature, weight on the raw feature), largest first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassWeights {
+    pub label: u16,
+    pub label_name: String,
+    pub top: Vec<(u32, f64)>,
+}
+
+impl Study {
+    /// For each layer (and once for variants without one): the best probe variant (highest mean
+    /// macro F1) among those whose weights were gathered, the instance whose weights are shown
+    /// (its first repeat), and each class's `n` heaviest positive features (weight / scale: on the
+    /// raw features; ties to the lower feature id).
+    pub fn best_weights(&self, n: usize) -> Vec<(String, Option<String>, Vec<ClassWeights>)> {
+        use arrow_array::{Array, Float64Array, StringArray, UInt16Array, UInt32Array};
+        let with_weights: BTreeSet<&str> = self.weights.iter().map(|g| g.instance.as_str()).collect();
+        let vs: Vec<Variant> = variants(&self.probes)
+            .into_iter()
+            .filter(|v| v.members.first().is_some_and(|m| with_weights.contains(m.instance.as_str())))
+            .collect();
+        let mut best: Vec<(Option<String>, &Variant)> = Vec::new();
+        for v in &vs {
+            let layer = v.coords.get("layer").map(|l| l.plain_text());
+            match best.iter_mut().find(|(l, _)| *l == layer) {
+                Some((_, b)) if b.macro_f1.mean >= v.macro_f1.mean => {}
+                Some(slot) => slot.1 = v,
+                None => best.push((layer, v)),
+            }
+        }
+        let mut out = Vec::new();
+        for (layer, v) in best {
+            let instance = &v.members[0].instance;
+            let Some(g) = self.weights.iter().find(|g| &g.instance == instance) else { continue };
+            let mut per_class: BTreeMap<u16, (String, Vec<(u32, f64)>)> = BTreeMap::new();
+            for b in &g.batches {
+                let col = |name: &str| b.column_by_name(name);
+                let (Some(label), Some(name), Some(feature), Some(weight), Some(scale)) = (
+                    col("label").and_then(|c| c.as_any().downcast_ref::<UInt16Array>()),
+                    col("label_name").and_then(|c| c.as_any().downcast_ref::<StringArray>()),
+                    col("feature").and_then(|c| c.as_any().downcast_ref::<UInt32Array>()),
+                    col("weight").and_then(|c| c.as_any().downcast_ref::<Float64Array>()),
+                    col("scale").and_then(|c| c.as_any().downcast_ref::<Float64Array>()),
+                ) else {
+                    continue;
+                };
+                for r in 0..b.num_rows() {
+                    if feature.is_null(r) {
+                        continue;
+                    }
+                    let w = weight.value(r) / scale.value(r);
+                    if w > 0.0 {
+                        per_class
+                            .entry(label.value(r))
+                            .or_insert_with(|| (name.value(r).to_string(), Vec::new()))
+                            .1
+                            .push((feature.value(r), w));
+                    }
+                }
+            }
+            let classes = per_class
+                .into_iter()
+                .map(|(label, (label_name, mut top))| {
+                    top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                    top.truncate(n);
+                    ClassWeights { label, label_name, top }
+                })
+                .collect();
+            out.push((instance.clone(), layer, classes));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod weight_tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt16Array, UInt32Array};
+    use arrow_schema::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn result(stage: &str, instance: &str, layer: i64, seed: i64, f1: f64) -> ProbeResult {
+        let coords: Coords = [("layer".to_string(), Value::Int(layer)), ("seed".to_string(), Value::Int(seed))].into_iter().collect();
+        ProbeResult {
+            instance: instance.into(),
+            stage: stage.into(),
+            coords,
+            macro_f1: f1,
+            accuracy: f1,
+            n_train: 10,
+            n_test: 10,
+            other: vec![],
+        }
+    }
+
+    fn weights(instance: &str, rows: &[(u16, Option<u32>, f64, f64)]) -> Gathered {
+        let schema = Schema::new(vec![
+            Field::new("label", DataType::UInt16, false),
+            Field::new("label_name", DataType::Utf8, false),
+            Field::new("feature", DataType::UInt32, true),
+            Field::new("weight", DataType::Float64, false),
+            Field::new("scale", DataType::Float64, false),
+        ]);
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| format!("c{}", r.0)))),
+            Arc::new(UInt32Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3))),
+        ];
+        Gathered { instance: instance.into(), coords: Coords::new(), batches: vec![RecordBatch::try_new(Arc::new(schema), cols).unwrap()] }
+    }
+
+    #[test]
+    fn the_best_probe_of_each_layer_shows_each_class_heaviest_raw_weights() {
+        // layer 1: variant a (mean 0.6 over two seeds) beats b (0.5); layer 3: only c
+        let probes = vec![
+            result("a", "a[layer=1,seed=0]", 1, 0, 0.5),
+            result("a", "a[layer=1,seed=1]", 1, 1, 0.7),
+            result("b", "b[layer=1,seed=0]", 1, 0, 0.5),
+            result("c", "c[layer=3,seed=0]", 3, 0, 0.4),
+        ];
+        let study = Study {
+            probes,
+            weights: vec![
+                // weight / scale: feature 7 is 0.8 / 2 = 0.4, feature 3 is 0.3; the intercept and negatives never show
+                weights(
+                    "a[layer=1,seed=0]",
+                    &[(0, None, 5.0, 1.0), (0, Some(7), 0.8, 2.0), (0, Some(3), 0.3, 1.0), (0, Some(9), -1.0, 1.0)],
+                ),
+                weights("b[layer=1,seed=0]", &[(0, Some(1), 9.0, 1.0)]),
+                weights("c[layer=3,seed=0]", &[(1, Some(2), 0.1, 1.0), (1, Some(4), 0.1, 1.0)]),
+            ],
+            ..Study::default()
+        };
+        let best = study.best_weights(5);
+        assert_eq!(best.len(), 2);
+        assert_eq!(best[0].0, "a[layer=1,seed=0]", "the best mean, its first repeat's weights");
+        assert_eq!(best[0].1.as_deref(), Some("1"));
+        assert_eq!(best[0].2[0].top, vec![(7, 0.4), (3, 0.3)]);
+        assert_eq!(best[1].2[0].top, vec![(2, 0.1), (4, 0.1)], "ties to the lower feature id");
+        assert_eq!(study.best_weights(1)[1].2[0].top.len(), 1);
     }
 }

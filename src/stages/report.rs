@@ -14,7 +14,7 @@ use crate::engine::stage::Stage;
 use crate::plan::params::params;
 use crate::plan::signature::{Many, ParamType, Signature, input};
 use crate::report::study::{Gathered, Study};
-use crate::report::{SLOT_CLASSES, SLOT_CLEAN, SLOT_HEALTH, SLOT_METRICS, page, write_folder};
+use crate::report::{SLOT_CLASSES, SLOT_CLEAN, SLOT_COEFFICIENTS, SLOT_HEALTH, SLOT_METRICS, page, write_folder};
 use crate::spec::Value;
 use crate::tables::TableType;
 
@@ -59,6 +59,14 @@ impl Stage for Report {
         .input(
             all(SLOT_CLEAN, &[TableType::CleanStats], "what cleaning left per layer (clean.stats): the features-per-layer figure").optional(),
         )
+        .input(
+            all(
+                SLOT_COEFFICIENTS,
+                &[TableType::ProbeCoefficients],
+                "probes' fitted weights (e.g. [probe.coefficients, fused_probe.coefficients]): each best probe's heaviest features per class",
+            )
+            .optional(),
+        )
         .params::<ReportParams>()
         .output(
             "summary",
@@ -73,11 +81,12 @@ impl Stage for Report {
             let ReportParams { out: dir, title, labels } = m.params()?;
             let stamp = m.output("summary")?.key().to_string();
             let stage_err = |e: crate::report::ReportError| EngineError::Stage(format!("{}: {e}", m.id));
-            let study = Study::from_tables(
+            let study = Study::from_tables_with_weights(
                 &gather(m.inputs(SLOT_METRICS))?,
                 &gather(m.inputs(SLOT_HEALTH))?,
                 &gather(m.inputs(SLOT_CLASSES))?,
                 &gather(m.inputs(SLOT_CLEAN))?,
+                &gather(m.inputs(SLOT_COEFFICIENTS))?,
             )
             .map_err(stage_err)?;
             let rendered = page::render(&study, &page::Options { title, labels }).map_err(stage_err)?;
