@@ -35,7 +35,7 @@ pub enum TableType {
     Eoi,
     /// `image_id u32, resid fixed_size_list<f32>[w]`: ViT features.
     Vit,
-    /// `image_id u32, resid fixed_size_list<f32>[w]`: other dense per-image features.
+    /// `image_id u32, features fixed_size_list<f32>[w]`: other dense per-image features.
     Dense,
     /// Per part and scope: the SAE-fit statistics of the extraction.
     Health,
@@ -249,11 +249,18 @@ impl TableType {
         }))
     }
 
-    /// The schema of a dense type (`eoi`, `vit`, `dense`) of vectors of `width`: `image_id u32,
-    /// resid fixed_size_list<f32>[width]`.
+    /// The vector column of a dense type: `resid` for the residual streams a model's blocks write
+    /// (`eoi`, `vit`), `features` for other per-image features (`dense`: the ResNet's pooled
+    /// features are no residual).
+    pub fn vector_column(self) -> &'static str {
+        if self == TableType::Dense { "features" } else { "resid" }
+    }
+
+    /// The schema of a dense type (`eoi`, `vit`, `dense`) of vectors of `width`: `image_id u32`
+    /// and a `fixed_size_list<f32>[width]` named by [`TableType::vector_column`].
     pub fn schema_with_width(self, width: usize) -> SchemaRef {
         debug_assert!(matches!(self, TableType::Eoi | TableType::Vit | TableType::Dense), "{self} has no width");
-        schema_of(vec![field("image_id", DataType::UInt32), field("resid", f32_list(width))])
+        schema_of(vec![field("image_id", DataType::UInt32), field(self.vector_column(), f32_list(width))])
     }
 
     /// The columns every table of the type has (more are allowed): the whole schema for the
@@ -263,7 +270,9 @@ impl TableType {
         use DataType::*;
         let col = |name: &str, ty: DataType| Column { name: name.to_string(), ty: Some(ty) };
         match self {
-            TableType::Eoi | TableType::Vit | TableType::Dense => vec![col("image_id", UInt32), Column { name: "resid".into(), ty: None }],
+            TableType::Eoi | TableType::Vit | TableType::Dense => {
+                vec![col("image_id", UInt32), Column { name: self.vector_column().into(), ty: None }]
+            }
             TableType::ProbeMetrics => vec![
                 col("instance", Utf8),
                 col("macro_f1", Float64),

@@ -78,7 +78,7 @@ fn features(batches: &[RecordBatch]) -> BTreeMap<u32, Vec<f32>> {
     let mut out = BTreeMap::new();
     let mut last = None;
     for b in batches {
-        let (ids, lists) = (col::<UInt32Array>(b, "image_id"), col::<FixedSizeListArray>(b, "resid"));
+        let (ids, lists) = (col::<UInt32Array>(b, "image_id"), col::<FixedSizeListArray>(b, "features"));
         let values = lists.values().as_any().downcast_ref::<Float32Array>().unwrap();
         let width = lists.value_length() as usize;
         for r in 0..b.num_rows() {

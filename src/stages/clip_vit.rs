@@ -80,9 +80,9 @@ impl Stage for ClipVit {
                 let ok = b.ok();
                 let (_, guards) = open.as_mut().expect("opened above");
                 let (ids, values) = images::kept_rows(&pooled, &ok, &b.ids);
-                guards[0].write(&images::dense_batch(ids, values, width)?)?;
+                guards[0].write(&images::dense_batch(TableType::Vit, ids, values, width)?)?;
                 let (ids, values) = images::kept_rows(&mean, &ok, &b.ids);
-                guards[1].write(&images::dense_batch(ids, values, width)?)?;
+                guards[1].write(&images::dense_batch(TableType::Vit, ids, values, width)?)?;
                 guards[2].write(&b.errors()?)?;
                 job.progress.advance(b.ids.len() as u64);
             }

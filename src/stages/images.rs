@@ -317,15 +317,15 @@ pub fn finish_parts(guards: Vec<crate::engine::job::PartGuard<'_>>) -> Result<()
     Ok(())
 }
 
-/// Rows of a dense table (`eoi`, `vit`, `dense`): `values` holds `ids.len()` rows of `width`.
-pub fn dense_batch(ids: Vec<u32>, values: Vec<f32>, width: usize) -> Result<RecordBatch, EngineError> {
+/// Rows of a dense table of type `ty` (`eoi`, `vit`, `dense`): `values` holds `ids.len()` rows of `width`.
+pub fn dense_batch(ty: TableType, ids: Vec<u32>, values: Vec<f32>, width: usize) -> Result<RecordBatch, EngineError> {
     let list = arrow_array::FixedSizeListArray::try_new(
         Arc::new(arrow_schema::Field::new_list_field(arrow_schema::DataType::Float32, false)),
         width as i32,
         Arc::new(arrow_array::Float32Array::from(values)),
         None,
     )?;
-    Ok(RecordBatch::try_new(TableType::Dense.schema_with_width(width), vec![Arc::new(UInt32Array::from(ids)), Arc::new(list)])?)
+    Ok(RecordBatch::try_new(ty.schema_with_width(width), vec![Arc::new(UInt32Array::from(ids)), Arc::new(list)])?)
 }
 
 /// The rows of the images that did not fail, flattened (`rows[i]` is image `i`'s vector).

@@ -146,16 +146,19 @@ fn read_features(t: &TableInput, row_of: &BTreeMap<u32, usize>, n_rows: usize) -
         }
         Ok(Features::Sparse { per_row, n_cols, nnz })
     } else {
-        TableType::Dense.check(&schema, &t.instance).map_err(bad)?;
-        let width = match schema.field_with_name("resid").map(|f| f.data_type().clone()) {
+        // `resid` (eoi, vit) or `features` (dense)
+        let column = if schema.field_with_name("resid").is_ok() { "resid" } else { TableType::Dense.vector_column() };
+        let ty = if column == "resid" { TableType::Eoi } else { TableType::Dense };
+        ty.check(&schema, &t.instance).map_err(bad)?;
+        let width = match schema.field_with_name(column).map(|f| f.data_type().clone()) {
             Ok(DataType::FixedSizeList(_, w)) => w as usize,
-            _ => return Err(bad(format!("{}: resid is not a fixed-size list", t.instance))),
+            _ => return Err(bad(format!("{}: {column} is not a fixed-size list", t.instance))),
         };
         let mut data = vec![0f32; n_rows * width];
         for b in t.read() {
             let b = b?;
             let ids = b.column_by_name("image_id").and_then(|c| c.as_any().downcast_ref::<UInt32Array>().cloned());
-            let lists = b.column_by_name("resid").and_then(|c| c.as_any().downcast_ref::<FixedSizeListArray>().cloned());
+            let lists = b.column_by_name(column).and_then(|c| c.as_any().downcast_ref::<FixedSizeListArray>().cloned());
             let (Some(ids), Some(lists)) = (ids, lists) else {
                 return Err(bad(format!("{}: unreadable dense columns", t.instance)));
             };
@@ -229,7 +232,7 @@ impl Stage for Probe {
         .input(input(
             "features",
             &[TableType::Pooled, TableType::Eoi, TableType::Vit, TableType::Dense],
-            "per-image features: sparse (image_id, feature, value) or dense (image_id, resid)",
+            "per-image features: sparse (image_id, feature, value) or dense (image_id, resid or features)",
         ))
         .input(input("split", &[TableType::Split], "which images train and which test, with their labels"))
         .params::<ProbeParams>()

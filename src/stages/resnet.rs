@@ -4,7 +4,7 @@
 //! are written as a `dense` table that `probe` reads like the EoI residuals.
 //!
 //! Outputs:
-//! - `features`: `image_id, resid [hidden_sizes[-1]]`, one row per readable image;
+//! - `features`: `image_id, features [hidden_sizes[-1]]`, one row per readable image;
 //! - `errors`: images that could not be read or decoded (`image_id, source, reason`); they are
 //!   skipped, every other image's rows stay as they would have been.
 //!
@@ -44,7 +44,8 @@ impl Stage for ResNetStage {
     fn signature(&self) -> Signature {
         Signature::new(
             "resnet",
-            1,
+            // 2: the vector column is `features` (a ResNet's pooled features are no residual)
+            2,
             "ResNet pooled features of every image (transformers' ResNetModel pooler_output: 2048 for microsoft/resnet-50), \
              the supervised-vision baseline",
         )
@@ -54,7 +55,7 @@ impl Stage for ResNetStage {
         .output(
             "features",
             TableType::Dense,
-            "image_id u32, resid fixed_size_list<f32>[hidden_sizes[-1]]: the pooled features (2048 for ResNet-50)",
+            "image_id u32, features fixed_size_list<f32>[hidden_sizes[-1]]: the pooled features (2048 for ResNet-50)",
         )
         .output("errors", TableType::Errors, "image_id u32, source utf8, reason utf8: images skipped")
         .build()
@@ -82,7 +83,7 @@ impl Stage for ResNetStage {
                 let (_, guards) = current.as_mut().expect("opened above");
                 let pooled = model.forward(&b.tensor(&device)?).map_err(|e| err(&e))?.to_vec2::<f32>()?;
                 let (ids, values) = images::kept_rows(&pooled, &b.ok(), &b.ids);
-                guards[0].write(&images::dense_batch(ids, values, width)?)?;
+                guards[0].write(&images::dense_batch(TableType::Dense, ids, values, width)?)?;
                 guards[1].write(&b.errors()?)?;
                 job.progress.advance(b.ids.len() as u64);
             }
