@@ -239,7 +239,15 @@ fn only_and_force_select_instances() {
     assert!(ran.contains(&"other".to_string()) && !ran.contains(&"src".to_string()), "{ran:?}");
     let bad = p.run(&["run", &f, "--only", "nothing*"]);
     assert_eq!(bad.code, 1);
-    assert!(bad.stderr.contains("--only 'nothing*' matches no instance"), "{}", bad.stderr);
+    assert!(bad.stderr.contains("--only 'nothing*': no instance of pipeline 'branchy' matches the glob"), "{}", bad.stderr);
+    // selectors too, coordinates in any order; a miss names the axes, not every id
+    std::fs::remove_file(p.log()).ok();
+    let r = p.run(&["run", &f, "--force", "pooled[method=top5, layer=10]"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(p.executed(), vec!["pooled[layer=10,method=top5]".to_string()]);
+    let bad = p.run(&["run", &f, "--only", "pooled[layer=7]"]);
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("its axes: layer (6, 10), method (sum, top5)") && bad.stderr.len() < 400, "{}", bad.stderr);
 }
 
 #[test]

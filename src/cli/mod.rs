@@ -72,10 +72,10 @@ enum Command {
     /// Run what is not cached, in topological order.
     Run {
         file: PathBuf,
-        /// Only instances (or stages) matching this glob, plus what they need (`*` and `?` wildcards).
+        /// Only these instances, plus what they need: an id, a selector (`'probe[layer=3]'`), a stage or a glob (`'probe*'`).
         #[arg(long, value_name = "GLOB")]
         only: Vec<String>,
-        /// Recompute matching instances even if cached.
+        /// Recompute these instances even if cached (an id, a selector, a stage or a glob).
         #[arg(long, value_name = "GLOB")]
         force: Vec<String>,
         /// After a failure, keep running everything that does not depend on it.

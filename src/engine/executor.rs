@@ -90,33 +90,32 @@ struct Executor<'a> {
     history: BTreeMap<String, Record>,
     history_saved: Instant,
     stop: bool,
+    /// The instances `--force` picked.
+    forced: BTreeSet<usize>,
 }
 
-/// Validate `--only`/`--force` globs against the plan.
-pub fn check_globs(plan: &Plan, globs: &[String], flag: &str) -> Result<(), EngineError> {
-    for g in globs {
-        if !plan.instances.iter().any(|i| glob_match(g, &i.id) || glob_match(g, &i.stage)) {
-            let hint = plan.suggest_instance(g).map(|s| format!("; {s}")).unwrap_or_default();
-            return Err(EngineError::Other(format!("{flag} '{g}' matches no instance of this pipeline{hint}")));
-        }
+/// The instances `--only`/`--force` pick: each query as `Plan::select` reads it (an id, a selector
+/// like `probe[layer=3]` in any order, a stage, a glob); one that matches nothing is an error that
+/// names the stage's axes, not every id.
+pub fn resolve_queries(plan: &Plan, queries: &[String], flag: &str) -> Result<BTreeSet<usize>, EngineError> {
+    let mut picked = BTreeSet::new();
+    for q in queries {
+        let sel = plan.select(q).map_err(|e| EngineError::Other(format!("{flag} '{q}': {e}")))?;
+        picked.extend(sel.matches.iter().map(|i| i.index));
     }
-    Ok(())
-}
-
-fn matches_any(globs: &[String], inst: &Instance) -> bool {
-    globs.iter().any(|g| glob_match(g, &inst.id) || glob_match(g, &inst.stage))
+    Ok(picked)
 }
 
 pub fn run(plan: &Plan, registry: &Registry, cache: &Cache, opts: &RunOptions, observer: &dyn Observer) -> Result<Summary, EngineError> {
-    check_globs(plan, &opts.only, "--only")?;
-    check_globs(plan, &opts.force, "--force")?;
+    let only = resolve_queries(plan, &opts.only, "--only")?;
+    let forced = resolve_queries(plan, &opts.force, "--force")?;
     let history = History::load(cache, &plan.pipeline.name);
-    let assessments = assess(plan, cache, &history, &|id| plan.instance(id).is_some_and(|i| matches_any(&opts.force, i)));
+    let assessments = assess(plan, cache, &history, &|id| plan.instance(id).is_some_and(|i| forced.contains(&i.index)));
     let n = plan.instances.len();
     let mut needed = vec![opts.only.is_empty(); n];
     if !opts.only.is_empty() {
         for inst in &plan.instances {
-            if matches_any(&opts.only, inst) {
+            if only.contains(&inst.index) {
                 needed[inst.index] = true;
                 for a in plan.ancestors(inst.index) {
                     needed[a] = true;
@@ -136,6 +135,7 @@ pub fn run(plan: &Plan, registry: &Registry, cache: &Cache, opts: &RunOptions, o
         history: BTreeMap::new(),
         history_saved: Instant::now(),
         stop: false,
+        forced,
     };
     for i in 0..n {
         if !needed[i] {
@@ -307,7 +307,7 @@ impl Executor<'_> {
         let mut todo = Vec::new();
         for &m in group {
             let inst = &plan.instances[m];
-            let forced = matches_any(&self.opts.force, inst);
+            let forced = self.forced.contains(&inst.index);
             let states: Vec<EntryState> = inst.outputs.iter().map(|o| self.cache.state(&o.key)).collect();
             let all_present = states.iter().all(|st| matches!(st, EntryState::Present(_)));
             if all_present && !forced && self.assessments[m].damaged.is_empty() && !self.assessments[m].folder_stale {
@@ -494,7 +494,7 @@ impl Executor<'_> {
             seconds,
             computed_on: Some(ComputedOn::here(device)),
         };
-        let forced = matches_any(&self.opts.force, inst);
+        let forced = self.forced.contains(&inst.index);
         if !forced && let EntryState::Present(_) | EntryState::Touched(_) = self.cache.state(&out.key) {
             // published already (the instance reran for a missing sibling): the entry stays
             if let Ok(existing) = self.cache.verify(&out.key) {
