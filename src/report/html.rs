@@ -60,7 +60,11 @@ h4 { font-size: 13px; margin: 12px 0 4px; }
 p.lead, p.note, .muted { color: var(--muted); }
 p.note { font-size: 13px; margin: 4px 0; }
 code, .mono, td, th { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; }
-.scroll { overflow-x: auto; max-width: 100%; }
+/* wide and long tables scroll inside their box, the header row and the first column stay in view */
+.scroll { overflow: auto; max-width: 100%; max-height: 75vh; }
+.scroll thead th { position: sticky; top: 0; z-index: 2; }
+.scroll td:first-child, .scroll th:first-child { position: sticky; left: 0; z-index: 1; background: var(--panel); }
+.scroll thead th:first-child { z-index: 3; }
 table { border-collapse: collapse; margin: 6px 0 10px; }
 th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: left; vertical-align: top; white-space: nowrap; }
 th { background: var(--panel); font-weight: 600; }
