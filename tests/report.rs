@@ -391,7 +391,7 @@ fn check_pngs(dir: &Path) {
         let svg = std::fs::read_to_string(e.path()).unwrap();
         let size = |attr: &str| -> u32 { attributes(&svg[..svg.find('>').unwrap()], attr)[0].parse().unwrap() };
         let png = image::load_from_memory(&std::fs::read(dir.join(format!("{stem}.png"))).unwrap()).unwrap().to_rgb8();
-        assert_eq!(png.dimensions(), (size("width"), size("height")), "{stem}.png has the svg's size");
+        assert_eq!(png.dimensions(), (2 * size("width"), 2 * size("height")), "{stem}.png is twice the svg's size (print)");
         let colours: std::collections::BTreeSet<[u8; 3]> = png.pixels().map(|p| p.0).collect();
         assert!(colours.len() >= 20, "{stem}.png is drawn: {} colours", colours.len());
         for series in [[31u8, 119, 180], [255, 127, 14]] {

@@ -191,6 +191,9 @@ fn dashed(series: usize) -> bool {
     (series / PALETTE.len()) % 2 == 1
 }
 
+/// Device pixels per figure pixel of the PNGs (the SVGs are vectors).
+pub const PNG_SCALE: u32 = 2;
+
 const PANEL_W: u32 = 420;
 const PANEL_H: u32 = 300;
 const ROWS_W: u32 = 1000;
@@ -264,13 +267,14 @@ impl Plot {
         Ok(svg)
     }
 
-    /// The figure as a PNG (8-bit RGB, [`Plot::size`] pixels).
+    /// The figure as a PNG (8-bit RGB) at [`PNG_SCALE`] times [`Plot::size`]: sharp in print.
     pub fn png(&self) -> Result<Vec<u8>, String> {
         use image::ImageEncoder;
         let (w, h) = self.size();
+        let (w, h) = (w * PNG_SCALE, h * PNG_SCALE);
         let mut pixels = vec![0u8; w as usize * h as usize * 3];
         {
-            let root = Glyphs(BitMapBackend::with_buffer(&mut pixels, (w, h))).into_drawing_area();
+            let root = Glyphs::new(BitMapBackend::with_buffer(&mut pixels, (w, h)), PNG_SCALE).into_drawing_area();
             self.draw(&root).map_err(|e| e.to_string())?;
             root.present().map_err(|e| e.to_string())?;
         }
@@ -516,7 +520,7 @@ mod tests {
     }
 
     #[test]
-    fn the_png_is_the_svg_size_and_has_text() {
+    fn the_png_is_twice_the_svg_size_and_has_text() {
         let plot = Plot::Panels(PanelChart {
             title: "t".into(),
             x: XAxis::Categories(vec!["a".into(), "b".into()]),
@@ -536,7 +540,7 @@ mod tests {
         let svg = plot.svg().unwrap();
         assert!(svg.contains(&format!("width=\"{w}\"")) && svg.contains(&format!("height=\"{h}\"")), "{}", &svg[..200]);
         let img = image::load_from_memory(&plot.png().unwrap()).unwrap().to_rgb8();
-        assert_eq!(img.dimensions(), (w, h));
+        assert_eq!(img.dimensions(), (w * PNG_SCALE, h * PNG_SCALE), "twice the SVG's size, for print");
         // anti-aliased glyphs leave grey levels besides the palette's colours
         let greys = img.pixels().filter(|p| p[0] == p[1] && p[1] == p[2] && p[0] > 0 && p[0] < 200).count();
         assert!(greys > 50, "text was drawn: {greys} grey pixels");

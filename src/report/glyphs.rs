@@ -47,26 +47,65 @@ const BASELINE: f64 = 0.77;
 
 /// A bitmap backend whose text is drawn with the embedded font, glyph by glyph at its advance
 /// and side bearing, the em at the style's size. (plotters 0.3.7's own `ab_glyph` text drops each
-/// glyph's side bearing — `top 5`, `non e` — and sizes the em 14% small.)
-pub struct Glyphs<B>(pub B);
+/// glyph's side bearing — `top 5`, `non e` — and sizes the em 14% small.) Drawn at `k` device
+/// pixels per figure pixel: the figure is laid out at its own size and every coordinate, stroke,
+/// radius and font size is multiplied by `k` (`k = 2`: a PNG for print, sharp at twice the size).
+pub struct Glyphs<B> {
+    inner: B,
+    k: i32,
+}
+
+impl<B: DrawingBackend> Glyphs<B> {
+    /// Wrap `inner`, whose size is `k` times the figure's.
+    pub fn new(inner: B, k: u32) -> Glyphs<B> {
+        Glyphs { inner, k: k.max(1) as i32 }
+    }
+
+    fn at(&self, (x, y): BackendCoord) -> BackendCoord {
+        (x * self.k, y * self.k)
+    }
+}
+
+/// A style with its stroke `k` times as wide.
+struct Wider<'a, S> {
+    style: &'a S,
+    k: u32,
+}
+
+impl<S: BackendStyle> BackendStyle for Wider<'_, S> {
+    fn color(&self) -> BackendColor {
+        self.style.color()
+    }
+
+    fn stroke_width(&self) -> u32 {
+        self.style.stroke_width() * self.k
+    }
+}
 
 impl<B: DrawingBackend> DrawingBackend for Glyphs<B> {
     type ErrorType = B::ErrorType;
 
     fn get_size(&self) -> (u32, u32) {
-        self.0.get_size()
+        let (w, h) = self.inner.get_size();
+        (w / self.k as u32, h / self.k as u32)
     }
 
     fn ensure_prepared(&mut self) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.ensure_prepared()
+        self.inner.ensure_prepared()
     }
 
     fn present(&mut self) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.present()
+        self.inner.present()
     }
 
     fn draw_pixel(&mut self, point: BackendCoord, color: BackendColor) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.draw_pixel(point, color)
+        let (x, y) = self.at(point);
+        for dy in 0..self.k {
+            for dx in 0..self.k {
+                self.inner.draw_pixel((x + dx, y + dy), color)?;
+            }
+        }
+        Ok(())
     }
 
     fn draw_line<S: BackendStyle>(
@@ -75,7 +114,8 @@ impl<B: DrawingBackend> DrawingBackend for Glyphs<B> {
         to: BackendCoord,
         style: &S,
     ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.draw_line(from, to, style)
+        let (from, to) = (self.at(from), self.at(to));
+        self.inner.draw_line(from, to, &Wider { style, k: self.k as u32 })
     }
 
     fn draw_rect<S: BackendStyle>(
@@ -85,7 +125,10 @@ impl<B: DrawingBackend> DrawingBackend for Glyphs<B> {
         style: &S,
         fill: bool,
     ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.draw_rect(upper_left, bottom_right, style, fill)
+        let (a, b) = (self.at(upper_left), self.at(bottom_right));
+        // a filled rectangle covers its last pixel row and column too
+        let b = if fill { (b.0 + self.k - 1, b.1 + self.k - 1) } else { b };
+        self.inner.draw_rect(a, b, &Wider { style, k: self.k as u32 }, fill)
     }
 
     fn draw_path<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
@@ -93,7 +136,8 @@ impl<B: DrawingBackend> DrawingBackend for Glyphs<B> {
         path: I,
         style: &S,
     ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.draw_path(path, style)
+        let k = self.k;
+        self.inner.draw_path(path.into_iter().map(|(x, y)| (x * k, y * k)), &Wider { style, k: k as u32 })
     }
 
     fn draw_circle<S: BackendStyle>(
@@ -103,7 +147,8 @@ impl<B: DrawingBackend> DrawingBackend for Glyphs<B> {
         style: &S,
         fill: bool,
     ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.draw_circle(center, radius, style, fill)
+        let c = self.at(center);
+        self.inner.draw_circle(c, radius * self.k as u32, &Wider { style, k: self.k as u32 }, fill)
     }
 
     fn fill_polygon<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
@@ -111,11 +156,20 @@ impl<B: DrawingBackend> DrawingBackend for Glyphs<B> {
         vert: I,
         style: &S,
     ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.fill_polygon(vert, style)
+        let k = self.k;
+        self.inner.fill_polygon(vert.into_iter().map(|(x, y)| (x * k, y * k)), &Wider { style, k: k as u32 })
     }
 
     fn blit_bitmap(&mut self, pos: BackendCoord, size: (u32, u32), src: &[u8]) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.blit_bitmap(pos, size, src)
+        // RGB rows of `size`: each source pixel becomes a k × k block
+        for y in 0..size.1 as i32 {
+            for x in 0..size.0 as i32 {
+                let i = 3 * (y as usize * size.0 as usize + x as usize);
+                let Some(rgb) = src.get(i..i + 3) else { continue };
+                self.draw_pixel((pos.0 + x, pos.1 + y), BackendColor { alpha: 1.0, rgb: (rgb[0], rgb[1], rgb[2]) })?;
+            }
+        }
+        Ok(())
     }
 
     fn estimate_text_size<S: BackendTextStyle>(&self, text: &str, style: &S) -> Result<(u32, u32), DrawingErrorKind<Self::ErrorType>> {
@@ -132,7 +186,10 @@ impl<B: DrawingBackend> DrawingBackend for Glyphs<B> {
         if colour.alpha == 0.0 {
             return Ok(());
         }
-        let size = style.size();
+        // laid out in device pixels: the size, the anchor offsets and the position times k
+        let k = self.k;
+        let size = style.size() * k as f64;
+        let pos = self.at(pos);
         let (width, height) = (text_width(text, size) as i32, (size * BOX_HEIGHT).round() as i32);
         let dx = match style.anchor().h_pos {
             HPos::Left => 0,
@@ -146,7 +203,7 @@ impl<B: DrawingBackend> DrawingBackend for Glyphs<B> {
         };
         let baseline = (size * BASELINE) as f32;
         let turn = style.transform();
-        let (w, h) = self.get_size();
+        let (w, h) = self.inner.get_size();
         let sf = font().as_scaled(scale(size));
         let (mut caret, mut prev) = (0f32, None);
         for c in text.chars() {
@@ -169,7 +226,7 @@ impl<B: DrawingBackend> DrawingBackend for Glyphs<B> {
                 let (x, y) = (pos.0 + x, pos.1 + y);
                 if x >= 0 && y >= 0 && (x as u32) < w && (y as u32) < h {
                     let alpha = colour.alpha * coverage.min(1.0) as f64;
-                    self.0.draw_pixel((x, y), BackendColor { alpha, rgb: colour.rgb })?;
+                    self.inner.draw_pixel((x, y), BackendColor { alpha, rgb: colour.rgb })?;
                 }
             }
         }

@@ -237,9 +237,9 @@ mod tests {
             b.data.rows.iter().filter(|r| r[col(b, "role")].csv() == "best SAE").map(|r| r[col(b, "instance")].csv()).collect();
         assert_eq!(best, ["probe[layer=1,method=sum,seed=0,train_folds=1]", "probe[layer=1,method=sum,seed=1,train_folds=1]"]);
         assert!(b.caption.contains("highest mean macro F1 over repeats"), "{}", b.caption);
-        // the PNG: the SVG's size, decodes, and is not blank
+        // the PNG: twice the SVG's size, decodes, and is not blank
         let img = image::load_from_memory(&b.png().unwrap()).unwrap().to_rgb8();
-        assert_eq!(img.dimensions(), b.size());
+        assert_eq!(img.dimensions(), (b.size().0 * crate::report::draw::PNG_SCALE, b.size().1 * crate::report::draw::PNG_SCALE));
         let colours: BTreeSet<[u8; 3]> = img.pixels().map(|p| p.0).collect();
         assert!(colours.len() > 10, "{} colours", colours.len());
     }
