@@ -282,10 +282,12 @@ pub(super) fn cmd_export(ctx: &Ctx, registry: &Registry, file: &Path, query: &st
     let mut tables = 0usize;
     for inst in &sel.matches {
         for o in inst.outputs.iter().filter(|o| sel.output.as_ref().is_none_or(|want| &o.name == want)) {
-            // the table's own columns: a coordinate it holds is not also a partition level
+            // the table's own columns: a coordinate it holds is not also a partition level (the
+            // footer only: `share::export` hashes every file right after)
             let columns: Vec<String> = match cache.state(&o.key) {
                 EntryState::Present(m) | EntryState::Touched(m) => {
-                    table::read_footer(&cache.checked_file(&o.key, &m.files[0])?)?.0.fields().iter().map(|f| f.name().clone()).collect()
+                    let part = cache.entry_dir(&o.key).join(&m.files[0].name);
+                    table::read_footer(&part)?.0.fields().iter().map(|f| f.name().clone()).collect()
                 }
                 _ => bail!("{} ({}) is not cached; run `saeflow run {}` first", inst.id, o.name, file.display()),
             };

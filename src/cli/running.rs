@@ -134,7 +134,7 @@ pub(super) fn watch_pass(ctx: &Ctx, cache: &Cache, registry: &Registry, file: &P
         println!("watch: nothing changed; all {} instances cached", plan.instances.len());
     } else {
         println!("watch: {stale} of {} instances to run", plan.instances.len());
-        super::views::print_changed_stages(&plan, &assessed);
+        super::views::print_stages(&plan, &assessed, false);
     }
     let log = RunLog::new(id_width(&plan), false);
     let opts = RunOptions { only: vec![], force: vec![], keep_going: true, fault: None };

@@ -53,7 +53,7 @@ pub(super) fn cmd_plan(ctx: &Ctx, registry: &Registry, file: &Path, json: bool, 
         if verbose {
             print_instances(&plan, &assessed, |_| true);
         } else {
-            print_stages(&plan, &assessed);
+            print_stages(&plan, &assessed, true);
         }
     }
     Ok(ExitCode::from(if to_run == 0 { 0 } else { EXIT_WORK }))
@@ -101,18 +101,10 @@ pub(super) fn aligned(status: &str, id: &str, w: usize, text: &str) -> String {
     line.trim_end().to_string()
 }
 
-/// One line per stage: how many of its instances are cached and how many would run, and why
-/// (one reason when they share it, else each instance that would run on its own line).
-pub(super) fn print_stages(plan: &Plan, assessed: &[crate::engine::status::Assessment]) {
-    stage_lines(plan, assessed, true);
-}
-
-/// [`print_stages`] for the stages with work only (what `watch` prints after a save).
-pub(super) fn print_changed_stages(plan: &Plan, assessed: &[crate::engine::status::Assessment]) {
-    stage_lines(plan, assessed, false);
-}
-
-fn stage_lines(plan: &Plan, assessed: &[crate::engine::status::Assessment], cached_too: bool) {
+/// One line per stage (with `cached_too`; else only the stages with work, what `watch` prints
+/// after a save): how many of its instances are cached and how many would run, and why (one reason
+/// when they share it, else each instance that would run on its own line).
+pub(super) fn print_stages(plan: &Plan, assessed: &[crate::engine::status::Assessment], cached_too: bool) {
     let w = plan.stages.iter().map(|s| s.name.chars().count()).max().unwrap_or(5);
     for s in &plan.stages {
         let run: Vec<usize> = s.instances.iter().copied().filter(|&i| assessed[i].status == Status::Run).collect();

@@ -287,22 +287,12 @@ impl Cache {
         Ok(())
     }
 
-    /// Write the manifest into the temporary folder and rename the folder into place.
-    /// The caller holds the key's lock. An entry already there is `replace`d (a forced
-    /// recompute: the good old entry stayed in place until now, and leaves by rename just before
-    /// the new one arrives by rename) or, otherwise, is a damaged leftover and kept aside.
+    /// Publish one entry (an import): [`Cache::publish_all`] of it alone. The caller holds the
+    /// key's lock. An entry already there is `replace`d (a forced recompute: the good old entry
+    /// stayed in place until now, and leaves by rename just before the new one arrives by rename)
+    /// or, otherwise, is a damaged leftover and kept aside.
     pub fn publish(&self, m: &Manifest, replace: bool) -> Result<(), EngineError> {
-        let tmp = self.tmp_dir(&m.key);
-        let bytes = serde_json::to_vec_pretty(m).map_err(|e| EngineError::Other(e.to_string()))?;
-        write_atomic(&tmp.join(MANIFEST), &bytes)?;
-        // the parts (unsynced by `PartWriter`) and the renames reach the disk before the folder becomes visible
-        for f in &m.files {
-            sync_file(&tmp.join(&f.name));
-        }
-        sync_dir(&tmp);
-        self.rename_into_place(m, replace)?;
-        sync_dir(&self.root);
-        Ok(())
+        self.publish_all(&[(m, replace)])
     }
 
     /// Rename an entry's finished temporary folder into place (the caller made it durable).

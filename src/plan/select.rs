@@ -118,16 +118,7 @@ impl Plan {
 /// A condition where `3` also matches the string `"3"` (what the user typed at a shell cannot
 /// say which of the two the YAML had).
 fn loosely(c: &Condition, v: Option<&Value>) -> bool {
-    if c.matches(v) {
-        return true;
-    }
-    let Some(v) = v else { return false };
-    let text = v.plain_text();
-    let hit = c.values.iter().any(|w| w.plain_text() == text);
-    match c.op {
-        crate::spec::CondOp::Eq | crate::spec::CondOp::In => hit,
-        crate::spec::CondOp::Ne | crate::spec::CondOp::NotIn => !hit,
-    }
+    c.matches_by(v, |a, b| a == b || a.plain_text() == b.plain_text())
 }
 
 /// Each axis of a stage's instances and its values, sorted.

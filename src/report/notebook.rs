@@ -247,7 +247,7 @@ fn embedded_report(plan: &Plan, inst: &Instance, cache: &Cache, toc: &mut Vec<(S
             }
         }
     }
-    let study = Study::from_tables_with_weights(&slots[0], &slots[1], &slots[2], &slots[3], &slots[4])?;
+    let study = Study::from_tables(&slots[0], &slots[1], &slots[2], &slots[3], &slots[4])?;
     let figures = study_figures(&study)?;
     toc.extend(figures.figures.iter().map(|f| (f.name.clone(), f.title.clone())));
     let labels: Option<Vec<String>> = match inst.params.get("labels") {

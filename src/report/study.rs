@@ -118,25 +118,15 @@ fn bad(instance: &str, problem: impl Into<String>) -> ReportError {
 impl Study {
     /// Read the gathered tables. Metrics tables must be `probe_metrics` tables (checked column by
     /// column); every row is one result, identified by the gathered instance (not the table's
-    /// own `instance` column, which names whichever pipeline first computed the entry).
-    pub fn from_tables(metrics: &[Gathered], health: &[Gathered], classes: &[Gathered], clean: &[Gathered]) -> Result<Study, ReportError> {
-        Study::from_tables_with_weights(metrics, health, classes, clean, &[])
-    }
-
-    /// [`Study::from_tables`] and the probes' `coefficients` tables.
-    pub fn from_tables_with_weights(
+    /// own `instance` column, which names whichever pipeline first computed the entry). `weights`:
+    /// the probes' `coefficients` tables, kept as they are (read by [`Study::best_weights`]).
+    pub fn from_tables(
         metrics: &[Gathered],
         health: &[Gathered],
         classes: &[Gathered],
         clean: &[Gathered],
         weights: &[Gathered],
     ) -> Result<Study, ReportError> {
-        let mut study = Study::build(metrics, health, classes, clean)?;
-        study.weights = weights.to_vec();
-        Ok(study)
-    }
-
-    fn build(metrics: &[Gathered], health: &[Gathered], classes: &[Gathered], clean: &[Gathered]) -> Result<Study, ReportError> {
         let axes: BTreeSet<&str> = metrics.iter().flat_map(|g| g.coords.keys().map(String::as_str)).collect();
         let mut study = Study::default();
         for g in metrics {
@@ -236,6 +226,7 @@ impl Study {
                 }
             }
         }
+        study.weights = weights.to_vec();
         Ok(study)
     }
 

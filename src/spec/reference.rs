@@ -32,7 +32,13 @@ pub enum CondOp {
 
 impl Condition {
     pub fn matches(&self, v: Option<&Value>) -> bool {
-        let hit = v.is_some_and(|v| self.values.iter().any(|w| w == v));
+        self.matches_by(v, |a, b| a == b)
+    }
+
+    /// [`Condition::matches`] with another notion of equal values (the command line's, where `3`
+    /// and `"3"` cannot be told apart).
+    pub fn matches_by(&self, v: Option<&Value>, same: impl Fn(&Value, &Value) -> bool) -> bool {
+        let hit = v.is_some_and(|v| self.values.iter().any(|w| same(w, v)));
         match self.op {
             CondOp::Eq | CondOp::In => hit,
             CondOp::Ne | CondOp::NotIn => !hit,

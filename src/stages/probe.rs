@@ -499,24 +499,21 @@ fn run_one(m: &mut Member) -> Result<Option<String>, EngineError> {
             }
         }
     }
+    // `feature` is nullable (the intercept rows): its field is written here, the rest by `batch`
+    let mut cols = coord_columns(&m.id, &m.coords, cells.len());
+    cols.push((Field::new("label", DataType::UInt16, false), Arc::new(UInt16Array::from_iter_values(cells.iter().map(|c| c.0)))));
+    cols.push((
+        Field::new("label_name", DataType::Utf8, false),
+        Arc::new(StringArray::from_iter_values(cells.iter().map(|c| names[&c.0]))),
+    ));
+    cols.push((Field::new("feature", DataType::UInt32, true), Arc::new(UInt32Array::from(cells.iter().map(|c| c.1).collect::<Vec<_>>()))));
     let coefficients = batch(
-        coord_columns(&m.id, &m.coords, cells.len()),
+        cols,
         vec![
-            ("label", Arc::new(UInt16Array::from_iter_values(cells.iter().map(|c| c.0))) as ArrayRef),
-            ("label_name", Arc::new(StringArray::from_iter_values(cells.iter().map(|c| names[&c.0])))),
-            ("weight", Arc::new(Float64Array::from_iter_values(cells.iter().map(|c| c.2)))),
+            ("weight", Arc::new(Float64Array::from_iter_values(cells.iter().map(|c| c.2))) as ArrayRef),
             ("scale", Arc::new(Float64Array::from_iter_values(cells.iter().map(|c| c.3)))),
         ],
     )?;
-    // `feature` is nullable (the intercept rows), so it is added with its own field
-    let coefficients = {
-        let mut fields: Vec<Field> = coefficients.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-        let mut columns = coefficients.columns().to_vec();
-        let at = fields.len() - 2;
-        fields.insert(at, Field::new("feature", DataType::UInt32, true));
-        columns.insert(at, Arc::new(UInt32Array::from(cells.iter().map(|c| c.1).collect::<Vec<_>>())));
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?
-    };
     for (name, b) in [
         ("metrics", metrics_batch),
         ("per_class", per_class),

@@ -81,7 +81,7 @@ impl Stage for Report {
             let ReportParams { out: dir, title, labels } = m.params()?;
             let stamp = m.output("summary")?.key().to_string();
             let stage_err = |e: crate::report::ReportError| EngineError::Stage(format!("{}: {e}", m.id));
-            let study = Study::from_tables_with_weights(
+            let study = Study::from_tables(
                 &gather(m.inputs(SLOT_METRICS))?,
                 &gather(m.inputs(SLOT_HEALTH))?,
                 &gather(m.inputs(SLOT_CLASSES))?,

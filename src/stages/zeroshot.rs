@@ -173,17 +173,10 @@ impl Stage for ZeroShotAnswers {
 
     fn run(&self, job: &mut Job) -> Result<(), EngineError> {
         for m in &mut job.members {
-            let input = m.input("from")?;
             let (mut label_of, mut names) = (BTreeMap::new(), BTreeMap::new());
-            for b in input.read() {
-                let b = b?;
-                let ids = crate::tables::column::<UInt32Array>(&b, "image_id", &input.instance)?;
-                let labels = crate::tables::column::<UInt16Array>(&b, "label", &input.instance)?;
-                let label_names = crate::tables::column::<StringArray>(&b, "label_name", &input.instance)?;
-                for r in 0..b.num_rows() {
-                    label_of.insert(ids.value(r), labels.value(r));
-                    names.entry(labels.value(r)).or_insert_with(|| label_names.value(r).to_string());
-                }
+            for r in super::split::read_labels(m.input("from")?)? {
+                label_of.insert(r.image_id, r.label);
+                names.entry(r.label).or_insert(r.label_name);
             }
             let images = Images::open(m)?;
             answer(m, images, &label_of, names, "answers", job.progress)?;
